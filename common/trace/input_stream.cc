@@ -32,6 +32,7 @@ struct InputSource::Decoder {
   z_stream z{};
   bool z_init = false;
   ZSTD_DStream* zs = nullptr;
+  bool zstd_frame_done = false;
   lzma_stream xz = LZMA_STREAM_INIT;
   bool xz_init = false;
   ~Decoder() {
@@ -189,8 +190,12 @@ size_t InputSource::Fill(uint8_t* buf, size_t n) {
                                                   raw_position_, ": ", ZSTD_getErrorName(rc)));
         d.done = true;
       } else if (d.in_eof && d.in_pos == d.in_len && produced == 0) {
-        if (rc != 0) error_ = absl::DataLossError(absl::StrCat(name_, ": zstd stream ends early"));
+        if (!d.zstd_frame_done) {
+          error_ = absl::DataLossError(absl::StrCat(name_, ": zstd stream ends early"));
+        }
         d.done = true;
+      } else if (in.pos > 0 || produced > 0) {
+        d.zstd_frame_done = rc == 0;  // 0: a frame was completely decoded and flushed
       }
     } else {  // xz
       d.xz.next_in = d.in.data() + d.in_pos;

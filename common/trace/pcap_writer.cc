@@ -115,8 +115,6 @@ size_t BuildFrame(const PacketRecord& p, OutputLink link, uint8_t* buf, size_t c
   if (!later_fragment) {
     switch (p.proto) {
       case kProtoTcp:
-        if (l4_len < 20) break;
-        l4_hdr = 20;
         std::memset(l4, 0, 20);
         Put16(l4, p.sport);
         Put16(l4 + 2, p.dport);
@@ -124,9 +122,17 @@ size_t BuildFrame(const PacketRecord& p, OutputLink link, uint8_t* buf, size_t c
         l4[13] = p.tcp_flags;
         Put16(l4 + 14, 65535);
         Put16(l4 + 16, Fold(Sum16(l4, 20, PseudoSum(p, l4_len))));
+        // A packet whose IP length leaves less than a TCP header (seen in real
+        // captures) keeps what fits: ports and flags when there is room.
+        l4_hdr = std::min<size_t>(20, l4_len);
         break;
       case kProtoUdp: {
-        if (l4_len < 8) break;
+        if (l4_len < 8) {
+          Put16(l4, p.sport);
+          Put16(l4 + 2, p.dport);
+          l4_hdr = std::min<size_t>(4, l4_len);
+          break;
+        }
         l4_hdr = 8;
         Put16(l4, p.sport);
         Put16(l4 + 2, p.dport);
@@ -188,6 +194,10 @@ PcapWriter::~PcapWriter() {
 }
 
 Status PcapWriter::Write(const PacketRecord& p) {
+  if (!PcapCanRepresent(p.ts_ns)) {
+    return absl::OutOfRangeError(absl::StrCat("cannot write ", path_, ": timestamp ", p.ts_ns,
+                                              " ns is outside pcap's range (1970..2038)"));
+  }
   uint8_t buf[kMaxFrameHeader];
   uint32_t orig_len;
   size_t caplen = BuildFrame(p, options_.link, buf, sizeof buf, &orig_len);

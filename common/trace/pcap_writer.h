@@ -31,6 +31,7 @@ class PcapWriter {
                                                                   PcapWriterOptions options = {});
   ~PcapWriter();
 
+  // OutOfRange for a timestamp pcap cannot hold (see PcapCanRepresent).
   [[nodiscard]] Status Write(const PacketRecord& packet);
   // Flushes and closes; the file is complete only after an OK Close().
   [[nodiscard]] Status Close();
@@ -45,6 +46,12 @@ class PcapWriter {
   pcap_dumper_t* dumper_ = nullptr;
   uint64_t packets_ = 0;
 };
+
+// pcap stores 32-bit seconds, and libpcap reads them back as signed: only
+// 1970-01-01 .. 2038-01-19 survive a round trip.
+inline bool PcapCanRepresent(int64_t ts_ns) {
+  return ts_ns >= 0 && ts_ns / 1000000000 <= 0x7fffffffLL;
+}
 
 // The bytes PcapWriter writes for one record (link header included), and the
 // frame's original length. Exposed for tests and the fuzz target.

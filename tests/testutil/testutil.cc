@@ -58,6 +58,87 @@ void WritePcap(const std::string& path, const std::vector<PacketRecord>& packets
   ASSERT_TRUE((*w)->Close().ok());
 }
 
+namespace {
+void Append(std::string* s, uint32_t v, int bytes, bool big) {
+  for (int i = 0; i < bytes; ++i) {
+    int shift = big ? 8 * (bytes - 1 - i) : 8 * i;
+    s->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+}  // namespace
+
+std::string MakePcapImage(int linktype, const std::vector<RawFrame>& frames, bool nano,
+                          bool big_endian, uint32_t snaplen) {
+  std::string s;
+  Append(&s, nano ? 0xa1b23c4d : 0xa1b2c3d4, 4, big_endian);
+  Append(&s, 2, 2, big_endian);
+  Append(&s, 4, 2, big_endian);
+  Append(&s, 0, 4, big_endian);
+  Append(&s, 0, 4, big_endian);
+  Append(&s, snaplen, 4, big_endian);
+  Append(&s, static_cast<uint32_t>(linktype), 4, big_endian);
+  for (const auto& f : frames) {
+    int64_t sec = f.ts_ns / 1000000000, frac = f.ts_ns % 1000000000;
+    Append(&s, static_cast<uint32_t>(sec), 4, big_endian);
+    Append(&s, static_cast<uint32_t>(nano ? frac : frac / 1000), 4, big_endian);
+    Append(&s, static_cast<uint32_t>(f.bytes.size()), 4, big_endian);
+    Append(&s, f.wirelen ? f.wirelen : static_cast<uint32_t>(f.bytes.size()), 4, big_endian);
+    s += f.bytes;
+  }
+  return s;
+}
+
+std::string Ipv4Header(uint32_t src, uint32_t dst, uint8_t proto, uint16_t total_len, uint8_t ttl,
+                       uint16_t frag, uint16_t id) {
+  std::string h;
+  h.push_back(0x45);
+  h.push_back(0);
+  Append(&h, total_len, 2, true);
+  Append(&h, id, 2, true);
+  Append(&h, frag, 2, true);
+  h.push_back(static_cast<char>(ttl));
+  h.push_back(static_cast<char>(proto));
+  Append(&h, 0, 2, true);
+  Append(&h, src, 4, true);
+  Append(&h, dst, 4, true);
+  return h;
+}
+
+std::string TcpHeader(uint16_t sport, uint16_t dport, uint8_t flags) {
+  std::string h;
+  Append(&h, sport, 2, true);
+  Append(&h, dport, 2, true);
+  Append(&h, 1, 4, true);
+  Append(&h, 0, 4, true);
+  h.push_back(0x50);
+  h.push_back(static_cast<char>(flags));
+  Append(&h, 65535, 2, true);
+  Append(&h, 0, 4, true);
+  return h;
+}
+
+std::string UdpHeader(uint16_t sport, uint16_t dport, uint16_t len) {
+  std::string h;
+  Append(&h, sport, 2, true);
+  Append(&h, dport, 2, true);
+  Append(&h, len, 2, true);
+  Append(&h, 0, 2, true);
+  return h;
+}
+
+std::string EthernetHeader(uint16_t ethertype) {
+  std::string h(12, '\x02');
+  Append(&h, ethertype, 2, true);
+  return h;
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+  std::fclose(f);
+}
+
 int Run(const std::string& command, std::string* out) {
   FILE* f = ::popen(command.c_str(), "r");
   if (!f) return -1;

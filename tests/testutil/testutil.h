@@ -40,6 +40,25 @@ PacketRecord MakePacket(int64_t ts_ns, uint32_t src_v4, uint32_t dst_v4, uint8_t
 void WritePcap(const std::string& path, const std::vector<PacketRecord>& packets,
                OutputLink link = OutputLink::kRawIp);
 
+// A classic pcap file image with the given link type and frames, written by
+// hand (not by libpcap): `big_endian` and `nano` select the header variant.
+struct RawFrame {
+  int64_t ts_ns;
+  std::string bytes;
+  uint32_t wirelen = 0;  // 0: same as bytes.size()
+};
+std::string MakePcapImage(int linktype, const std::vector<RawFrame>& frames, bool nano = false,
+                          bool big_endian = false, uint32_t snaplen = 65535);
+
+// Frame builders (network byte order) for parser tests.
+std::string Ipv4Header(uint32_t src, uint32_t dst, uint8_t proto, uint16_t total_len,
+                       uint8_t ttl = 64, uint16_t frag = 0, uint16_t id = 1);
+std::string TcpHeader(uint16_t sport, uint16_t dport, uint8_t flags);
+std::string UdpHeader(uint16_t sport, uint16_t dport, uint16_t len);
+std::string EthernetHeader(uint16_t ethertype);
+
+void WriteBytes(const std::string& path, const std::string& bytes);
+
 // Runs `command` with /bin/sh; returns its exit status, stdout in *out.
 int Run(const std::string& command, std::string* out = nullptr);
 
