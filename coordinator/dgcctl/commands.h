@@ -11,6 +11,7 @@ namespace dgc::ctl {
 void RegisterEvalCommand(CLI::App& app, int* exit_code);      // cmd_eval.cc
 void RegisterBaselineCommand(CLI::App& app, int* exit_code);  // cmd_baseline.cc
 void RegisterStorageCommand(CLI::App& app, int* exit_code);   // cmd_storage.cc
+void RegisterSynthTraceCommand(CLI::App& app, int* exit_code);  // cmd_synth_trace.cc
 
 }  // namespace dgc::ctl
 

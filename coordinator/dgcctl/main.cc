@@ -9,6 +9,7 @@ namespace dgc::ctl {
 __attribute__((weak)) void RegisterEvalCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterBaselineCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterStorageCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterSynthTraceCommand(CLI::App&, int*);
 }  // namespace dgc::ctl
 
 int main(int argc, char** argv) {
@@ -28,6 +29,7 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
   if (RegisterEvalCommand) RegisterEvalCommand(app, &exit_code);
   if (RegisterBaselineCommand) RegisterBaselineCommand(app, &exit_code);
   if (RegisterStorageCommand) RegisterStorageCommand(app, &exit_code);
+  if (RegisterSynthTraceCommand) RegisterSynthTraceCommand(app, &exit_code);
   app.parse_complete_callback([&] { dgc::InitLogging("dgcctl", log_level); });
   CLI11_PARSE(app, argc, argv);
   return exit_code;

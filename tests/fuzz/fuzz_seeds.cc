@@ -1,0 +1,53 @@
+// Writes seed inputs for the fuzz targets: a few chunk files and frames made
+// by dgc itself. Usage: dgc-fuzz-seeds CORPUS_DIR
+#include <cstdio>
+#include <string>
+
+#include "common/trace/chunk_format.h"
+#include "common/trace/pcap_writer.h"
+
+namespace {
+void Write(const std::string& path, const std::string& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return;
+  std::fwrite(bytes.data(), 1, bytes.size(), f);
+  std::fclose(f);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: dgc-fuzz-seeds CORPUS_DIR\n");
+    return 1;
+  }
+  std::string dir = argv[1];
+  dgc::Chunk c;
+  c.link = "seed";
+  c.start_ns = 1700000040LL * 1000000000;
+  for (int i = 0; i < 8; ++i) {
+    dgc::PacketRecord p;
+    p.ts_ns = c.start_ns + i * 1000;
+    p.version = i % 3 == 0 ? 6 : 4;
+    p.src = dgc::IpAddress::FromV4(0x0a000001 + i);
+    p.dst = dgc::IpAddress::FromV4(0x0a0000ff);
+    p.proto = i % 2 ? dgc::kProtoTcp : dgc::kProtoUdp;
+    p.sport = 1000 + i;
+    p.dport = 443;
+    p.ip_len = 60 + i;
+    p.ttl = 64;
+    c.packets.push_back(p);
+    for (auto link : {dgc::OutputLink::kRawIp, dgc::OutputLink::kEthernet}) {
+      uint8_t buf[dgc::kMaxFrameHeader];
+      uint32_t orig;
+      size_t n = dgc::BuildFrame(p, link, buf, sizeof buf, &orig);
+      // First byte selects the link type in fuzz_parse_frame: 1 = Ethernet, 2 = raw.
+      std::string frame(1, link == dgc::OutputLink::kEthernet ? 1 : 2);
+      frame.append(reinterpret_cast<const char*>(buf), n);
+      Write(dir + "/parse_frame/seed-" + std::to_string(i) + (link == dgc::OutputLink::kEthernet ? "e" : "r"), frame);
+    }
+  }
+  Write(dir + "/chunk_decode/seed-8", dgc::EncodeChunk(c));
+  c.packets.resize(1);
+  Write(dir + "/chunk_decode/seed-1", dgc::EncodeChunk(c));
+  return 0;
+}
