@@ -1,0 +1,157 @@
+// FlowModel: a small decoder-only transformer over token sequences (one
+// sequence per flow, see tokenizer.h), in libtorch's C++ API. This header is
+// torch-free on purpose: most of dgc includes it, and a file that includes
+// torch takes ~15 s and ~1 GB to compile. The implementation lives behind a
+// pimpl in flow_model.cc.
+//
+// Thread safety: a FlowModel is used by one thread at a time.
+#ifndef DGC_COMMON_MODEL_FLOW_MODEL_H_
+#define DGC_COMMON_MODEL_FLOW_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/base/status.h"
+#include "common/model/grammar.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc::model {
+
+struct NetworkConfig {
+  int32_t vocab_size = 0;  // from the grammar
+  int32_t max_length = 0;  // from the grammar
+  int32_t width = 64;      // model dimension
+  int32_t depth = 2;       // transformer blocks
+  int32_t heads = 4;
+  int32_t mlp_ratio = 4;   // hidden width of each block's MLP, as a multiple of width
+  // The output head reuses the token embedding (transposed): saves
+  // vocab_size * width parameters, i.e. bytes in the base and in full deltas.
+  bool tie_embeddings = true;
+
+  nlohmann::json ToJson() const;
+  static StatusOr<NetworkConfig> FromJson(const nlohmann::json& j);
+};
+
+struct TrainOptions {
+  int32_t max_steps = 200;        // optimizer steps
+  double max_seconds = 60;        // wall-clock budget; training stops at whichever comes first
+  int32_t batch_size = 64;        // sequences per step
+  double learning_rate = 3e-3;    // AdamW; cosine decay to 10% over max_steps, short warm-up
+  double weight_decay = 0.0;
+  int32_t lora_rank = 0;          // 0: train all weights; > 0: train only low-rank adapters
+  uint64_t seed = 1;
+  int32_t warmup_steps = 10;      // linear warm-up from lr/warmup_steps (capped at max_steps / 4)
+  double grad_clip = 1.0;         // global gradient-norm clip; 0 disables
+  // Adapter scale is lora_alpha / lora_rank; 0 means lora_alpha = 2 * lora_rank.
+  double lora_alpha = 0;
+  // Matrices that get adapters: any of "q", "k", "v", "o" (attention
+  // projections), "mlp_in", "mlp_out".
+  std::vector<std::string> lora_targets = {"q", "k", "v", "o", "mlp_in", "mlp_out"};
+  // false: A stays at its seeded random init and only B is trained and stored
+  // (the delta keeps the seed instead of A: about half the bytes).
+  bool lora_train_a = true;
+};
+
+struct TrainStats {
+  int32_t steps = 0;
+  double seconds = 0;
+  double first_loss = 0;          // mean token cross-entropy, first step
+  double final_loss = 0;          // mean over the last few steps
+  int64_t tokens = 0;             // non-pad tokens seen
+  double tokens_per_second = 0;
+  nlohmann::json ToJson() const;
+};
+
+struct SampleOptions {
+  double temperature = 1.0;
+  int32_t batch_size = 2048;      // sequences decoded together (KV-cached)
+  uint64_t seed = 1;
+};
+
+struct DeltaOptions {
+  int zstd_level = 19;
+};
+
+class FlowModel {
+ public:
+  // A freshly initialised model. `device`: "cpu", "cuda", "cuda:N" or "auto".
+  [[nodiscard]] static StatusOr<std::unique_ptr<FlowModel>> Create(const NetworkConfig& config,
+                                                                   uint64_t seed,
+                                                                   const std::string& device = "cpu");
+  // Checkpoint (.dgcm): magic, format version, config JSON echo, tensors,
+  // XXH64 checksum. A corrupt, truncated or wrong-version file is an error
+  // naming `path`.
+  [[nodiscard]] static StatusOr<std::unique_ptr<FlowModel>> Load(const std::string& path,
+                                                                 const std::string& device = "cpu");
+  [[nodiscard]] static StatusOr<std::unique_ptr<FlowModel>> FromBytes(const std::string& bytes,
+                                                                      const std::string& name,
+                                                                      const std::string& device = "cpu");
+  [[nodiscard]] Status Save(const std::string& path) const;
+  std::string ToBytes() const;
+  ~FlowModel();
+
+  const NetworkConfig& config() const;
+  int64_t parameter_count() const;
+
+  // Trains on `sequences` (each starts with kBos, ends with kEos, at most
+  // max_length tokens), sampling batches with the seed. With lora_rank > 0
+  // the base weights stay frozen and adapters (re)initialised here are
+  // trained; ExportDelta then stores just them.
+  [[nodiscard]] StatusOr<TrainStats> Train(const std::vector<std::vector<Token>>& sequences,
+                                           const TrainOptions& options);
+
+  // Mean token cross-entropy (nats) on `sequences`: for held-out checks.
+  [[nodiscard]] StatusOr<double> Loss(const std::vector<std::vector<Token>>& sequences);
+
+  // The change made by the last Train call against the weights it started
+  // from: the adapters (lora_rank > 0) or the full difference (lora_rank 0),
+  // int8-quantised per tensor and zstd-compressed, with a format version and
+  // a checksum. ApplyDelta on a model equal to that starting point restores
+  // the trained model up to quantisation.
+  [[nodiscard]] StatusOr<std::string> ExportDelta(const DeltaOptions& options) const;
+  [[nodiscard]] Status ApplyDelta(const std::string& delta, const std::string& name);
+  // Resets the model to the weights the last Train started from and applies
+  // `delta` (normally this model's own ExportDelta): the model then equals,
+  // bit for bit, what a decoder rebuilds from parent + delta, so it can be the
+  // parent of the next chunk's delta. Without this, a chain would drift by
+  // the quantisation error and the next delta's parent hash would not match.
+  [[nodiscard]] Status AdoptDelta(const std::string& delta, const std::string& name);
+
+  // Completes each prefix (each begins with kBos; further tokens are forced,
+  // e.g. a start-offset token from the skeleton) into a full sequence under
+  // `grammar`. Same seed and inputs, same output.
+  [[nodiscard]] StatusOr<std::vector<std::vector<Token>>> Sample(
+      const std::vector<std::vector<Token>>& prefixes, const Grammar& grammar,
+      const SampleOptions& options);
+
+  // Next-token logits after every position of each sequence: result[i] holds
+  // sequences[i].size() rows of vocab_size floats, row p scoring the token
+  // after sequences[i][0..p]. `kv_cached` runs the incremental decoder Sample
+  // uses instead of the full causal forward pass; the two agree to float
+  // rounding (the tests check it). For tests and diagnostics.
+  [[nodiscard]] StatusOr<std::vector<std::vector<float>>> Logits(
+      const std::vector<std::vector<Token>>& sequences, bool kv_cached);
+
+  // A copy (weights and adapters) on the same device.
+  [[nodiscard]] StatusOr<std::unique_ptr<FlowModel>> Clone() const;
+
+ private:
+  struct Impl;
+  explicit FlowModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Configures libtorch's threads for this process the way that measured
+// fastest on CPU: torch intra-op threads = 1, OpenBLAS uses the cores.
+void ConfigureCpuThreads();
+
+// One line naming libtorch's version, its intra-op thread count and the BLAS
+// it calls (OpenBLAS version, core type and threads when found), for logs and
+// benchmark headers.
+std::string CpuBackendInfo();
+
+}  // namespace dgc::model
+
+#endif  // DGC_COMMON_MODEL_FLOW_MODEL_H_
