@@ -1,0 +1,38 @@
+// ChunkArtifact: everything dgc keeps for one chunk: its skeleton, the model
+// delta against its parent (or nothing, when the chunk shares its parent's
+// model), and a small report. One file per chunk (.dgca); every byte of it
+// counts in the chunk's stored bytes.
+#ifndef DGC_COMMON_MODEL_ARTIFACT_H_
+#define DGC_COMMON_MODEL_ARTIFACT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "common/base/status.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc::model {
+
+constexpr uint16_t kArtifactFormatVersion = 1;
+constexpr char kArtifactSuffix[] = ".dgca";
+
+struct ChunkArtifact {
+  std::string link;
+  int64_t start_ns = 0;
+  int64_t duration_ns = 0;
+  std::string model_id;   // the model this chunk regenerates from: parent + delta
+  std::string parent_id;  // the model `delta` applies to
+  std::string skeleton;   // Skeleton::Encode()
+  std::string delta;      // FlowModel::ExportDelta(); empty: model_id == parent_id
+  nlohmann::json report;  // counts, training, fidelity (see pipeline.h)
+
+  int64_t seq() const { return duration_ns > 0 ? start_ns / duration_ns : 0; }
+  // Magic, version, zstd-compressed JSON metadata, skeleton, delta, XXH64.
+  std::string Encode() const;
+  // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.
+  [[nodiscard]] static StatusOr<ChunkArtifact> Decode(const std::string& bytes, const std::string& name);
+};
+
+}  // namespace dgc::model
+
+#endif  // DGC_COMMON_MODEL_ARTIFACT_H_
