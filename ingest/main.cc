@@ -43,7 +43,14 @@ stderr and skipped), 1 when an input cannot be read or a chunk not written.)");
   app.add_flag("--strict", strict, "exit 1 when any record was corrupt or an input was truncated");
   app.add_flag("--no-progress", no_progress, "no progress bar even on a terminal");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "dgc-ingest: " << e.what() << "\nRun 'dgc-ingest --help' for usage.\n";
+    return 1;
+  }
   dgc::InitLogging("dgc-ingest", log_level);
 
   opt.chunker.chunk_ns = static_cast<int64_t>(chunk_seconds * 1e9);

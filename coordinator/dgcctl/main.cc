@@ -1,4 +1,6 @@
 // dgcctl: the operator CLI of dgc.
+#include <iostream>
+
 #include "CLI/CLI.hpp"
 #include "common/base/logging.h"
 #include "coordinator/dgcctl/commands.h"
@@ -10,11 +12,16 @@ __attribute__((weak)) void RegisterEvalCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterBaselineCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterStorageCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterSynthTraceCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterWarmupCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterCompressCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterGenerateCommand(CLI::App&, int*);
 }  // namespace dgc::ctl
 
 int main(int argc, char** argv) {
   CLI::App app{"dgcctl: operate dgc, deep generative compression of packet traces"};
   app.footer(R"(Examples:
+  dgcctl compress trace.pcap --library lib/         compress a trace into a model library
+  dgcctl generate --library lib/ -o synth.pcap      regenerate it as a synthetic pcap
   dgcctl eval real.pcap synth.pcap                  score a synthetic trace (17 metrics)
   dgcctl eval real.pcap synth.pcap --report r.html  the same, with plots in one HTML file
   dgcctl baseline --method flows real.pcap -o flows.pcap
@@ -26,11 +33,25 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   int exit_code = 0;
   using namespace dgc::ctl;
+  if (RegisterCompressCommand) RegisterCompressCommand(app, &exit_code);
+  if (RegisterGenerateCommand) RegisterGenerateCommand(app, &exit_code);
+  if (RegisterWarmupCommand) RegisterWarmupCommand(app, &exit_code);
   if (RegisterEvalCommand) RegisterEvalCommand(app, &exit_code);
   if (RegisterBaselineCommand) RegisterBaselineCommand(app, &exit_code);
   if (RegisterStorageCommand) RegisterStorageCommand(app, &exit_code);
   if (RegisterSynthTraceCommand) RegisterSynthTraceCommand(app, &exit_code);
   app.parse_complete_callback([&] { dgc::InitLogging("dgcctl", log_level); });
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // --help: usage on stdout, exit 0
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // kubectl convention: errors on stderr, exit 1 (CLI11 would use its own codes).
+    std::cerr << "dgcctl: " << e.what() << "\n"
+              << "Run 'dgcctl --help' (or 'dgcctl VERB --help') for usage.\n";
+    return 1;
+  }
   return exit_code;
 }

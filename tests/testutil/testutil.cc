@@ -152,9 +152,10 @@ int Run(const std::string& command, std::string* out) {
 }
 
 std::string BinaryPath(const std::string& name) {
-  for (const char* sub : {"/ingest/", "/coordinator/", "/worker/", "/"}) {
+  for (const char* sub : {"/ingest/", "/coordinator/dgcctl/", "/coordinator/", "/worker/", "/"}) {
     std::string p = std::string(DGC_BINARY_DIR) + sub + name;
-    if (::access(p.c_str(), X_OK) == 0) return p;
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0) return p;
   }
   return std::string(DGC_BINARY_DIR) + "/" + name;
 }

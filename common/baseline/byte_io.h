@@ -1,0 +1,112 @@
+// Byte-level writing and bounds-checked reading for the baselines' compact
+// binary forms (flow records, marginal histograms). Internal to
+// common/baseline. A ByteReader never reads past its input: a read that
+// would fails, sets ok() false, and leaves the output untouched, so decoders
+// of untrusted bytes check ok() once at the end of each part.
+#ifndef DGC_COMMON_BASELINE_BYTE_IO_H_
+#define DGC_COMMON_BASELINE_BYTE_IO_H_
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace dgc::baseline {
+
+inline uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t UnZigZag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
+class ByteWriter {
+ public:
+  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void U16(uint16_t v) {  // big-endian
+    U8(static_cast<uint8_t>(v >> 8));
+    U8(static_cast<uint8_t>(v));
+  }
+  void Bytes(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      U8(static_cast<uint8_t>(v | 0x80));
+      v >>= 7;
+    }
+    U8(static_cast<uint8_t>(v));
+  }
+  void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
+
+  size_t size() const { return out_.size(); }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(absl::string_view in) : in_(in) {}
+
+  bool U8(uint8_t* v) {
+    if (!Need(1)) return false;
+    *v = static_cast<uint8_t>(in_[pos_++]);
+    return true;
+  }
+  bool U16(uint16_t* v) {
+    if (!Need(2)) return false;
+    *v = static_cast<uint16_t>(static_cast<uint8_t>(in_[pos_]) << 8 |
+                               static_cast<uint8_t>(in_[pos_ + 1]));
+    pos_ += 2;
+    return true;
+  }
+  bool Bytes(void* p, size_t n) {
+    if (!Need(n)) return false;
+    std::memcpy(p, in_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool Varint(uint64_t* v) {
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      uint8_t b;
+      if (!U8(&b)) return false;
+      if (shift == 63 && b > 1) return Fail();  // more than 64 bits
+      r |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) {
+        *v = r;
+        return true;
+      }
+    }
+    return Fail();
+  }
+  bool SignedVarint(int64_t* v) {
+    uint64_t u;
+    if (!Varint(&u)) return false;
+    *v = UnZigZag(u);
+    return true;
+  }
+
+  bool ok() const { return ok_; }
+  size_t position() const { return pos_; }
+  size_t remaining() const { return in_.size() - pos_; }
+
+ private:
+  bool Need(size_t n) {
+    if (!ok_ || in_.size() - pos_ < n) return Fail();
+    return true;
+  }
+  bool Fail() {
+    ok_ = false;
+    return false;
+  }
+
+  absl::string_view in_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+}  // namespace dgc::baseline
+
+#endif  // DGC_COMMON_BASELINE_BYTE_IO_H_
