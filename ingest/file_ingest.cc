@@ -1,7 +1,15 @@
 #include "ingest/file_ingest.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "common/base/files.h"
@@ -11,6 +19,148 @@
 #include "common/trace/merged_reader.h"
 
 namespace dgc {
+namespace {
+
+// A chunk file ready to be written, or the error that replaces it.
+struct EncodedChunk {
+  std::string path;
+  std::string bytes;
+  bool amend = false;
+  Status status;
+};
+
+// Writes chunks on threads of its own: encoders (merge an amendment into the
+// chunk file already written, then compress), several chunks at a time, and
+// one writer (writes each file atomically, with fsync) in submission order.
+// Compression, disk waits and the reading loop overlap, while the outcome is
+// that of handling each chunk in turn: the same files, written in submission
+// order; an amendment is merged only once every earlier file is on disk; the
+// first failure in submission order is the one reported, every chunk before it
+// is written and none after it (they are dropped, as ingest would never have
+// cut them). Memory stays bounded: one chunk waits to be encoded, and encoders
+// run at most kMaxAhead chunks ahead of the writer. Owned by the reading
+// loop's thread; Finish() (or the destructor) completes the submitted work
+// and joins every thread.
+class ChunkPipeline {
+ public:
+  using Encode = std::function<EncodedChunk(Chunk&& chunk, bool amend)>;
+  using Write = std::function<Status(const EncodedChunk& chunk)>;
+
+  ChunkPipeline(Encode encode, Write write, int encoders)
+      : encode_(std::move(encode)),
+        write_(std::move(write)),
+        num_encoders_(static_cast<size_t>(std::max(encoders, 1))) {
+    for (size_t i = 0; i < num_encoders_; ++i) encoders_.emplace_back([this] { EncodeLoop(); });
+    writer_ = std::thread([this] { WriteLoop(); });
+  }
+  ~ChunkPipeline() { (void)Finish(); }
+  ChunkPipeline(const ChunkPipeline&) = delete;
+  ChunkPipeline& operator=(const ChunkPipeline&) = delete;
+
+  // Queues a chunk; blocks while one is already waiting. The first error of
+  // an earlier chunk, if any.
+  [[nodiscard]] Status Submit(Chunk&& chunk, bool amend) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return to_encode_.empty() || !error_.ok(); });
+    if (!error_.ok()) return error_;
+    to_encode_.push_back(Job{next_seq_++, std::move(chunk), amend});
+    changed_.notify_all();
+    return absl::OkStatus();
+  }
+
+  // Waits until every submitted chunk is written; the first error, if any.
+  [[nodiscard]] Status Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing_ = true;
+      changed_.notify_all();
+    }
+    for (auto& t : encoders_) {
+      if (t.joinable()) t.join();
+    }
+    if (writer_.joinable()) writer_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+ private:
+  static constexpr uint64_t kMaxAhead = 4;
+
+  struct Job {
+    uint64_t seq;
+    Chunk chunk;
+    bool amend;
+  };
+
+  void EncodeLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      changed_.wait(lock, [&] {
+        if (to_encode_.empty()) return closing_;
+        return !error_.ok() || to_encode_.front().seq < next_write_ + kMaxAhead;
+      });
+      if (to_encode_.empty()) break;  // closing, all taken
+      if (!error_.ok()) {  // drop what follows a failure
+        to_encode_.pop_front();
+        changed_.notify_all();
+        continue;
+      }
+      Job job = std::move(to_encode_.front());
+      to_encode_.pop_front();
+      changed_.notify_all();
+      if (job.amend) {  // it reads the chunk file: every earlier write must have landed
+        changed_.wait(lock, [&] { return next_write_ == job.seq || !error_.ok(); });
+      }
+      EncodedChunk encoded;
+      if (error_.ok()) {
+        lock.unlock();
+        encoded = encode_(std::move(job.chunk), job.amend);
+        lock.lock();
+      }
+      done_.emplace(job.seq, std::move(encoded));  // an encoding error is reported in order
+      changed_.notify_all();
+    }
+    if (++encoders_done_ == num_encoders_) changed_.notify_all();
+  }
+
+  void WriteLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      changed_.wait(lock, [&] {
+        return done_.count(next_write_) > 0 || encoders_done_ == num_encoders_;
+      });
+      auto it = done_.find(next_write_);
+      if (it == done_.end()) return;  // every encoder has finished and nothing is left
+      EncodedChunk job = std::move(it->second);
+      done_.erase(it);
+      if (error_.ok()) {
+        lock.unlock();
+        Status st = job.status.ok() ? write_(job) : job.status;
+        lock.lock();
+        if (!st.ok()) error_ = st;
+      }
+      ++next_write_;
+      changed_.notify_all();
+    }
+  }
+
+  const Encode encode_;
+  const Write write_;
+  const size_t num_encoders_;
+  std::mutex mu_;
+  std::condition_variable changed_;          // any change below; waiters recheck
+  std::deque<Job> to_encode_;                // GUARDED_BY(mu_); at most one waits
+  std::map<uint64_t, EncodedChunk> done_;    // GUARDED_BY(mu_); encoded, by sequence
+  uint64_t next_seq_ = 0;                    // GUARDED_BY(mu_)
+  uint64_t next_write_ = 0;                  // GUARDED_BY(mu_); all before it are written
+  size_t encoders_done_ = 0;                 // GUARDED_BY(mu_)
+  bool closing_ = false;                     // GUARDED_BY(mu_)
+  Status error_;                             // GUARDED_BY(mu_)
+  std::vector<std::thread> encoders_;
+  std::thread writer_;
+};
+
+}  // namespace
 
 StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
   if (opt.spool_dir.empty()) return absl::InvalidArgumentError("no spool directory given (--out)");
@@ -23,27 +173,40 @@ StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
   sum.link_dir = (std::filesystem::path(opt.spool_dir) / opt.chunker.link).string();
   DGC_RETURN_IF_ERROR(MakeDirs(sum.link_dir));
 
-  ChunkSink sink = [&](Chunk&& chunk, bool amend) -> Status {
-    std::string path = (std::filesystem::path(sum.link_dir) / ChunkFileName(chunk)).string();
+  // `encode` runs on the pipeline's encoder threads, several at once.
+  auto encode = [&](Chunk&& chunk, bool amend) -> EncodedChunk {
+    EncodedChunk out;
+    out.amend = amend;
+    out.path = (std::filesystem::path(sum.link_dir) / ChunkFileName(chunk)).string();
     if (amend) {
-      auto old = ReadChunkFile(path);
+      auto old = ReadChunkFile(out.path);
       if (old.ok()) {
         chunk.raw_bytes += old->raw_bytes;
         chunk.packets.insert(chunk.packets.end(), old->packets.begin(), old->packets.end());
         std::stable_sort(chunk.packets.begin(), chunk.packets.end(),
                          [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
       } else if (!absl::IsNotFound(old.status())) {
-        return old.status();
+        out.status = old.status();
+        return out;
       }
-      ++sum.amended_chunks;
-    } else {
-      ++sum.chunks;
     }
-    std::string bytes = EncodeChunk(chunk, opt.zstd_level);
-    sum.spool_bytes += bytes.size();
-    return WriteFileAtomic(path, bytes);
+    out.bytes = EncodeChunk(chunk, opt.zstd_level);
+    return out;
   };
-  Chunker chunker(opt.chunker, sink);
+  // `write` runs on the pipeline's writer thread, which alone touches
+  // sum.chunks, sum.amended_chunks and sum.spool_bytes until Finish().
+  auto write = [&sum](const EncodedChunk& c) {
+    ++(c.amend ? sum.amended_chunks : sum.chunks);
+    sum.spool_bytes += c.bytes.size();
+    return WriteFileAtomic(c.path, c.bytes);
+  };
+  // Two encoders keep up with the reading loop (zstd costs about as much as
+  // reading and parsing); more would only wait.
+  int encoders = std::thread::hardware_concurrency() >= 2 ? 2 : 1;
+  ChunkPipeline pipeline(encode, write, encoders);
+  Chunker chunker(opt.chunker, [&pipeline](Chunk&& chunk, bool amend) {
+    return pipeline.Submit(std::move(chunk), amend);
+  });
   ProgressBar bar("ingest", reader->raw_size(), opt.progress && ProgressBar::DefaultEnabled());
   PacketRecord p;
   uint32_t record_bytes = 0;
@@ -63,6 +226,7 @@ StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
     }
   }
   DGC_RETURN_IF_ERROR(chunker.Flush());
+  DGC_RETURN_IF_ERROR(pipeline.Finish());
   bar.Finish();
   sum.read = reader->stats();
   sum.late_packets = chunker.late_packets();

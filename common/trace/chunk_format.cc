@@ -34,68 +34,119 @@ T Get(const char* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-void PutVarint(std::string* s, uint64_t v) {
-  while (v >= 0x80) {
-    s->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  s->push_back(static_cast<char>(v));
-}
 
-// Raw (uncompressed) bytes of one column.
-std::string ColumnBytes(const Chunk& c, uint16_t id) {
-  std::string out;
+// Raw (uncompressed) bytes of one column, appended to *out. Sized up front
+// and written in place: this runs for every packet ingested.
+void ColumnBytes(const Chunk& c, uint16_t id, std::string* out) {
   const auto& ps = c.packets;
+  const size_t n = ps.size();
+  auto fixed = [&](size_t width, auto&& put) {
+    size_t base = out->size();
+    out->resize(base + n * width);
+    char* w = out->data() + base;
+    for (const auto& p : ps) {
+      put(w, p);
+      w += width;
+    }
+  };
   switch (id) {
-    case kColTs: {
-      out.reserve(ps.size() * 3 + 8);
+    case kColTs: {  // zigzag varints of the deltas: sized in a first pass
+      auto zigzag = [](int64_t d) {
+        return (static_cast<uint64_t>(d) << 1) ^ static_cast<uint64_t>(d >> 63);
+      };
+      size_t bytes = 0;
       int64_t prev = c.start_ns;
       for (const auto& p : ps) {
-        int64_t d = p.ts_ns - prev;
-        PutVarint(&out, (static_cast<uint64_t>(d) << 1) ^ static_cast<uint64_t>(d >> 63));  // zigzag
+        uint64_t v = zigzag(p.ts_ns - prev);
+        do {
+          ++bytes;
+          v >>= 7;
+        } while (v != 0);
+        prev = p.ts_ns;
+      }
+      size_t base = out->size();
+      out->resize(base + bytes);
+      char* w = out->data() + base;
+      prev = c.start_ns;
+      for (const auto& p : ps) {
+        uint64_t v = zigzag(p.ts_ns - prev);
+        while (v >= 0x80) {
+          *w++ = static_cast<char>(v | 0x80);
+          v >>= 7;
+        }
+        *w++ = static_cast<char>(v);
         prev = p.ts_ns;
       }
       break;
     }
-    case kColVersion: for (const auto& p : ps) out.push_back(char(p.version)); break;
+    case kColVersion: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.version); }); break;
     case kColSrc:
-    case kColDst:
+    case kColDst: {
+      size_t bytes = 0;
+      for (const auto& p : ps) bytes += p.version == 6 ? 16 : 4;
+      size_t base = out->size();
+      out->resize(base + bytes);
+      char* w = out->data() + base;
       for (const auto& p : ps) {
         const IpAddress& a = id == kColSrc ? p.src : p.dst;
         if (p.version == 6) {
-          out.append(reinterpret_cast<const char*>(a.bytes.data()), 16);
+          std::memcpy(w, a.bytes.data(), 16);
+          w += 16;
         } else {
-          out.append(reinterpret_cast<const char*>(a.bytes.data() + 12), 4);
+          std::memcpy(w, a.bytes.data() + 12, 4);
+          w += 4;
         }
       }
       break;
-    case kColProto: for (const auto& p : ps) out.push_back(char(p.proto)); break;
-    case kColSport: for (const auto& p : ps) Put16(&out, p.sport); break;
-    case kColDport: for (const auto& p : ps) Put16(&out, p.dport); break;
-    case kColIpLen: for (const auto& p : ps) Put32(&out, p.ip_len); break;
-    case kColTtl: for (const auto& p : ps) out.push_back(char(p.ttl)); break;
-    case kColTcpFlags: for (const auto& p : ps) out.push_back(char(p.tcp_flags)); break;
-    case kColTos: for (const auto& p : ps) out.push_back(char(p.tos)); break;
-    case kColIpId: for (const auto& p : ps) Put32(&out, p.ip_id); break;
-    case kColFrag: for (const auto& p : ps) Put16(&out, p.frag); break;
-    case kColFlags: for (const auto& p : ps) out.push_back(char(p.flags)); break;
+    }
+    case kColProto: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.proto); }); break;
+    case kColSport: fixed(2, [](char* w, const PacketRecord& p) { std::memcpy(w, &p.sport, 2); }); break;
+    case kColDport: fixed(2, [](char* w, const PacketRecord& p) { std::memcpy(w, &p.dport, 2); }); break;
+    case kColIpLen: fixed(4, [](char* w, const PacketRecord& p) { std::memcpy(w, &p.ip_len, 4); }); break;
+    case kColTtl: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.ttl); }); break;
+    case kColTcpFlags: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.tcp_flags); }); break;
+    case kColTos: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.tos); }); break;
+    case kColIpId: fixed(4, [](char* w, const PacketRecord& p) { std::memcpy(w, &p.ip_id, 4); }); break;
+    case kColFrag: fixed(2, [](char* w, const PacketRecord& p) { std::memcpy(w, &p.frag, 2); }); break;
+    case kColFlags: fixed(1, [](char* w, const PacketRecord& p) { *w = char(p.flags); }); break;
   }
-  return out;
+}
+
+// One compression context per thread, reused: ZSTD_compress() would set up
+// (and zero) a fresh one for every column. The output is the same bytes.
+ZSTD_CCtx* ThreadCCtx() {
+  struct Holder {
+    ZSTD_CCtx* cctx = ZSTD_createCCtx();
+    ~Holder() { ZSTD_freeCCtx(cctx); }
+  };
+  thread_local Holder holder;
+  return holder.cctx;
 }
 
 }  // namespace
 
 std::string EncodeChunk(const Chunk& c, int zstd_level) {
-  std::vector<std::string> stored(kNumColumns);
+  // Columns are compressed one after another into `body`; stored_off[i] is
+  // where column i starts in it.
   std::vector<uint64_t> raw_sizes(kNumColumns);
+  std::vector<size_t> stored_off(kNumColumns + 1, 0);
+  std::string raw;  // one column at a time
+  std::string body;
+  ZSTD_CCtx* cctx = ThreadCCtx();
   for (uint16_t i = 0; i < kNumColumns; ++i) {
-    std::string raw = ColumnBytes(c, i + 1);
+    raw.clear();
+    ColumnBytes(c, i + 1, &raw);
     raw_sizes[i] = raw.size();
-    std::string& z = stored[i];
-    z.resize(ZSTD_compressBound(raw.size()));
-    size_t n = ZSTD_compress(z.data(), z.size(), raw.data(), raw.size(), zstd_level);
-    z.resize(ZSTD_isError(n) ? 0 : n);
+    size_t base = body.size();
+    body.resize(base + ZSTD_compressBound(raw.size()));
+    size_t n = cctx ? ZSTD_compressCCtx(cctx, body.data() + base, body.size() - base, raw.data(),
+                                        raw.size(), zstd_level)
+                    : ZSTD_compress(body.data() + base, body.size() - base, raw.data(), raw.size(),
+                                    zstd_level);
+    body.resize(base + (ZSTD_isError(n) ? 0 : n));
+    stored_off[i + 1] = body.size();
   }
+  auto stored_size = [&](uint16_t i) { return stored_off[i + 1] - stored_off[i]; };
   std::string h;
   uint32_t header_size = static_cast<uint32_t>(kFixedHeader + c.link.size() + kNumColumns * kDirEntry);
   h.append(kMagic, 8);
@@ -117,12 +168,12 @@ std::string EncodeChunk(const Chunk& c, int zstd_level) {
     h.push_back(0);
     Put32(&h, 0);
     Put64(&h, raw_sizes[i]);
-    Put64(&h, stored[i].size());
-    Put64(&h, XXH64(stored[i].data(), stored[i].size(), 0));
+    Put64(&h, stored_size(i));
+    Put64(&h, XXH64(body.data() + stored_off[i], stored_size(i), 0));
   }
   uint64_t hsum = XXH64(h.data(), h.size(), 0);
   std::memcpy(&h[56], &hsum, 8);
-  for (const auto& z : stored) h.append(z);
+  h.append(body);
   return h;
 }
 

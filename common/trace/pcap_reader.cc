@@ -2,7 +2,12 @@
 
 #include <pcap/pcap.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#ifdef __GLIBC__
+#include <stdio_ext.h>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "common/trace/parse.h"
@@ -15,6 +20,55 @@ constexpr uint32_t kMagicMicro = 0xa1b2c3d4;
 constexpr uint32_t kMagicNano = 0xa1b23c4d;
 constexpr uint32_t kMaxRecordLength = 262144 * 4;  // well above any real snaplen
 constexpr size_t kMaxResyncScan = 64 << 20;        // give up after 64 MiB without a record
+
+// libpcap reads through a FILE* over the InputSource. Unbuffered (as
+// InputSource::OpenFile makes it), glibc's cookie streams hand every fread to
+// the source one byte at a time, which costs more than everything else ingest
+// does. So sources of known size (files, buffers) get a buffered cookie FILE
+// (glibc allocates and frees its buffer), and the bytes it has read ahead but
+// libpcap not yet consumed are subtracted to get exact record offsets, or
+// handed back to the source before a resynchronisation. Streams (stdin,
+// FIFOs) keep the unbuffered FILE, so a live `tcpdump -w -` pipe is never
+// waited on to fill a buffer.
+size_t ReadAhead(FILE* f) {
+#ifdef __GLIBC__
+  return static_cast<size_t>(f->_IO_read_end - f->_IO_read_ptr);
+#else
+  (void)f;
+  return 0;
+#endif
+}
+
+// Offset of the next byte libpcap will read.
+uint64_t ConsumedPosition(const InputSource& source, FILE* f) {
+  return source.position() - ReadAhead(f);
+}
+
+FILE* OpenSourceFile(InputSource* source) {
+#ifdef __GLIBC__
+  if (source->raw_size() > 0) {
+    cookie_io_functions_t io{};
+    io.read = [](void* cookie, char* buf, size_t n) -> ssize_t {
+      return static_cast<ssize_t>(static_cast<InputSource*>(cookie)->Read(buf, n));
+    };
+    io.seek = [](void* cookie, off64_t* offset, int whence) -> int {
+      if (whence == SEEK_CUR && *offset == 0) {  // ftell
+        *offset = static_cast<off64_t>(static_cast<InputSource*>(cookie)->position());
+        return 0;
+      }
+      errno = ESPIPE;
+      return -1;
+    };
+    io.close = [](void*) -> int { return 0; };  // the source stays open
+    FILE* f = fopencookie(source, "rb", io);
+    // Only the reader's thread uses it: no stdio lock per fread (which glibc
+    // takes as soon as the process has a second thread, e.g. ingest's writer).
+    if (f) __fsetlocking(f, FSETLOCKING_BYCALLER);
+    return f;
+  }
+#endif
+  return source->OpenFile();
+}
 
 uint32_t Load32(const uint8_t* p, bool swapped) {
   uint32_t v;
@@ -80,7 +134,7 @@ Status TraceReader::OpenPcap() {
     pcap_close(pcap_);
     pcap_ = nullptr;
   }
-  file_ = source_->OpenFile();
+  file_ = OpenSourceFile(source_.get());
   if (!file_) return absl::InternalError(absl::StrCat(source_->name(), ": fopencookie failed"));
   char errbuf[PCAP_ERRBUF_SIZE] = {};
   pcap_ = pcap_fopen_offline_with_tstamp_precision(file_, PCAP_TSTAMP_PRECISION_NANO, errbuf);
@@ -112,6 +166,13 @@ bool TraceReader::Resync(uint64_t record_offset) {
   // (16 bytes: it rejects a record on its header alone). Scan forward from
   // there for a header that is plausible and followed by another plausible
   // header (or by the end of input), then reopen libpcap at that record.
+  // What the FILE read ahead goes back to the source first (the reopen
+  // closes that FILE unread).
+  if (size_t ahead = ReadAhead(file_); ahead > 0) {
+#ifdef __GLIBC__
+    source_->Unread(reinterpret_cast<const uint8_t*>(file_->_IO_read_ptr), ahead);
+#endif
+  }
   uint64_t pos = source_->position();
   std::vector<uint8_t> buf;
   buf.reserve(1 << 20);
@@ -244,7 +305,7 @@ bool TraceReader::NextFromBlocks(PacketRecord* out) {
 bool TraceReader::Next(PacketRecord* out) {
   if (blocks_) return NextFromBlocks(out);
   while (!done_) {
-    uint64_t record_offset = source_->position();
+    uint64_t record_offset = ConsumedPosition(*source_, file_);
     struct pcap_pkthdr* hdr;
     const u_char* data;
     int rc = pcap_next_ex(pcap_, &hdr, &data);
@@ -264,7 +325,9 @@ bool TraceReader::Next(PacketRecord* out) {
     }
     // A read error: a corrupt or truncated record.
     std::string err = pcap_geterr(pcap_);
-    if (!source_->error().ok()) {
+    // The source's own error (corrupt compressed data) is the cause only once
+    // libpcap has consumed every byte the source delivered before it.
+    if (!source_->error().ok() && ReadAhead(file_) == 0) {
       stats_.truncated = true;
       Warn(absl::StrCat(source_->error().message(), " (record at offset ", record_offset, ")"));
       done_ = true;
