@@ -46,11 +46,17 @@ struct TrainOptions {
   double grad_clip = 1.0;         // global gradient-norm clip; 0 disables
   // Adapter scale is lora_alpha / lora_rank; 0 means lora_alpha = 2 * lora_rank.
   double lora_alpha = 0;
-  // Matrices that get adapters: any of "q", "k", "v", "o" (attention
-  // projections), "mlp_in", "mlp_out".
-  std::vector<std::string> lora_targets = {"q", "k", "v", "o", "mlp_in", "mlp_out"};
-  // false: A stays at its seeded random init and only B is trained and stored
-  // (the delta keeps the seed instead of A: about half the bytes).
+  // What gets adapters. Per block: "q", "k", "v", "o" (attention
+  // projections), "mlp_in", "mlp_out". Once per model: "emb" (the token
+  // embedding, and with it the tied output head; its B is vocab_size x rank,
+  // the most valuable bytes for a chunk whose token frequencies moved) and
+  // "head_bias" (the output bias, vocab_size values, trained in full).
+  // Measured in tests/bench/model_bench.cc.
+  std::vector<std::string> lora_targets = {"q", "k", "v", "o", "mlp_in", "mlp_out", "emb", "head_bias"};
+  // true: A is trained and stored too. false: A stays at its random init,
+  // which the decoder regenerates from a seed kept in the delta, and only B
+  // is trained and stored: half the bytes at the same rank, but per byte no
+  // better (measured: trained rank 2 ~ seeded rank 4).
   bool lora_train_a = true;
 };
 
@@ -88,6 +94,9 @@ class FlowModel {
   [[nodiscard]] static StatusOr<std::unique_ptr<FlowModel>> FromBytes(const std::string& bytes,
                                                                       const std::string& name,
                                                                       const std::string& device = "cpu");
+  // Save/ToBytes write the effective weights: live adapters are merged into
+  // the saved copy (the model keeps them, so ExportDelta still works). Save
+  // writes atomically (common/base/files.h).
   [[nodiscard]] Status Save(const std::string& path) const;
   std::string ToBytes() const;
   ~FlowModel();
@@ -98,7 +107,9 @@ class FlowModel {
   // Trains on `sequences` (each starts with kBos, ends with kEos, at most
   // max_length tokens), sampling batches with the seed. With lora_rank > 0
   // the base weights stay frozen and adapters (re)initialised here are
-  // trained; ExportDelta then stores just them.
+  // trained; ExportDelta then stores just them. Adapters of an earlier Train
+  // are first merged into the base. Batches pack several sequences into each
+  // row (no padding waste); tokens_per_second counts real tokens.
   [[nodiscard]] StatusOr<TrainStats> Train(const std::vector<std::vector<Token>>& sequences,
                                            const TrainOptions& options);
 
@@ -107,9 +118,14 @@ class FlowModel {
 
   // The change made by the last Train call against the weights it started
   // from: the adapters (lora_rank > 0) or the full difference (lora_rank 0),
-  // int8-quantised per tensor and zstd-compressed, with a format version and
-  // a checksum. ApplyDelta on a model equal to that starting point restores
-  // the trained model up to quantisation.
+  // int8-quantised per tensor and zstd-compressed, with a format version, a
+  // hash of the parent weights and a checksum (MODEL_FORMATS.md). ApplyDelta
+  // on a model equal to that starting point restores the trained model up to
+  // quantisation, merging the change into the weights (sampling costs
+  // nothing extra); on any other model it is refused (FailedPrecondition), a
+  // corrupt or truncated delta is DataLoss, an unknown version
+  // FailedPrecondition, all naming `name`. The merge runs in plain C++ on the
+  // CPU, so every machine gets the same bits.
   [[nodiscard]] StatusOr<std::string> ExportDelta(const DeltaOptions& options) const;
   [[nodiscard]] Status ApplyDelta(const std::string& delta, const std::string& name);
   // Resets the model to the weights the last Train started from and applies
@@ -120,8 +136,14 @@ class FlowModel {
   [[nodiscard]] Status AdoptDelta(const std::string& delta, const std::string& name);
 
   // Completes each prefix (each begins with kBos; further tokens are forced,
-  // e.g. a start-offset token from the skeleton) into a full sequence under
-  // `grammar`. Same seed and inputs, same output.
+  // e.g. a start-offset token from the skeleton; lengths may differ) into a
+  // full sequence under `grammar`: KV-cached incremental decoding, logits
+  // outside grammar.Allowed() masked, sequences end at kEos. Same seed,
+  // inputs and batch_size: same output. The random draw for a token depends
+  // on (seed, index of the prefix, position) only, so other batch sizes give
+  // the same output except where float rounding of a differently shaped
+  // product flips a draw (rare). temperature 0 is greedy. A prefix the
+  // grammar rejects is InvalidArgument.
   [[nodiscard]] StatusOr<std::vector<std::vector<Token>>> Sample(
       const std::vector<std::vector<Token>>& prefixes, const Grammar& grammar,
       const SampleOptions& options);
@@ -144,8 +166,14 @@ class FlowModel {
 };
 
 // Configures libtorch's threads for this process the way that measured
-// fastest on CPU: torch intra-op threads = 1, OpenBLAS uses the cores.
-void ConfigureCpuThreads();
+// fastest on CPU: torch intra-op threads = 1, OpenBLAS uses the cores (unless
+// OPENBLAS_NUM_THREADS says otherwise). Other values are for benchmarks.
+void ConfigureCpuThreads(int intra_op_threads = 1);
+
+// GFLOP/s of an n x n float32 matrix product through libtorch on the CPU
+// (best of a few): tells whether OpenBLAS is in use (tens of GFLOP/s on two
+// cores) or the reference BLAS (a few).
+double CpuMatmulGflops(int n = 512);
 
 // One line naming libtorch's version, its intra-op thread count and the BLAS
 // it calls (OpenBLAS version, core type and threads when found), for logs and

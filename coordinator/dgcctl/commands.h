@@ -12,6 +12,9 @@ void RegisterEvalCommand(CLI::App& app, int* exit_code);      // cmd_eval.cc
 void RegisterBaselineCommand(CLI::App& app, int* exit_code);  // cmd_baseline.cc
 void RegisterStorageCommand(CLI::App& app, int* exit_code);   // cmd_storage.cc
 void RegisterSynthTraceCommand(CLI::App& app, int* exit_code);  // cmd_synth_trace.cc
+void RegisterWarmupCommand(CLI::App& app, int* exit_code);      // cmd_compress.cc
+void RegisterCompressCommand(CLI::App& app, int* exit_code);    // cmd_compress.cc
+void RegisterGenerateCommand(CLI::App& app, int* exit_code);    // cmd_generate.cc
 
 }  // namespace dgc::ctl
 

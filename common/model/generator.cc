@@ -1,0 +1,116 @@
+#include "common/model/generator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace dgc::model {
+namespace {
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
+  auto& ps = *packets;
+  uint64_t real_total = sk.total_packets();
+  if (ps.empty() || real_total == 0) return;
+  // Knots: for each bin edge e (recorded cumulative R_e), the generated time at
+  // which the same fraction of generated packets has passed.
+  size_t n = ps.size();
+  std::vector<int64_t> from, to;  // generated time -> recorded time
+  from.reserve(sk.bins() + 1);
+  to.reserve(sk.bins() + 1);
+  uint64_t cum = 0;
+  int64_t lo = std::min(ps.front().ts_ns, sk.start_ns);
+  from.push_back(lo);
+  to.push_back(sk.start_ns);
+  for (size_t b = 0; b < sk.bins(); ++b) {
+    cum += sk.packets[b];
+    int64_t edge = sk.start_ns + int64_t(b + 1) * sk.bin_ns;
+    double q = double(cum) / double(real_total) * double(n);  // generated packets before the edge
+    size_t k = static_cast<size_t>(std::min<double>(q, double(n)));
+    int64_t t;
+    if (k == 0) {
+      t = from.back();
+    } else if (k >= n) {
+      t = ps.back().ts_ns + 1;
+    } else {
+      t = ps[k - 1].ts_ns + (ps[k].ts_ns - ps[k - 1].ts_ns) / 2;  // between packet k-1 and k
+    }
+    t = std::max(t, from.back());
+    if (sk.packets[b] == 0 && t == from.back()) continue;  // empty bin: nothing maps there
+    from.push_back(t);
+    to.push_back(edge);
+  }
+  size_t seg = 0;
+  for (auto& p : ps) {
+    while (seg + 1 < from.size() && p.ts_ns >= from[seg + 1]) ++seg;
+    if (seg + 1 >= from.size()) {
+      p.ts_ns = std::min<int64_t>(to.back() - 1, p.ts_ns);
+      continue;
+    }
+    int64_t f0 = from[seg], f1 = from[seg + 1], t0 = to[seg], t1 = to[seg + 1];
+    double frac = f1 > f0 ? double(p.ts_ns - f0) / double(f1 - f0) : 0.0;
+    p.ts_ns = t0 + static_cast<int64_t>(frac * double(t1 - t0));
+    if (p.ts_ns >= t1 && t1 > t0) p.ts_ns = t1 - 1;
+  }
+  std::stable_sort(ps.begin(), ps.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
+}
+
+StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTokenizer& tok, const Skeleton& sk,
+                                                  const GenerateOptions& opt, GenerateStats* stats) {
+  GenerateStats local;
+  GenerateStats& st = stats ? *stats : local;
+  std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
+  std::vector<std::vector<Token>> prefixes;
+  std::vector<int64_t> starts;
+  prefixes.reserve(sk.total_flows());
+  for (size_t b = 0; b < sk.bins(); ++b) {
+    int64_t bin_start = sk.start_ns + int64_t(b) * sk.bin_ns;
+    std::uniform_int_distribution<int64_t> within(0, std::max<int64_t>(sk.bin_ns - 1, 0));
+    for (uint32_t j = 0; j < sk.new_flows[b]; ++j) {
+      int64_t start = std::min(bin_start + within(rng), sk.start_ns + sk.duration_ns - 1);
+      prefixes.push_back({kBos, tok.StartToken(start - sk.start_ns, sk.duration_ns)});
+      starts.push_back(start);
+    }
+  }
+  // Flows in start order already; sampling order does not matter for output.
+  auto t0 = std::chrono::steady_clock::now();
+  SampleOptions so;
+  so.temperature = opt.temperature;
+  so.batch_size = opt.batch_size;
+  so.seed = opt.seed;
+  std::vector<std::vector<Token>> seqs;
+  if (!prefixes.empty()) {
+    DGC_ASSIGN_OR_RETURN(seqs, model.Sample(prefixes, tok, so));
+  }
+  st.sample_seconds = SecondsSince(t0);
+  auto t1 = std::chrono::steady_clock::now();
+  std::vector<PacketRecord> out;
+  out.reserve(sk.total_packets() + 16);
+  int64_t end = sk.start_ns + sk.duration_ns;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto flow = tok.Decode(seqs[i], rng);
+    if (!flow.ok()) {
+      return absl::InternalError(absl::StrCat("sampled sequence ", i, " does not decode: ", flow.status().message()));
+    }
+    for (auto& p : tok.Expand(*flow, starts[i], rng)) {
+      if (p.ts_ns >= end) {
+        ++st.dropped_past_end;
+        continue;
+      }
+      out.push_back(p);
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
+  if (opt.match_packet_counts) MatchPacketCounts(sk, &out);
+  st.flows = seqs.size();
+  st.packets = out.size();
+  st.expand_seconds = SecondsSince(t1);
+  return out;
+}
+
+}  // namespace dgc::model

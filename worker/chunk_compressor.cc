@@ -1,0 +1,196 @@
+#include "worker/chunk_compressor.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/eval/metrics.h"
+#include "common/model/skeleton.h"
+
+namespace dgc {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+nlohmann::json TrainJson(const model::TrainOptions& t) {
+  return {{"max_steps", t.max_steps}, {"max_seconds", t.max_seconds}, {"batch_size", t.batch_size},
+          {"learning_rate", t.learning_rate}, {"lora_rank", t.lora_rank}};
+}
+
+// Scores regenerated packets against the chunk: mean and worst of the 17.
+nlohmann::json Fidelity(const Chunk& chunk, std::vector<PacketRecord> synth) {
+  eval::Trace real = eval::MakeTrace(chunk.packets, "chunk");
+  eval::Trace fake = eval::MakeTrace(std::move(synth), "regenerated");
+  eval::EvalReport r = eval::Evaluate(real, fake);
+  nlohmann::json j;
+  j["scored"] = r.scores.scored;
+  j["mean"] = r.scores.mean ? *r.scores.mean : 1.0;
+  j["worst"] = r.scores.worst ? *r.scores.worst : 1.0;
+  j["worst_metric"] = r.scores.worst_metric >= 0 ? eval::Info(r.scores.worst_metric).name : "";
+  nlohmann::json per;
+  for (int m = 0; m < eval::kNumMetrics; ++m) {
+    if (r.scores.metrics[m].jsd) per[eval::Info(m).name] = std::round(*r.scores.metrics[m].jsd * 1000) / 1000;
+  }
+  j["metrics"] = per;
+  j["replay_rate"] = r.replay.rate ? *r.replay.rate : 0.0;
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json CompressOptions::ToJson() const {
+  return {{"tokenizer", tokenizer.ToJson()},
+          {"network", {{"width", network.width}, {"depth", network.depth}, {"heads", network.heads}}},
+          {"warmup", TrainJson(warmup)},
+          {"finetune", TrainJson(finetune)},
+          {"sample_flows", sample_flows},
+          {"min_flows_to_finetune", min_flows_to_finetune},
+          {"fidelity_target", fidelity_target},
+          {"seed", seed}};
+}
+
+std::string BaseModelId(const std::string& bytes) {
+  return absl::StrFormat("base-%016x", XXH64(bytes.data(), bytes.size(), 0));
+}
+
+std::vector<std::vector<model::Token>> ChunkSequences(const Chunk& chunk, const model::FlowTokenizer& tok,
+                                                      int32_t max_flows, uint64_t seed) {
+  std::vector<model::FlowSample> flows = model::FlowsOfChunk(chunk);
+  std::vector<size_t> idx(flows.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  if (max_flows > 0 && idx.size() > size_t(max_flows)) {
+    std::mt19937_64 rng(seed);
+    std::shuffle(idx.begin(), idx.end(), rng);
+    idx.resize(size_t(max_flows));
+    std::sort(idx.begin(), idx.end());
+  }
+  std::vector<std::vector<model::Token>> seqs;
+  seqs.reserve(idx.size());
+  for (size_t i : idx) seqs.push_back(tok.Encode(flows[i], chunk.start_ns, chunk.duration_ns));
+  return seqs;
+}
+
+StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& chunks, const CompressOptions& o,
+                                                      nlohmann::json* report) {
+  model::FlowTokenizer tok(o.tokenizer);
+  std::vector<std::vector<model::Token>> seqs;
+  size_t per_chunk = chunks.empty() ? 0 : std::max<size_t>(1, size_t(o.warmup_flows) / chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    auto s = ChunkSequences(chunks[i], tok, int32_t(per_chunk), o.seed + i);
+    seqs.insert(seqs.end(), std::make_move_iterator(s.begin()), std::make_move_iterator(s.end()));
+  }
+  if (seqs.empty()) return absl::FailedPreconditionError("no flows to train a base model on");
+  model::NetworkConfig net = o.network;
+  net.vocab_size = tok.vocab_size();
+  net.max_length = tok.max_length();
+  DGC_ASSIGN_OR_RETURN(auto m, model::FlowModel::Create(net, o.seed));
+  model::TrainOptions t = o.warmup;
+  t.lora_rank = 0;
+  t.seed = o.seed;
+  DGC_ASSIGN_OR_RETURN(model::TrainStats st, m->Train(seqs, t));
+  if (report) {
+    *report = st.ToJson();
+    (*report)["flows"] = seqs.size();
+    (*report)["parameters"] = m->parameter_count();
+  }
+  return m;
+}
+
+StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& m, const model::ChunkArtifact& a,
+                                                    const model::TokenizerConfig& tc,
+                                                    const model::GenerateOptions& opt) {
+  DGC_ASSIGN_OR_RETURN(model::Skeleton sk, model::Skeleton::Decode(a.skeleton, a.link + " chunk " + std::to_string(a.seq())));
+  model::FlowTokenizer tok(tc);
+  return model::GenerateChunk(m, tok, sk, opt);
+}
+
+StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent, const std::string& parent_id,
+                                    const CompressOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  model::FlowTokenizer tok(o.tokenizer);
+  std::vector<Flow> flows = BuildFlows(chunk.packets, chunk.end_ns());
+  model::Skeleton sk = model::Skeleton::FromChunk(chunk, flows, model::Skeleton::DefaultBinNs(chunk.duration_ns));
+  ChunkResult res;
+  model::ChunkArtifact& a = res.artifact;
+  a.link = chunk.link;
+  a.start_ns = chunk.start_ns;
+  a.duration_ns = chunk.duration_ns;
+  a.parent_id = parent_id;
+  a.skeleton = sk.Encode();
+  uint64_t bytes = 0;
+  for (const auto& p : chunk.packets) bytes += p.ip_len;
+  nlohmann::json report = {{"packets", chunk.packets.size()}, {"flows", flows.size()}, {"bytes", bytes},
+                           {"raw_bytes", chunk.raw_bytes}, {"tokenizer", o.tokenizer.ToJson()}};
+
+  // The regeneration seed of this chunk, also used for the check.
+  model::GenerateOptions gen = o.generate;
+  gen.seed = o.generate.seed ^ static_cast<uint64_t>(chunk.seq());
+
+  if (flows.size() < size_t(o.min_flows_to_finetune)) {
+    // A quiet chunk: its skeleton and the parent's model are enough.
+    a.model_id = parent_id;
+    DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
+    report["finetune"] = "skipped: fewer flows than min_flows_to_finetune";
+  } else {
+    auto seqs = ChunkSequences(chunk, tok, o.sample_flows, o.seed ^ static_cast<uint64_t>(chunk.seq()));
+    model::TrainOptions train = o.finetune;
+    train.seed = o.seed ^ static_cast<uint64_t>(chunk.seq());
+    nlohmann::json attempts = nlohmann::json::array();
+    std::string best_delta;
+    std::unique_ptr<model::FlowModel> best_model;
+    double best_mean = 2;
+    for (int attempt = 0; attempt < (o.retry_on_miss && o.check_fidelity ? 2 : 1); ++attempt) {
+      DGC_ASSIGN_OR_RETURN(auto trained, parent.Clone());
+      DGC_ASSIGN_OR_RETURN(model::TrainStats st, trained->Train(seqs, train));
+      DGC_ASSIGN_OR_RETURN(std::string delta, trained->ExportDelta({}));
+      // What the library will rebuild: parent + quantised delta.
+      DGC_ASSIGN_OR_RETURN(auto rebuilt, parent.Clone());
+      DGC_RETURN_IF_ERROR(rebuilt->ApplyDelta(delta, "delta of " + chunk.link));
+      nlohmann::json at = {{"train", st.ToJson()}, {"budget", TrainJson(train)}, {"delta_bytes", delta.size()}};
+      double mean = 0;
+      if (o.check_fidelity) {
+        auto synth = model::GenerateChunk(*rebuilt, tok, sk, gen);
+        if (!synth.ok()) return synth.status();
+        at["fidelity"] = Fidelity(chunk, std::move(*synth));
+        mean = at["fidelity"]["mean"].get<double>();
+      }
+      attempts.push_back(at);
+      if (mean < best_mean) {
+        best_mean = mean;
+        best_delta = std::move(delta);
+        best_model = std::move(rebuilt);
+      }
+      if (!o.check_fidelity || mean <= o.fidelity_target) break;
+      train.max_steps *= 2;  // missed the target: raise the budget once
+      train.max_seconds *= 2;
+    }
+    a.delta = std::move(best_delta);
+    a.model_id = absl::StrFormat("%s-%d", chunk.link, chunk.seq());
+    res.model = std::move(best_model);
+    report["attempts"] = attempts;
+    report["retried"] = attempts.size() > 1;
+    if (o.check_fidelity) {
+      report["fidelity_mean"] = best_mean;
+      report["fidelity_met"] = best_mean <= o.fidelity_target;
+    }
+  }
+  if (o.check_fidelity && !report.contains("fidelity_mean")) {
+    auto synth = model::GenerateChunk(*res.model, tok, sk, gen);
+    if (!synth.ok()) return synth.status();
+    report["fidelity"] = Fidelity(chunk, std::move(*synth));
+    report["fidelity_mean"] = report["fidelity"]["mean"];
+  }
+  res.seconds = Since(t0);
+  report["seconds"] = res.seconds;
+  a.report = report;
+  return res;
+}
+
+}  // namespace dgc

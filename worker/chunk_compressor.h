@@ -1,0 +1,74 @@
+// Chunk compression, the work a worker does (and the embedded `dgcctl
+// compress` does in-process): from a parent model, fine-tune low-rank
+// adapters on a bounded sample of the chunk's flows, store the delta
+// quantised, check fidelity by regenerating the chunk and scoring it with the
+// eval code, and raise the budget once when the score misses the target.
+#ifndef DGC_WORKER_CHUNK_COMPRESSOR_H_
+#define DGC_WORKER_CHUNK_COMPRESSOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/base/status.h"
+#include "common/model/artifact.h"
+#include "common/model/flow_model.h"
+#include "common/model/generator.h"
+#include "common/model/tokenizer.h"
+#include "common/trace/chunk.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc {
+
+struct CompressOptions {
+  model::TokenizerConfig tokenizer;
+  model::NetworkConfig network;    // shape of a base trained here (vocab and length come from the tokenizer)
+  model::TrainOptions warmup;      // base training (lora_rank 0)
+  model::TrainOptions finetune;    // per chunk (lora_rank > 0: adapters; 0: full delta)
+  int32_t sample_flows = 2048;     // flows of a chunk the fine-tune sees, at most
+  int32_t warmup_flows = 20000;    // flows a base is trained on, at most
+  int32_t min_flows_to_finetune = 32;  // fewer: the chunk shares its parent's model
+  bool check_fidelity = true;
+  double fidelity_target = 0.10;   // mean of the 17 metrics
+  bool retry_on_miss = true;       // raise the budget once (x2 steps and seconds) on a miss
+  model::GenerateOptions generate;
+  uint64_t seed = 1;
+
+  nlohmann::json ToJson() const;
+};
+
+struct ChunkResult {
+  model::ChunkArtifact artifact;
+  // The model the library will rebuild for this chunk (parent + quantised
+  // delta): the parent of the next chunk, so compression and regeneration
+  // never drift apart.
+  std::unique_ptr<model::FlowModel> model;
+  double seconds = 0;
+};
+
+// Training sequences for a chunk: a uniform sample of at most `max_flows` flows.
+std::vector<std::vector<model::Token>> ChunkSequences(const Chunk& chunk, const model::FlowTokenizer& tokenizer,
+                                                      int32_t max_flows, uint64_t seed);
+
+// Trains a base model from scratch on the flows of `chunks` (the warm-up).
+[[nodiscard]] StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& chunks,
+                                                                    const CompressOptions& options,
+                                                                    nlohmann::json* report);
+
+// Compresses one chunk against `parent` (whose library id is `parent_id`).
+[[nodiscard]] StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent,
+                                                  const std::string& parent_id, const CompressOptions& options);
+
+// Regenerates a chunk from its rebuilt model and artifact.
+[[nodiscard]] StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& model,
+                                                                  const model::ChunkArtifact& artifact,
+                                                                  const model::TokenizerConfig& tokenizer,
+                                                                  const model::GenerateOptions& options);
+
+// "base-<16 hex digits of XXH64>" of a checkpoint's bytes.
+std::string BaseModelId(const std::string& checkpoint_bytes);
+
+}  // namespace dgc
+
+#endif  // DGC_WORKER_CHUNK_COMPRESSOR_H_
