@@ -11,6 +11,24 @@ namespace {
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+// A sampled size can be impossible on the wire (smaller than the headers the
+// protocol needs, or an IPv4 packet over 64 KiB): bring it to the nearest
+// valid one, so every written packet is well-formed.
+void MakeWireValid(PacketRecord* p) {
+  uint32_t ip_hdr = p->version == 6 ? 40 : 20;
+  uint32_t l4 = 0;
+  if (!p->is_later_fragment()) {
+    switch (p->proto) {
+      case kProtoTcp: l4 = 20; break;
+      case kProtoUdp: case kProtoIcmp: case kProtoIcmpV6: l4 = 8; break;
+      case kProtoSctp: l4 = 12; break;
+      default: break;
+    }
+  }
+  uint32_t max_len = p->version == 6 ? 65535 + 40 : 65535;
+  p->ip_len = std::clamp(p->ip_len, ip_hdr + l4, max_len);
+}
+
 }  // namespace
 
 void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
@@ -92,16 +110,23 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   std::vector<PacketRecord> out;
   out.reserve(sk.total_packets() + 16);
   int64_t end = sk.start_ns + sk.duration_ns;
+  uint64_t max_flow_packets = std::max<uint64_t>(1, sk.total_packets());
   for (size_t i = 0; i < seqs.size(); ++i) {
     auto flow = tok.Decode(seqs[i], rng);
     if (!flow.ok()) {
       return absl::InternalError(absl::StrCat("sampled sequence ", i, " does not decode: ", flow.status().message()));
     }
+    // A sample can ask for more than the chunk ever held (an undertrained
+    // model, the tail of a bucket): no flow outgrows the chunk's packets or
+    // its window, so memory and time stay bounded by the skeleton.
+    flow->packets = std::min<uint64_t>(flow->packets, std::max<uint64_t>(max_flow_packets, flow->head.size()));
+    flow->duration_ns = std::min<int64_t>(flow->duration_ns, end - starts[i]);
     for (auto& p : tok.Expand(*flow, starts[i], rng)) {
       if (p.ts_ns >= end) {
         ++st.dropped_past_end;
         continue;
       }
+      MakeWireValid(&p);
       out.push_back(p);
     }
   }
