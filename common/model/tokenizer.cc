@@ -475,10 +475,11 @@ std::vector<PacketRecord> FlowTokenizer::Expand(const DecodedFlow& f, int64_t st
   if (hi - lo < 0.5) {
     // one size only: keep it, unless the summary is far from it
     if (std::abs(target - lo) > 0.1 * std::max(lo, 1.0)) sizes.assign(1, target), w.assign(1, 1.0);
-  } else if (target <= lo) {
-    for (size_t i = 0; i < w.size(); ++i) w[i] = sizes[i] == lo ? 1.0 : 0.0;
-  } else if (target >= hi) {
-    for (size_t i = 0; i < w.size(); ++i) w[i] = sizes[i] == hi ? 1.0 : 0.0;
+  } else if (target <= lo || target >= hi) {
+    // The rest is unlike the head (a bulk transfer after a small handshake):
+    // the summary's mean is the best size there is.
+    sizes.assign(1, target);
+    w.assign(1, 1.0);
   } else {
     double a = -50.0 / (hi - lo), b = 50.0 / (hi - lo);
     for (int it = 0; it < 60; ++it) {
