@@ -5,7 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "common/baseline/byte_io.h"
+#include "common/base/byte_io.h"
 #include "common/baseline/codec.h"
 
 namespace dgc::baseline {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
 
 namespace dgc::model {
 namespace {
@@ -13,17 +14,6 @@ namespace {
 constexpr char kMagic[4] = {'D', 'G', 'C', 'A'};
 constexpr size_t kHeader = 4 + 2 + 2 + 4 + 4 + 4 + 4 + 8;
 constexpr uint32_t kMaxPart = 1u << 30;
-
-template <typename T>
-void Put(std::string* s, T v) {
-  s->append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-template <typename T>
-T Get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 }  // namespace
 
@@ -36,14 +26,14 @@ std::string ChunkArtifact::Encode() const {
   z.resize(ZSTD_isError(n) ? 0 : n);
   std::string out;
   out.append(kMagic, 4);
-  Put<uint16_t>(&out, kArtifactFormatVersion);
-  Put<uint16_t>(&out, 0);
-  Put<uint32_t>(&out, static_cast<uint32_t>(m.size()));
-  Put<uint32_t>(&out, static_cast<uint32_t>(z.size()));
-  Put<uint32_t>(&out, static_cast<uint32_t>(skeleton.size()));
-  Put<uint32_t>(&out, static_cast<uint32_t>(delta.size()));
+  PutFixed<uint16_t>(&out, kArtifactFormatVersion);
+  PutFixed<uint16_t>(&out, 0);
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(m.size()));
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(z.size()));
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(skeleton.size()));
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(delta.size()));
   std::string body = z + skeleton + delta;
-  Put<uint64_t>(&out, XXH64(body.data(), body.size(), XXH64(out.data(), out.size(), 0)));
+  PutFixed<uint64_t>(&out, XXH64(body.data(), body.size(), XXH64(out.data(), out.size(), 0)));
   return out + body;
 }
 
@@ -54,15 +44,15 @@ StatusOr<ChunkArtifact> ChunkArtifact::Decode(const std::string& b, const std::s
   if (b.size() < kHeader || std::memcmp(b.data(), kMagic, 4) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": not a dgc chunk artifact (bad magic)"));
   }
-  uint16_t version = Get<uint16_t>(b.data() + 4);
+  uint16_t version = LoadFixed<uint16_t>(b.data() + 4);
   if (version != kArtifactFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(name, ": chunk artifact version ", version,
                                                  " is not supported (this build reads ",
                                                  kArtifactFormatVersion, ")"));
   }
-  uint32_t meta_raw = Get<uint32_t>(b.data() + 8), meta_z = Get<uint32_t>(b.data() + 12),
-           sk = Get<uint32_t>(b.data() + 16), dl = Get<uint32_t>(b.data() + 20);
-  uint64_t sum = Get<uint64_t>(b.data() + 24);
+  uint32_t meta_raw = LoadFixed<uint32_t>(b.data() + 8), meta_z = LoadFixed<uint32_t>(b.data() + 12),
+           sk = LoadFixed<uint32_t>(b.data() + 16), dl = LoadFixed<uint32_t>(b.data() + 20);
+  uint64_t sum = LoadFixed<uint64_t>(b.data() + 24);
   if (meta_raw > kMaxPart || meta_z > kMaxPart || sk > kMaxPart || dl > kMaxPart ||
       uint64_t(meta_z) + sk + dl != b.size() - kHeader) {
     return bad("part sizes do not match the file size (truncated?)");

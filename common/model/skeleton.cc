@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
 
 namespace dgc::model {
 namespace {
@@ -15,36 +16,6 @@ namespace {
 constexpr char kMagic[4] = {'D', 'G', 'C', 'S'};
 constexpr size_t kHeader = 4 + 2 + 2 + 8 + 8 + 8 + 4 + 4 + 8;  // see Encode
 constexpr uint32_t kMaxBins = 1u << 24;
-
-void PutVarint(std::string* s, uint64_t v) {
-  while (v >= 0x80) {
-    s->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  s->push_back(static_cast<char>(v));
-}
-
-bool GetVarint(const std::string& s, size_t* pos, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (*pos >= s.size()) return false;
-    uint8_t b = static_cast<uint8_t>(s[(*pos)++]);
-    *v |= uint64_t(b & 0x7f) << shift;
-    if (!(b & 0x80)) return true;
-  }
-  return false;
-}
-
-template <typename T>
-void Put(std::string* s, T v) {
-  s->append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-template <typename T>
-T Get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 }  // namespace
 
@@ -79,31 +50,32 @@ Skeleton Skeleton::FromChunk(const Chunk& chunk, const std::vector<Flow>& flows,
 }
 
 std::string Skeleton::Encode() const {
-  std::string body;
+  ByteWriter body_w;
   uint64_t prev = 0;
   bool first = true;
   for (size_t i = 0; i < bins(); ++i) {
     if (new_flows[i] == 0 && packets[i] == 0 && bytes[i] == 0) continue;
-    PutVarint(&body, first ? i : i - prev - 1);  // gap since the previous non-empty bin
-    PutVarint(&body, new_flows[i]);
-    PutVarint(&body, packets[i]);
-    PutVarint(&body, bytes[i]);
+    body_w.Varint(first ? i : i - prev - 1);  // gap since the previous non-empty bin
+    body_w.Varint(new_flows[i]);
+    body_w.Varint(packets[i]);
+    body_w.Varint(bytes[i]);
     prev = i;
     first = false;
   }
+  std::string body = body_w.Take();
   std::string z(ZSTD_compressBound(body.size()), '\0');
   size_t n = ZSTD_compress(z.data(), z.size(), body.data(), body.size(), 19);
   z.resize(ZSTD_isError(n) ? 0 : n);
   std::string out;
   out.append(kMagic, 4);
-  Put<uint16_t>(&out, kSkeletonFormatVersion);
-  Put<uint16_t>(&out, 0);
-  Put<int64_t>(&out, start_ns);
-  Put<int64_t>(&out, duration_ns);
-  Put<int64_t>(&out, bin_ns);
-  Put<uint32_t>(&out, static_cast<uint32_t>(bins()));
-  Put<uint32_t>(&out, static_cast<uint32_t>(body.size()));
-  Put<uint64_t>(&out, XXH64(z.data(), z.size(), XXH64(out.data(), out.size(), 0)));
+  PutFixed<uint16_t>(&out, kSkeletonFormatVersion);
+  PutFixed<uint16_t>(&out, 0);
+  PutFixed<int64_t>(&out, start_ns);
+  PutFixed<int64_t>(&out, duration_ns);
+  PutFixed<int64_t>(&out, bin_ns);
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(bins()));
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(body.size()));
+  PutFixed<uint64_t>(&out, XXH64(z.data(), z.size(), XXH64(out.data(), out.size(), 0)));
   out += z;
   return out;
 }
@@ -115,19 +87,19 @@ StatusOr<Skeleton> Skeleton::Decode(const std::string& b, const std::string& nam
   if (b.size() < kHeader || std::memcmp(b.data(), kMagic, 4) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": not a dgc skeleton (bad magic)"));
   }
-  uint16_t version = Get<uint16_t>(b.data() + 4);
+  uint16_t version = LoadFixed<uint16_t>(b.data() + 4);
   if (version != kSkeletonFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(name, ": skeleton format version ", version,
                                                  " is not supported (this build reads ",
                                                  kSkeletonFormatVersion, ")"));
   }
   Skeleton s;
-  s.start_ns = Get<int64_t>(b.data() + 8);
-  s.duration_ns = Get<int64_t>(b.data() + 16);
-  s.bin_ns = Get<int64_t>(b.data() + 24);
-  uint32_t nbins = Get<uint32_t>(b.data() + 32);
-  uint32_t body_size = Get<uint32_t>(b.data() + 36);
-  uint64_t sum = Get<uint64_t>(b.data() + 40);
+  s.start_ns = LoadFixed<int64_t>(b.data() + 8);
+  s.duration_ns = LoadFixed<int64_t>(b.data() + 16);
+  s.bin_ns = LoadFixed<int64_t>(b.data() + 24);
+  uint32_t nbins = LoadFixed<uint32_t>(b.data() + 32);
+  uint32_t body_size = LoadFixed<uint32_t>(b.data() + 36);
+  uint64_t sum = LoadFixed<uint64_t>(b.data() + 40);
   if (XXH64(b.data() + kHeader, b.size() - kHeader, XXH64(b.data(), kHeader - 8, 0)) != sum) {
     return bad("checksum mismatch");
   }
@@ -140,14 +112,11 @@ StatusOr<Skeleton> Skeleton::Decode(const std::string& b, const std::string& nam
   s.new_flows.assign(nbins, 0);
   s.packets.assign(nbins, 0);
   s.bytes.assign(nbins, 0);
-  size_t pos = 0;
+  ByteReader r(body);
   int64_t idx = -1;
-  while (pos < body.size()) {
+  while (r.remaining() > 0) {
     uint64_t gap, f, p, by;
-    if (!GetVarint(body, &pos, &gap) || !GetVarint(body, &pos, &f) || !GetVarint(body, &pos, &p) ||
-        !GetVarint(body, &pos, &by)) {
-      return bad("truncated bin");
-    }
+    if (!r.Varint(&gap) || !r.Varint(&f) || !r.Varint(&p) || !r.Varint(&by)) return bad("truncated bin");
     if (gap >= nbins) return bad("bin out of range");
     idx = idx < 0 ? static_cast<int64_t>(gap) : idx + 1 + static_cast<int64_t>(gap);
     if (idx < 0 || idx >= static_cast<int64_t>(nbins) || f > UINT32_MAX || p > UINT32_MAX) {

@@ -1,10 +1,9 @@
-// Byte-level writing and bounds-checked reading for the baselines' compact
-// binary forms (flow records, marginal histograms). Internal to
-// common/baseline. A ByteReader never reads past its input: a read that
+// Byte-level writing and bounds-checked reading for dgc's compact binary forms
+// (flow records, marginal histograms, skeletons, artifacts). A ByteReader never reads past its input: a read that
 // would fails, sets ok() false, and leaves the output untouched, so decoders
 // of untrusted bytes check ok() once at the end of each part.
-#ifndef DGC_COMMON_BASELINE_BYTE_IO_H_
-#define DGC_COMMON_BASELINE_BYTE_IO_H_
+#ifndef DGC_COMMON_BASE_BYTE_IO_H_
+#define DGC_COMMON_BASE_BYTE_IO_H_
 
 #include <cstdint>
 #include <cstring>
@@ -12,7 +11,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace dgc::baseline {
+namespace dgc {
 
 inline uint64_t ZigZag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
@@ -107,6 +106,19 @@ class ByteReader {
   bool ok_ = true;
 };
 
-}  // namespace dgc::baseline
+// Fixed-width little-endian values in headers (host order is little-endian on
+// every platform dgc builds for; memcpy keeps unaligned access defined).
+template <typename T>
+void PutFixed(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <typename T>
+T LoadFixed(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
-#endif  // DGC_COMMON_BASELINE_BYTE_IO_H_
+}  // namespace dgc
+
+#endif  // DGC_COMMON_BASE_BYTE_IO_H_
