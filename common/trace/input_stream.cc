@@ -1,6 +1,7 @@
 #include "common/trace/input_stream.h"
 
 #include <lzma.h>
+#include <stdio_ext.h>
 #include <sys/stat.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -249,7 +250,7 @@ void InputSource::Unread(const uint8_t* data, size_t n) {
   position_ -= n;
 }
 
-FILE* InputSource::OpenFile() {
+FILE* InputSource::OpenFile(bool buffered) {
   cookie_io_functions_t io{};
   io.read = [](void* cookie, char* buf, size_t n) -> ssize_t {
     return static_cast<ssize_t>(static_cast<InputSource*>(cookie)->Read(buf, n));
@@ -264,7 +265,14 @@ FILE* InputSource::OpenFile() {
   };
   io.close = [](void*) -> int { return 0; };
   FILE* f = fopencookie(this, "rb", io);
-  if (f) setvbuf(f, nullptr, _IONBF, 0);
+  if (!f) return f;
+  if (buffered) {
+    // One thread reads it: no stdio lock per fread (which glibc takes as soon
+    // as the process has a second thread, e.g. ingest's writer).
+    __fsetlocking(f, FSETLOCKING_BYCALLER);
+  } else {
+    setvbuf(f, nullptr, _IONBF, 0);
+  }
   return f;
 }
 

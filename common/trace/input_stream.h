@@ -49,9 +49,12 @@ class InputSource {
   Compression compression() const { return compression_; }
   const Status& error() const { return error_; }
 
-  // A FILE* reading from this source, unbuffered. The source must outlive it;
-  // fclose on it does not close the source.
-  FILE* OpenFile();
+  // A FILE* reading from this source. The source must outlive it; fclose on
+  // it does not close the source. Unbuffered by default, so position() is
+  // exactly what the reader consumed and a live pipe is never waited on;
+  // `buffered` (for sources of known size, read by one thread) is far faster,
+  // and the reader must then account for the FILE's read-ahead itself.
+  FILE* OpenFile(bool buffered = false);
 
  private:
   struct Decoder;

@@ -46,28 +46,10 @@ uint64_t ConsumedPosition(const InputSource& source, FILE* f) {
 
 FILE* OpenSourceFile(InputSource* source) {
 #ifdef __GLIBC__
-  if (source->raw_size() > 0) {
-    cookie_io_functions_t io{};
-    io.read = [](void* cookie, char* buf, size_t n) -> ssize_t {
-      return static_cast<ssize_t>(static_cast<InputSource*>(cookie)->Read(buf, n));
-    };
-    io.seek = [](void* cookie, off64_t* offset, int whence) -> int {
-      if (whence == SEEK_CUR && *offset == 0) {  // ftell
-        *offset = static_cast<off64_t>(static_cast<InputSource*>(cookie)->position());
-        return 0;
-      }
-      errno = ESPIPE;
-      return -1;
-    };
-    io.close = [](void*) -> int { return 0; };  // the source stays open
-    FILE* f = fopencookie(source, "rb", io);
-    // Only the reader's thread uses it: no stdio lock per fread (which glibc
-    // takes as soon as the process has a second thread, e.g. ingest's writer).
-    if (f) __fsetlocking(f, FSETLOCKING_BYCALLER);
-    return f;
-  }
-#endif
+  return source->OpenFile(/*buffered=*/source->raw_size() > 0);
+#else
   return source->OpenFile();
+#endif
 }
 
 uint32_t Load32(const uint8_t* p, bool swapped) {
