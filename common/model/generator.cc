@@ -31,6 +31,46 @@ void MakeWireValid(PacketRecord* p) {
 
 }  // namespace
 
+void StitchFlows(std::vector<OpenFlow>* open, int64_t chunk_end_ns, std::vector<PacketRecord>* packets) {
+  std::vector<uint32_t> flow_of;
+  std::vector<Flow> flows = BuildFlows(*packets, chunk_end_ns, &flow_of);
+  std::vector<bool> used(open->size(), false);
+  std::vector<FlowKey> new_key(flows.size());
+  for (size_t f = 0; f < flows.size(); ++f) {
+    new_key[f] = flows[f].key;
+    if (!(flows[f].marks & kFlowContinued)) continue;
+    const FlowKey& k = flows[f].key;
+    int best = -1, best_score = -1;
+    for (size_t i = 0; i < open->size(); ++i) {
+      const OpenFlow& o = (*open)[i];
+      if (used[i] || o.key.proto != k.proto || o.key.version != k.version) continue;
+      if (flows[f].first_ns - o.last_ns > kFlowIdleTimeoutNs) continue;
+      int score = 2 * (o.key.dport == k.dport) + 2 * (o.key.sport == k.sport) + (o.key.src == k.src) +
+                  (o.key.dst == k.dst);
+      if (score > best_score) {
+        best = static_cast<int>(i);
+        best_score = score;
+      }
+    }
+    if (best >= 0) {
+      used[best] = true;
+      new_key[f] = (*open)[best].key;
+    }
+  }
+  for (size_t i = 0; i < packets->size(); ++i) {
+    PacketRecord& p = (*packets)[i];
+    const FlowKey& k = new_key[flow_of[i]];
+    p.src = k.src;
+    p.dst = k.dst;
+    p.sport = k.sport;
+    p.dport = k.dport;
+  }
+  open->clear();
+  for (size_t f = 0; f < flows.size(); ++f) {
+    if (flows[f].marks & kFlowOpenAtEnd) open->push_back({new_key[f], flows[f].last_ns});
+  }
+}
+
 void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
   auto& ps = *packets;
   uint64_t real_total = sk.total_packets();
@@ -58,8 +98,8 @@ void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
     } else {
       t = ps[k - 1].ts_ns + (ps[k].ts_ns - ps[k - 1].ts_ns) / 2;  // between packet k-1 and k
     }
+    // An empty bin gives a zero-width source segment: packets jump past it.
     t = std::max(t, from.back());
-    if (sk.packets[b] == 0 && t == from.back()) continue;  // empty bin: nothing maps there
     from.push_back(t);
     to.push_back(edge);
   }

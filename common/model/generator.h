@@ -11,6 +11,7 @@
 #include "common/model/flow_model.h"
 #include "common/model/skeleton.h"
 #include "common/model/tokenizer.h"
+#include "common/trace/flow.h"
 #include "common/trace/packet.h"
 
 namespace dgc::model {
@@ -37,6 +38,21 @@ struct GenerateStats {
                                                                 const Skeleton& skeleton,
                                                                 const GenerateOptions& options,
                                                                 GenerateStats* stats = nullptr);
+
+// A flow the previous chunk left open (its idle timeout had not expired at
+// the chunk's end), for stitching.
+struct OpenFlow {
+  FlowKey key;
+  int64_t last_ns = 0;
+};
+
+// Stitches flows cut by a chunk edge. Flows of `packets` (one chunk, time
+// ordered, ending at `chunk_end_ns`) that the model marked as continuing one
+// of the previous chunk take the 5-tuple of a flow in `open` (same protocol
+// and family, idle for at most the flow timeout, most fields in common
+// first); each open flow is used once. On return `open` holds this chunk's
+// flows left open at its end. Pass an empty `open` for a link's first chunk.
+void StitchFlows(std::vector<OpenFlow>* open, int64_t chunk_end_ns, std::vector<PacketRecord>* packets);
 
 // Moves packet times (sorted on entry and exit) so that each skeleton bin gets
 // its recorded packet count, by a monotone piecewise-linear warp between the

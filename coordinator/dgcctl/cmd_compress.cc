@@ -24,7 +24,7 @@ struct ModelFlags {
   int warmup_steps = 600;
   double warmup_seconds = 120;
   int warmup_flows = 20000;
-  int packets_per_flow = 8;
+  int packets_per_flow = 16;
 };
 
 void AddModelFlags(CLI::App* cmd, ModelFlags* f) {

@@ -1,6 +1,7 @@
 // dgcctl generate: regenerate a time range of a model library as a pcap.
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <queue>
 
 #include "absl/strings/str_format.h"
@@ -108,6 +109,8 @@ Examples:
         heap.pop();
       }
     };
+    // Per link: flows the previous chunk left open, and where that chunk ended.
+    std::map<std::string, std::pair<int64_t, std::vector<model::OpenFlow>>> open_by_link;
     ProgressBar bar("generate", chunks.size());
     for (size_t i = 0; i < chunks.size() && st.ok(); ++i) {
       const auto* a = chunks[i];
@@ -122,6 +125,10 @@ Examples:
       go.seed = o->seed ^ static_cast<uint64_t>(a->seq());
       auto packets = RegenerateChunk(**m, *a, tc, go);
       if (!packets.ok()) return fail(packets.status());
+      auto& [prev_end, open] = open_by_link[a->link];
+      if (prev_end != a->start_ns) open.clear();  // not adjacent: nothing to stitch to
+      model::StitchFlows(&open, a->start_ns + a->duration_ns, &*packets);
+      prev_end = a->start_ns + a->duration_ns;
       generated += packets->size();
       for (auto& p : *packets) {
         if (p.ts_ns >= range.since_ns && p.ts_ns < range.until_ns) heap.push(p);
