@@ -315,7 +315,9 @@ bool TraceReader::Next(PacketRecord* out) {
       done_ = true;
       break;
     }
-    if (!classic_ && err.find("different from the type of the first interface") != std::string::npos) {
+    if (!classic_ && err.find("different from the") != std::string::npos) {
+      // libpcap reads only pcapng files whose interfaces share the first one's
+      // link type and snapshot length (mergecap makes such files).
       if (FallBackToBlockReader()) return NextFromBlocks(out);
       done_ = true;
       break;

@@ -139,14 +139,16 @@ TEST(ReaderTest, NonCaptureAndEmptyInputsAreRefusedWithTheFileName) {
 }
 
 // A pcapng image: SHB, one IDB per link type, one EPB per frame.
-std::string PcapngImage(const std::vector<int>& links, const std::vector<std::pair<int, RawFrame>>& pkts) {
+std::string PcapngImage(const std::vector<int>& links, const std::vector<std::pair<int, RawFrame>>& pkts,
+                        const std::vector<uint32_t>& snaplens = {}) {
   auto u32 = [](std::string* s, uint32_t v) { s->append(reinterpret_cast<const char*>(&v), 4); };
   auto u16 = [](std::string* s, uint16_t v) { s->append(reinterpret_cast<const char*>(&v), 2); };
   std::string s;
   u32(&s, 0x0a0d0d0a); u32(&s, 28); u32(&s, 0x1a2b3c4d); u16(&s, 1); u16(&s, 0);
   u32(&s, 0xffffffff); u32(&s, 0xffffffff); u32(&s, 28);
-  for (int link : links) {  // IDB with if_tsresol = 9 (nanoseconds)
-    u32(&s, 1); u32(&s, 32); u16(&s, uint16_t(link)); u16(&s, 0); u32(&s, 65535);
+  for (size_t i = 0; i < links.size(); ++i) {  // IDB with if_tsresol = 9 (nanoseconds)
+    u32(&s, 1); u32(&s, 32); u16(&s, uint16_t(links[i])); u16(&s, 0);
+    u32(&s, i < snaplens.size() ? snaplens[i] : 65535);
     u16(&s, 9); u16(&s, 1); s += std::string("\x09\0\0\0", 4); u16(&s, 0); u16(&s, 0); u32(&s, 32);
   }
   for (const auto& [itf, f] : pkts) {
@@ -173,6 +175,12 @@ TEST(ReaderTest, PcapngWithOneAndWithSeveralLinkTypes) {
   auto a = ReadAll(PcapngImage({101}, one));
   ReadStats st;
   auto b = ReadAll(PcapngImage({101, 1}, mixed), &st);  // libpcap refuses; dgc's block reader reads
+  ReadStats st2;
+  std::vector<std::pair<int, RawFrame>> two_snaplens;
+  for (size_t i = 0; i < frames.size(); ++i) two_snaplens.push_back({int(i % 2), frames[i]});
+  auto c = ReadAll(PcapngImage({101, 101}, two_snaplens, {65535, 262144}), &st2);  // as mergecap writes
+  ASSERT_EQ(c.size(), 6u);
+  EXPECT_EQ(st2.errors(), 0u);
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);
   EXPECT_EQ(st.errors(), 0u);
