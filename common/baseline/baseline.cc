@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/baseline/flow_records.h"
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 #include "common/baseline/marginals.h"
 #include "common/baseline/pcap_image.h"
 #include "common/baseline/sampling.h"

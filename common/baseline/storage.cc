@@ -14,7 +14,7 @@
 #include "common/base/progress.h"
 #include "common/baseline/codec.h"
 #include "common/baseline/flow_records.h"
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 #include "common/baseline/marginals.h"
 #include "common/baseline/pcap_image.h"
 #include "common/baseline/sampling.h"

@@ -556,21 +556,6 @@ WindowSize WindowFor(int64_t real_span_ns) {
   return WindowSize{real_span_ns, 100};
 }
 
-StatusOr<Trace> LoadTrace(const std::string& path) {
-  DGC_ASSIGN_OR_RETURN(std::unique_ptr<TraceReader> reader, TraceReader::Open(path));
-  Trace t;
-  t.name = path;
-  t.link = LinkTypeName(reader->linktype());
-  PacketRecord rec;
-  while (reader->Next(&rec)) t.packets.push_back(rec);
-  t.stats = reader->stats();
-  // Captures are nearly always in order already; checking first saves the
-  // sort's temporary buffer on big traces.
-  if (!std::is_sorted(t.packets.begin(), t.packets.end(), ByTime)) {
-    std::stable_sort(t.packets.begin(), t.packets.end(), ByTime);
-  }
-  return t;
-}
 
 Trace MakeTrace(std::vector<PacketRecord> packets, std::string name) {
   Trace t;

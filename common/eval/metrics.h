@@ -51,6 +51,7 @@
 #include "common/base/status.h"
 #include "common/trace/packet.h"
 #include "common/trace/pcap_reader.h"
+#include "common/trace/trace_file.h"
 
 namespace dgc::eval {
 
@@ -88,20 +89,15 @@ struct MetricInfo {
 const MetricInfo& Info(int metric);  // metric in [0, kNumMetrics)
 
 // A capture as the metrics see it.
-struct Trace {
-  std::string name;  // the path, or a label for in-memory traces
-  std::string link;  // link type name ("ethernet", "linux-sll", ...); "" in memory
-  // IPv4/IPv6 packets, stable-sorted by ts_ns (Evaluate sorts a copy of a
-  // trace built by hand out of order).
-  std::vector<PacketRecord> packets;
-  ReadStats stats;  // frames, non-IP and error counts of the read
-};
+// A trace in memory: packets stable-sorted by ts_ns (Evaluate sorts a copy
+// of a trace built by hand out of order), with the read's counters.
+using Trace = LoadedTrace;
 
 // Reads every IP packet of a capture (any format and link type TraceReader
 // reads) and sorts them stably by timestamp. NotFound / InvalidArgument /
 // PermissionDenied naming the file when it cannot be opened or is not a
 // capture. Corrupt records are skipped and recorded in stats.warnings.
-[[nodiscard]] StatusOr<Trace> LoadTrace(const std::string& path);
+using ::dgc::LoadTrace;
 
 // An in-memory trace (tests, baselines): sorts `packets` stably by ts_ns.
 Trace MakeTrace(std::vector<PacketRecord> packets, std::string name = "");

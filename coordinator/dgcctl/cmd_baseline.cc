@@ -22,7 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "common/base/files.h"
 #include "common/baseline/baseline.h"
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 #include "common/baseline/pcap_image.h"
 #include "coordinator/dgcctl/commands.h"
 #include "nlohmann/json.hpp"
@@ -81,7 +81,7 @@ Status RunBaselineCommand(const BaselineArgs& a) {
     return Fail(absl::StrCat("--summary '", a.summary, "': use text or json"));
   }
 
-  DGC_ASSIGN_OR_RETURN(baseline::LoadedTrace trace, baseline::LoadTrace(a.trace));
+  DGC_ASSIGN_OR_RETURN(LoadedTrace trace, LoadTrace(a.trace));
   for (const std::string& w : trace.stats.warnings) spdlog::warn("{}", w);
   if (trace.packets.empty()) spdlog::warn("{}: no IPv4/IPv6 packets; the output is empty", a.trace);
 

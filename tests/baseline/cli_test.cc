@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "common/base/files.h"
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 #include "common/trace/pcap_reader.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"

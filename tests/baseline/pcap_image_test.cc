@@ -1,7 +1,7 @@
 #include "common/baseline/pcap_image.h"
 
 #include "common/base/files.h"
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
 

@@ -1,13 +1,16 @@
-#include "common/baseline/load.h"
+#include "common/trace/trace_file.h"
 
 #include <algorithm>
 
-namespace dgc::baseline {
+#include "common/trace/parse.h"
+
+namespace dgc {
 namespace {
 
 StatusOr<LoadedTrace> LoadFrom(std::unique_ptr<TraceReader> reader) {
   LoadedTrace t;
   t.name = reader->name();
+  t.link = LinkTypeName(reader->linktype());
   PacketRecord p;
   while (reader->Next(&p)) t.packets.push_back(p);
   t.stats = reader->stats();
@@ -35,4 +38,4 @@ StatusOr<LoadedTrace> LoadTrace(std::unique_ptr<InputSource> source) {
   return LoadFrom(std::move(reader));
 }
 
-}  // namespace dgc::baseline
+}  // namespace dgc

@@ -1,7 +1,8 @@
 // Reading a whole capture into memory as METRICS.md wants it: IP packets only,
-// sorted by timestamp (stable), with the reader's counters.
-#ifndef DGC_COMMON_BASELINE_LOAD_H_
-#define DGC_COMMON_BASELINE_LOAD_H_
+// sorted by timestamp (stable), with the reader's counters. Used by eval,
+// the baselines and the storage report.
+#ifndef DGC_COMMON_TRACE_TRACE_FILE_H_
+#define DGC_COMMON_TRACE_TRACE_FILE_H_
 
 #include <memory>
 #include <string>
@@ -12,10 +13,11 @@
 #include "common/trace/packet.h"
 #include "common/trace/pcap_reader.h"
 
-namespace dgc::baseline {
+namespace dgc {
 
 struct LoadedTrace {
-  std::string name;
+  std::string name;  // the path, or a label for in-memory traces
+  std::string link;  // link type name ("ethernet", "linux-sll", ...); "" in memory
   std::vector<PacketRecord> packets;  // sorted by ts_ns, stable
   ReadStats stats;                    // non-IP frames, wire bytes, warnings
   bool nanosecond = false;            // the capture records nanoseconds
@@ -31,6 +33,6 @@ struct LoadedTrace {
 // Stable-sorts by timestamp unless already sorted (the common case: O(n) check).
 void SortByTime(std::vector<PacketRecord>* packets);
 
-}  // namespace dgc::baseline
+}  // namespace dgc
 
-#endif  // DGC_COMMON_BASELINE_LOAD_H_
+#endif  // DGC_COMMON_TRACE_TRACE_FILE_H_
