@@ -151,6 +151,8 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   out.reserve(sk.total_packets() + 16);
   int64_t end = sk.start_ns + sk.duration_ns;
   uint64_t max_flow_packets = std::max<uint64_t>(1, sk.total_packets());
+  std::vector<DecodedFlow> flows;
+  flows.reserve(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     auto flow = tok.Decode(seqs[i], rng);
     if (!flow.ok()) {
@@ -161,7 +163,26 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
     // its window, so memory and time stay bounded by the skeleton.
     flow->packets = std::min<uint64_t>(flow->packets, std::max<uint64_t>(max_flow_packets, flow->head.size()));
     flow->duration_ns = std::min<int64_t>(flow->duration_ns, end - starts[i]);
-    for (auto& p : tok.Expand(*flow, starts[i], rng)) {
+    flows.push_back(std::move(*flow));
+  }
+  // The skeleton knows the chunk's packet count exactly. Sampled long flows
+  // can overshoot it many times over (their counts are log buckets); the
+  // summarised rest of every long flow is scaled so the total matches.
+  uint64_t head = 0, rest = 0;
+  for (const auto& f : flows) {
+    head += f.head.size();
+    rest += f.packets - f.head.size();
+  }
+  uint64_t target = sk.total_packets();
+  if (opt.match_packet_counts && rest > 0 && head + rest > target) {
+    double scale = target > head ? double(target - head) / double(rest) : 0.0;
+    for (auto& f : flows) {
+      uint64_t r = f.packets - f.head.size();
+      f.packets = f.head.size() + static_cast<uint64_t>(std::llround(double(r) * scale));
+    }
+  }
+  for (size_t i = 0; i < flows.size(); ++i) {
+    for (auto& p : tok.Expand(flows[i], starts[i], rng)) {
       if (p.ts_ns >= end) {
         ++st.dropped_past_end;
         continue;
@@ -172,7 +193,7 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   }
   std::stable_sort(out.begin(), out.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
   if (opt.match_packet_counts) MatchPacketCounts(sk, &out);
-  st.flows = seqs.size();
+  st.flows = flows.size();
   st.packets = out.size();
   st.expand_seconds = SecondsSince(t1);
   return out;
