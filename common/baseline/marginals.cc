@@ -67,6 +67,25 @@ Status Corrupt(absl::string_view what) {
 
 // Reads an exact histogram whose values are <= max_value and whose counts sum
 // to `total`.
+
+// The counts that follow a histogram's k values: each positive, summing to
+// exactly `total`; stored as the .second of each entry.
+template <typename Histogram>
+Status GetCounts(ByteReader* r, const char* name, uint64_t total, Histogram* h) {
+  uint64_t sum = 0;
+  for (auto& entry : *h) {
+    uint64_t c = 0;
+    if (!r->Varint(&c)) return Corrupt(absl::StrCat(name, ": truncated"));
+    if (c == 0 || c > total - sum) {
+      return Corrupt(absl::StrCat(name, ": counts exceed the ", total, " expected"));
+    }
+    sum += c;
+    entry.second = c;
+  }
+  if (sum != total) return Corrupt(absl::StrCat(name, ": counts sum to ", sum, ", not ", total));
+  return absl::OkStatus();
+}
+
 Status GetHistogram(ByteReader* r, const char* name, uint64_t max_value, uint64_t total,
                     Histogram* h) {
   uint64_t k = 0;
@@ -83,18 +102,7 @@ Status GetHistogram(ByteReader* r, const char* name, uint64_t max_value, uint64_
     value += delta;
     (*h)[i].first = value;
   }
-  uint64_t sum = 0;
-  for (uint64_t i = 0; i < k; ++i) {
-    uint64_t c = 0;
-    if (!r->Varint(&c)) return Corrupt(absl::StrCat(name, ": truncated"));
-    if (c == 0 || c > total - sum) {
-      return Corrupt(absl::StrCat(name, ": counts exceed the ", total, " expected"));
-    }
-    sum += c;
-    (*h)[i].second = c;
-  }
-  if (sum != total) return Corrupt(absl::StrCat(name, ": counts sum to ", sum, ", not ", total));
-  return absl::OkStatus();
+  return GetCounts(r, name, total, h);
 }
 
 Status GetAddresses(ByteReader* r, const char* name, bool v6, uint64_t total,
@@ -110,18 +118,7 @@ Status GetAddresses(ByteReader* r, const char* name, bool v6, uint64_t total,
     r->Bytes(b, width);
     (*h)[i].first = v6 ? IpAddress::FromV6(b) : IpAddress::FromV4(b);
   }
-  uint64_t sum = 0;
-  for (uint64_t i = 0; i < k; ++i) {
-    uint64_t c = 0;
-    if (!r->Varint(&c)) return Corrupt(absl::StrCat(name, ": truncated"));
-    if (c == 0 || c > total - sum) {
-      return Corrupt(absl::StrCat(name, ": counts exceed the ", total, " expected"));
-    }
-    sum += c;
-    (*h)[i].second = c;
-  }
-  if (sum != total) return Corrupt(absl::StrCat(name, ": counts sum to ", sum, ", not ", total));
-  return absl::OkStatus();
+  return GetCounts(r, name, total, h);
 }
 
 uint64_t CountOf(const Histogram& h, uint64_t value) {
