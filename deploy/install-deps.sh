@@ -2,6 +2,9 @@
 # Installs every Debian 12 package dgc needs to build, test and run.
 # Idempotent: packages already present are left as they are. Run as root.
 # Nothing is downloaded outside Debian's package archive.
+#   --runtime  install only what the built binaries need to run (the container
+#              image's runtime stage, deploy/docker/Dockerfile)
+#   --print    print the package list (with --runtime: the runtime list) and exit
 set -euo pipefail
 
 PACKAGES=(
@@ -21,7 +24,32 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   tshark tcpdump python3 prometheus
+  python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
+
+# The shared libraries behind the -dev packages above, and curl for health checks.
+# A new library dependency adds its -dev package above and its runtime one here.
+RUNTIME_PACKAGES=(
+  libpcap0.8 libzstd1 zlib1g liblzma5 libxxhash0
+  libabsl20220623 libspdlog1.10 libfmt9
+  libtorch1.13 libopenblas0-pthread
+  librocksdb7.8 libzmq5 libcapnp-0.9.2
+  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1 libboost-system1.74.0
+  ca-certificates curl
+)
+
+print_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --runtime) PACKAGES=("${RUNTIME_PACKAGES[@]}") ;;
+    --print) print_only=1 ;;
+    *) echo "install-deps.sh: unknown argument '$arg' (use --runtime, --print)" >&2; exit 1 ;;
+  esac
+done
+if ((print_only)); then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps.sh: must run as root (apt-get install)" >&2
