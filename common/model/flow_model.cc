@@ -1468,6 +1468,9 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
   if (!std::isfinite(options.temperature) || options.temperature < 0) {
     return absl::InvalidArgumentError("Sample: temperature must be finite and >= 0");
   }
+  if (!(options.min_p >= 0 && options.min_p < 1)) {
+    return absl::InvalidArgumentError("Sample: min_p must be in [0, 1)");
+  }
   // Check every forced prefix against the grammar now, so a bad prefix is an
   // error, not a sequence that does not decode.
   for (size_t i = 0; i < prefixes.size(); ++i) {
@@ -1569,7 +1572,13 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
             pick = logits.argmax(1);
           } else {
             if (inv_temp != 1.0) logits.mul_(inv_temp);
-            Tensor cdf = torch::softmax(logits, 1).cumsum_(1);
+            Tensor probs = torch::softmax(logits, 1);
+            if (options.min_p > 0) {
+              // The likeliest token always survives (its ratio is 1 > min_p).
+              Tensor keep = probs >= std::get<0>(probs.max(1, true)) * options.min_p;
+              probs.mul_(keep);
+            }
+            Tensor cdf = probs.cumsum_(1);
             uni.resize(ns);
             for (int64_t i = 0; i < ns; ++i) {
               // The uniform depends on (seed, sequence, position) only, not

@@ -72,6 +72,10 @@ struct TrainStats {
 
 struct SampleOptions {
   double temperature = 1.0;
+  // Tokens less likely than min_p x the likeliest allowed one are never
+  // drawn: an undertrained model's flat tail (a one-packet protocol given a
+  // huge packet count) costs more fidelity than the rare real value it keeps.
+  double min_p = 0.0;
   int32_t batch_size = 2048;      // sequences decoded together (KV-cached)
   uint64_t seed = 1;
 };

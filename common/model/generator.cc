@@ -71,6 +71,86 @@ void StitchFlows(std::vector<OpenFlow>* open, int64_t chunk_end_ns, std::vector<
   }
 }
 
+void PlaceTailPackets(const Skeleton& sk, std::vector<ExpandedFlow>* flows, std::mt19937_64& rng) {
+  if (sk.bins() == 0) return;
+  const int64_t end = sk.start_ns + sk.duration_ns;
+  auto bin_of = [&](int64_t t) {
+    return static_cast<size_t>(std::clamp<int64_t>((t - sk.start_ns) / sk.bin_ns, 0, int64_t(sk.bins()) - 1));
+  };
+  // What each bin still lacks once every head packet is in place.
+  std::vector<double> lack(sk.packets.begin(), sk.packets.end());
+  std::vector<size_t> order;
+  for (size_t i = 0; i < flows->size(); ++i) {
+    ExpandedFlow& f = (*flows)[i];
+    for (size_t k = 0; k < f.head && k < f.packets.size(); ++k) {
+      if (f.packets[k].ts_ns < end) lack[bin_of(f.packets[k].ts_ns)] -= 1;
+    }
+    if (f.packets.size() > f.head && f.head > 0) {
+      order.push_back(i);
+      // The last packet stays at the flow's end (clamped to the chunk's).
+      f.packets.back().ts_ns = std::min(f.packets.back().ts_ns, end - 1);
+      lack[bin_of(f.packets.back().ts_ns)] -= 1;
+    }
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return (*flows)[a].packets.size() - (*flows)[a].head > (*flows)[b].packets.size() - (*flows)[b].head;
+  });
+  std::vector<double> want;
+  std::vector<uint64_t> count;
+  std::vector<int64_t> times;
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  for (size_t i : order) {
+    ExpandedFlow& f = (*flows)[i];
+    const int64_t a = f.packets[f.head - 1].ts_ns;
+    const int64_t e = f.packets.back().ts_ns;
+    const size_t n = f.packets.size() - f.head - 1;  // the last keeps the flow's end
+    if (e <= a || n == 0) continue;
+    times.clear();
+    // A stratified backbone first, one packet per half idle timeout of the
+    // span: the flow never goes quiet long enough to end (METRICS.md's 60 s
+    // rule would split it).
+    const size_t backbone = std::min<size_t>(n, size_t((e - a) / (kFlowIdleTimeoutNs / 2)) + 1);
+    for (size_t k = 0; k < backbone; ++k) {
+      times.push_back(a + static_cast<int64_t>((double(k) + u01(rng)) * double(e - a) / double(backbone)));
+    }
+    // The others fill the bins of the span that lack packets, each up to its
+    // lack, shared in proportion (largest remainder) when they lack more than
+    // the flow has; what no bin lacks spreads uniformly over the span.
+    const size_t b0 = bin_of(a), b1 = bin_of(e);
+    const size_t left = n - backbone;
+    want.assign(b1 - b0 + 1, 0.0);
+    double total = 0;
+    for (size_t b = b0; b <= b1; ++b) total += want[b - b0] = std::max(lack[b], 0.0);
+    count.assign(want.size(), 0);
+    uint64_t placed = 0;
+    if (total > 0 && left > 0) {
+      double scale = std::min(1.0, double(left) / total);
+      std::vector<std::pair<double, size_t>> remainder;
+      for (size_t j = 0; j < want.size(); ++j) {
+        double x = want[j] * scale;
+        count[j] = static_cast<uint64_t>(x);
+        placed += count[j];
+        remainder.push_back({x - double(count[j]), j});
+      }
+      uint64_t extra = std::min<uint64_t>(left, static_cast<uint64_t>(std::llround(total * scale))) - placed;
+      std::sort(remainder.begin(), remainder.end(), std::greater<>());
+      for (size_t j = 0; j < extra && j < remainder.size(); ++j) ++count[remainder[j].second], ++placed;
+    }
+    for (size_t j = 0; j < count.size(); ++j) {
+      const size_t b = b0 + j;
+      const int64_t lo = std::max(a, sk.start_ns + int64_t(b) * sk.bin_ns);
+      const int64_t hi = std::max(lo, std::min(e, sk.start_ns + int64_t(b + 1) * sk.bin_ns));
+      for (uint64_t c = 0; c < count[j]; ++c) times.push_back(lo + static_cast<int64_t>(u01(rng) * double(hi - lo)));
+    }
+    while (times.size() < n) times.push_back(a + static_cast<int64_t>(u01(rng) * double(e - a)));
+    std::sort(times.begin(), times.end());
+    for (size_t k = 0; k < n; ++k) {
+      f.packets[f.head + k].ts_ns = times[k];
+      lack[bin_of(times[k])] -= 1;
+    }
+  }
+}
+
 void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
   auto& ps = *packets;
   uint64_t real_total = sk.total_packets();
@@ -139,6 +219,7 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   auto t0 = std::chrono::steady_clock::now();
   SampleOptions so;
   so.temperature = opt.temperature;
+  so.min_p = opt.min_p;
   so.batch_size = opt.batch_size;
   so.seed = opt.seed;
   std::vector<std::vector<Token>> seqs;
@@ -166,23 +247,44 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
     flows.push_back(std::move(*flow));
   }
   // The skeleton knows the chunk's packet count exactly. Sampled long flows
-  // can overshoot it many times over (their counts are log buckets); the
-  // summarised rest of every long flow is scaled so the total matches.
-  uint64_t head = 0, rest = 0;
-  for (const auto& f : flows) {
-    head += f.head.size();
-    rest += f.packets - f.head.size();
-  }
-  uint64_t target = sk.total_packets();
-  if (opt.match_packet_counts && rest > 0 && head + rest > target) {
-    double scale = target > head ? double(target - head) / double(rest) : 0.0;
-    for (auto& f : flows) {
-      uint64_t r = f.packets - f.head.size();
-      f.packets = f.head.size() + static_cast<uint64_t>(std::llround(double(r) * scale));
+  // miss it both ways (their counts are log buckets; a few heavy flows carry
+  // most packets): the summarised rest of every long flow whose head ends
+  // inside the chunk is scaled so that the packets inside the chunk total the
+  // skeleton's. (Head packets past the end are dropped; tails are placed
+  // inside the chunk by PlaceTailPackets.)
+  uint64_t head_in = 0, rest = 0;
+  std::vector<char> tail_fits(flows.size(), 0);
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const auto& f = flows[i];
+    int64_t t = starts[i];
+    for (const auto& h : f.head) {
+      t += h.gap_ns;
+      if (t < end) ++head_in;
+    }
+    if (t < end - 1 && f.packets > f.head.size() && !f.head.empty()) {
+      tail_fits[i] = 1;
+      rest += f.packets - f.head.size();
     }
   }
+  uint64_t target = sk.total_packets();
+  if (opt.match_packet_counts && rest > 0 && head_in + rest != target) {
+    double scale = target > head_in ? double(target - head_in) / double(rest) : 0.0;
+    for (size_t i = 0; i < flows.size(); ++i) {
+      auto& f = flows[i];
+      if (!tail_fits[i]) continue;
+      uint64_t r = f.packets - f.head.size();
+      // At least the flow's last packet stays: it carries its duration.
+      f.packets = f.head.size() + std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(double(r) * scale)));
+    }
+  }
+  std::vector<ExpandedFlow> expanded(flows.size());
   for (size_t i = 0; i < flows.size(); ++i) {
-    for (auto& p : tok.Expand(flows[i], starts[i], rng)) {
+    expanded[i].packets = tok.Expand(flows[i], starts[i], rng);
+    expanded[i].head = std::min(flows[i].head.size(), expanded[i].packets.size());
+  }
+  if (opt.match_packet_counts) PlaceTailPackets(sk, &expanded, rng);
+  for (auto& f : expanded) {
+    for (auto& p : f.packets) {
       if (p.ts_ns >= end) {
         ++st.dropped_past_end;
         continue;
@@ -190,9 +292,10 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
       MakeWireValid(&p);
       out.push_back(p);
     }
+    std::vector<PacketRecord>().swap(f.packets);
   }
   std::stable_sort(out.begin(), out.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
-  if (opt.match_packet_counts) MatchPacketCounts(sk, &out);
+  if (opt.warp_times) MatchPacketCounts(sk, &out);
   st.flows = flows.size();
   st.packets = out.size();
   st.expand_seconds = SecondsSince(t1);

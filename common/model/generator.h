@@ -5,6 +5,7 @@
 #define DGC_COMMON_MODEL_GENERATOR_H_
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "common/base/status.h"
@@ -19,9 +20,16 @@ namespace dgc::model {
 struct GenerateOptions {
   uint64_t seed = 1;
   double temperature = 1.0;
+  double min_p = 0.02;  // SampleOptions::min_p; measured in DESIGN_NOTES.md
   int32_t batch_size = 2048;
-  // Warp packet times so that every skeleton bin holds its exact packet count.
+  // Scale the summarised rest of long flows so the chunk's packet total is
+  // the skeleton's, and place those rest packets where the skeleton's bins
+  // still lack packets (flow starts, heads and durations stay as sampled).
   bool match_packet_counts = true;
+  // Then also warp all packet times so every bin gets its exact count
+  // (MatchPacketCounts). Off: it moves flow starts, and measured worse
+  // (DESIGN_NOTES.md).
+  bool warp_times = false;
 };
 
 struct GenerateStats {
@@ -53,6 +61,20 @@ struct OpenFlow {
 // first); each open flow is used once. On return `open` holds this chunk's
 // flows left open at its end. Pass an empty `open` for a link's first chunk.
 void StitchFlows(std::vector<OpenFlow>* open, int64_t chunk_end_ns, std::vector<PacketRecord>* packets);
+
+// One generated flow's packets: its first `head` packets keep their sampled
+// times; the rest are the flow's summarised tail.
+struct ExpandedFlow {
+  std::vector<PacketRecord> packets;
+  size_t head = 0;
+};
+
+// Re-times the tail packets of `flows` (all but each flow's last, which marks
+// its end) inside their flow's span [last head packet, last packet], drawing
+// bins in proportion to what the skeleton's bins still lack after every head
+// packet is counted; uniform in the span when no bin there lacks any. The
+// heaviest tails go first. Deterministic given `rng`. Exposed for tests.
+void PlaceTailPackets(const Skeleton& skeleton, std::vector<ExpandedFlow>* flows, std::mt19937_64& rng);
 
 // Moves packet times (sorted on entry and exit) so that each skeleton bin gets
 // its recorded packet count, by a monotone piecewise-linear warp between the

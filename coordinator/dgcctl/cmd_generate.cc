@@ -35,6 +35,7 @@ Examples:
   struct Opts {
     std::string library, link, since, until, filter, out;
     uint64_t seed = 1;
+    double min_p = model::GenerateOptions{}.min_p;
     bool ethernet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -44,6 +45,10 @@ Examples:
   cmd->add_option("--until", o->until, "end of the range (exclusive)");
   cmd->add_option("--filter", o->filter, "keep only packets matching this BPF expression");
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  cmd->add_option("--min-p", o->min_p,
+                  "never draw a token less likely than this fraction of the likeliest (0: plain sampling)")
+      ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
   cmd->add_flag("--ethernet", o->ethernet, "write Ethernet frames instead of raw IP");
   cmd->add_option("-o,--output", o->out, "output pcap (- for stdout)")->required();
   cmd->callback([o, exit_code] {
@@ -123,6 +128,7 @@ Examples:
       }
       model::GenerateOptions go;
       go.seed = o->seed ^ static_cast<uint64_t>(a->seq());
+      go.min_p = o->min_p;
       auto packets = RegenerateChunk(**m, *a, tc, go);
       if (!packets.ok()) return fail(packets.status());
       auto& [prev_end, open] = open_by_link[a->link];

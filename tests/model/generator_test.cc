@@ -50,5 +50,80 @@ TEST(GeneratorTest, MatchPacketCountsGivesEveryBinItsCount) {
   EXPECT_EQ(per_bin, (std::vector<int>{0, 5, 0, 0, 10, 0, 0, 0, 5, 0}));
 }
 
+Skeleton TenBins(std::vector<uint32_t> packets, int64_t bin_ns = kSec) {
+  Skeleton sk;
+  sk.start_ns = kT0;
+  sk.bin_ns = bin_ns;
+  sk.duration_ns = bin_ns * int64_t(packets.size());
+  sk.new_flows.assign(packets.size(), 0);
+  sk.bytes.assign(packets.size(), 0);
+  sk.packets = std::move(packets);
+  return sk;
+}
+
+// One flow: a head packet at `first`, `tail` tail packets, the last at `last`.
+ExpandedFlow OneFlow(int64_t first, int64_t last, int tail) {
+  ExpandedFlow f;
+  f.head = 1;
+  f.packets.push_back(MakePacket(first, 1, 2, kProtoTcp, 40000, 443, 1500));
+  for (int i = 0; i < tail; ++i) f.packets.push_back(MakePacket(last, 1, 2, kProtoTcp, 40000, 443, 1500));
+  return f;
+}
+
+TEST(GeneratorTest, PlaceTailPacketsFillsTheBinsTheSkeletonLacks) {
+  // 20 packets: the head in bin 0, the last in bin 9; the skeleton wants 10 in bin 4.
+  Skeleton sk = TenBins({1, 0, 0, 0, 10, 0, 0, 0, 0, 9});
+  std::vector<ExpandedFlow> flows = {OneFlow(kT0 + kSec / 10, kT0 + 9 * kSec + kSec / 2, 19)};
+  std::mt19937_64 rng(7);
+  PlaceTailPackets(sk, &flows, rng);
+  const auto& ps = flows[0].packets;
+  ASSERT_EQ(ps.size(), 20u);
+  EXPECT_EQ(ps.front().ts_ns, kT0 + kSec / 10);           // the head keeps its time
+  EXPECT_EQ(ps.back().ts_ns, kT0 + 9 * kSec + kSec / 2);  // the flow keeps its end
+  std::vector<int> per_bin(10, 0);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (i) EXPECT_LE(ps[i - 1].ts_ns, ps[i].ts_ns);
+    per_bin[(ps[i].ts_ns - kT0) / kSec]++;
+  }
+  // One backbone packet may land anywhere in the span; the 17 others where packets lack.
+  EXPECT_GE(per_bin[0] + per_bin[4] + per_bin[9], 19);
+  EXPECT_GE(per_bin[4], 9);
+  EXPECT_GE(per_bin[9], 8);
+}
+
+TEST(GeneratorTest, PlaceTailPacketsNeverLeavesAFlowIdleLongEnoughToEnd) {
+  // A 300 s flow whose missing packets are all in its first bin: placing them
+  // all there would leave a 300 s gap, which METRICS.md's 60 s rule splits.
+  std::vector<uint32_t> want(30, 0);
+  want[0] = 60;
+  Skeleton sk = TenBins(want, 10 * kSec);
+  std::vector<ExpandedFlow> flows = {OneFlow(kT0, kT0 + 299 * kSec, 59)};
+  std::mt19937_64 rng(3);
+  PlaceTailPackets(sk, &flows, rng);
+  const auto& ps = flows[0].packets;
+  int in_first = 0;
+  for (size_t i = 1; i < ps.size(); ++i) {
+    EXPECT_LE(ps[i].ts_ns - ps[i - 1].ts_ns, kFlowIdleTimeoutNs) << "packet " << i;
+    in_first += ps[i].ts_ns < kT0 + 10 * kSec;
+  }
+  EXPECT_GE(in_first, 40);  // still, most go where the skeleton wants them
+}
+
+TEST(GeneratorTest, PlaceTailPacketsIsDeterministicForASeed) {
+  Skeleton sk = TenBins({1, 3, 0, 5, 0, 2, 0, 4, 0, 1});
+  auto run = [&](uint64_t seed) {
+    std::vector<ExpandedFlow> flows = {OneFlow(kT0, kT0 + 9 * kSec, 15), OneFlow(kT0 + kSec, kT0 + 8 * kSec, 3)};
+    std::mt19937_64 rng(seed);
+    PlaceTailPackets(sk, &flows, rng);
+    std::vector<int64_t> ts;
+    for (const auto& f : flows) {
+      for (const auto& p : f.packets) ts.push_back(p.ts_ns);
+    }
+    return ts;
+  };
+  EXPECT_EQ(run(5), run(5));
+  EXPECT_NE(run(5), run(6));
+}
+
 }  // namespace
 }  // namespace dgc::model
