@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/eval/metrics.h"
+#include "common/base/time.h"
 #include "common/model/skeleton.h"
 
 namespace dgc {
@@ -43,6 +45,46 @@ nlohmann::json Fidelity(const Chunk& chunk, std::vector<PacketRecord> synth) {
   return j;
 }
 
+// The part of a chunk the fidelity check scores: consecutive skeleton bins
+// from a seeded random start, holding about `max_flows` new flows, and the
+// chunk's packets that fall in them.
+struct CheckWindow {
+  model::Skeleton skeleton;
+  Chunk chunk;
+  bool whole = true;
+};
+
+CheckWindow MakeCheckWindow(const Chunk& chunk, const model::Skeleton& sk, int32_t max_flows, uint64_t seed) {
+  CheckWindow w;
+  if (max_flows <= 0 || sk.total_flows() <= uint64_t(max_flows) || sk.bins() < 2) {
+    w.skeleton = sk;
+    w.chunk = chunk;
+    return w;
+  }
+  // Bins needed, at the chunk's mean flow density; the start is drawn among
+  // those leaving a full window.
+  double share = double(max_flows) / double(sk.total_flows());
+  size_t nb = std::clamp<size_t>(size_t(std::ceil(share * double(sk.bins()))), 1, sk.bins());
+  std::mt19937_64 rng(seed);
+  size_t b0 = std::uniform_int_distribution<size_t>(0, sk.bins() - nb)(rng);
+  size_t b1 = b0 + nb;
+  w.whole = nb == sk.bins();
+  model::Skeleton& s = w.skeleton;
+  s.bin_ns = sk.bin_ns;
+  s.start_ns = sk.start_ns + int64_t(b0) * sk.bin_ns;
+  s.duration_ns = std::min<int64_t>(int64_t(nb) * sk.bin_ns, sk.start_ns + sk.duration_ns - s.start_ns);
+  s.new_flows.assign(sk.new_flows.begin() + b0, sk.new_flows.begin() + b1);
+  s.packets.assign(sk.packets.begin() + b0, sk.packets.begin() + b1);
+  s.bytes.assign(sk.bytes.begin() + b0, sk.bytes.begin() + b1);
+  w.chunk.link = chunk.link;
+  w.chunk.start_ns = s.start_ns;
+  w.chunk.duration_ns = s.duration_ns;
+  for (const auto& p : chunk.packets) {
+    if (p.ts_ns >= s.start_ns && p.ts_ns < s.start_ns + s.duration_ns) w.chunk.packets.push_back(p);
+  }
+  return w;
+}
+
 }  // namespace
 
 nlohmann::json CompressOptions::ToJson() const {
@@ -52,6 +94,7 @@ nlohmann::json CompressOptions::ToJson() const {
           {"finetune", TrainJson(finetune)},
           {"sample_flows", sample_flows},
           {"min_flows_to_finetune", min_flows_to_finetune},
+          {"check_flows", check_flows},
           {"fidelity_target", fidelity_target},
           {"seed", seed}};
 }
@@ -132,6 +175,15 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   // The regeneration seed of this chunk, also used for the check.
   model::GenerateOptions gen = o.generate;
   gen.seed = o.generate.seed ^ static_cast<uint64_t>(chunk.seq());
+  CheckWindow check;
+  if (o.check_fidelity) {
+    check = MakeCheckWindow(chunk, sk, o.check_flows, gen.seed);
+    report["check_window"] = {{"start", FormatRfc3339(check.chunk.start_ns)},
+                              {"seconds", double(check.chunk.duration_ns) / 1e9},
+                              {"packets", check.chunk.packets.size()},
+                              {"flows", check.skeleton.total_flows()},
+                              {"whole_chunk", check.whole}};
+  }
 
   if (flows.size() < size_t(o.min_flows_to_finetune)) {
     // A quiet chunk: its skeleton and the parent's model are enough.
@@ -156,9 +208,9 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
       nlohmann::json at = {{"train", st.ToJson()}, {"budget", TrainJson(train)}, {"delta_bytes", delta.size()}};
       double mean = 0;
       if (o.check_fidelity) {
-        auto synth = model::GenerateChunk(*rebuilt, tok, sk, gen);
+        auto synth = model::GenerateChunk(*rebuilt, tok, check.skeleton, gen);
         if (!synth.ok()) return synth.status();
-        at["fidelity"] = Fidelity(chunk, std::move(*synth));
+        at["fidelity"] = Fidelity(check.chunk, std::move(*synth));
         mean = at["fidelity"]["mean"].get<double>();
       }
       attempts.push_back(at);
@@ -182,9 +234,9 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
   }
   if (o.check_fidelity && !report.contains("fidelity_mean")) {
-    auto synth = model::GenerateChunk(*res.model, tok, sk, gen);
+    auto synth = model::GenerateChunk(*res.model, tok, check.skeleton, gen);
     if (!synth.ok()) return synth.status();
-    report["fidelity"] = Fidelity(chunk, std::move(*synth));
+    report["fidelity"] = Fidelity(check.chunk, std::move(*synth));
     report["fidelity_mean"] = report["fidelity"]["mean"];
   }
   res.seconds = Since(t0);

@@ -30,6 +30,10 @@ struct CompressOptions {
   int32_t warmup_flows = 20000;    // flows a base is trained on, at most
   int32_t min_flows_to_finetune = 32;  // fewer: the chunk shares its parent's model
   bool check_fidelity = true;
+  // The check regenerates and scores a window of the chunk holding about this
+  // many flows (whole skeleton bins from a random start), not the whole chunk:
+  // its cost stays bounded however busy the chunk. 0: the whole chunk.
+  int32_t check_flows = 4096;
   double fidelity_target = 0.10;   // mean of the 17 metrics
   bool retry_on_miss = true;       // raise the budget once (x2 steps and seconds) on a miss
   model::GenerateOptions generate;

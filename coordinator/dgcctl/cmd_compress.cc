@@ -130,8 +130,9 @@ void RegisterCompressCommand(CLI::App& app, int* exit_code) {
 small delta of low-rank adapters fine-tuned from the previous chunk's model.
 Without --base, the first chunks train the base model. A chunk with fewer than
 --min-flows flows shares the previous model (quiet links stay cheap). After
-training, the chunk is regenerated and scored (the 17 metrics of eval); a
-chunk whose mean misses --target is trained once more with twice the budget.
+training, a window of the chunk holding about --check-flows flows is
+regenerated and scored (the 17 metrics of eval); a chunk whose mean misses
+--target is trained once more with twice the budget.
 
 Examples:
   dgcctl compress trace.pcap --library lib/
@@ -164,6 +165,10 @@ Examples:
       ->capture_default_str();
   cmd->add_option("--target", o->opt.fidelity_target, "fidelity target: mean of the 17 metrics")->capture_default_str();
   cmd->add_flag("--no-check", o->no_check, "skip the fidelity check (faster, no retry)");
+  cmd->add_option("--check-flows", o->opt.check_flows,
+                  "the check scores a window of the chunk with about this many flows (0: the whole chunk)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--seed", o->opt.seed, "random seed")->capture_default_str();
   cmd->add_option("-o,--output", o->output, "summary format: table or json")
       ->capture_default_str()->check(CLI::IsMember({"table", "json"}));
