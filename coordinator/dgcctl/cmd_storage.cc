@@ -28,10 +28,15 @@
 #include "nlohmann/json.hpp"
 
 namespace dgc::ctl {
+
+// cmd_library.cc: the bytes a model library keeps, by kind.
+[[nodiscard]] __attribute__((weak)) Status LibraryStorageReport(const std::string& dir, bool json);
+
 namespace {
 
 struct StorageArgs {
   std::string trace;
+  std::string library;
   std::string output = "table";
   std::string rate = "1:100";
   std::string scale_by = "wire";
@@ -171,10 +176,18 @@ nlohmann::json Json(const baseline::StorageReport& r) {
 }
 
 Status RunStorageCommand(StorageArgs& a) {
-  if (a.trace.empty()) return absl::InvalidArgumentError("missing TRACE: the capture to measure");
   if (a.output != "table" && a.output != "json") {
     return absl::InvalidArgumentError(absl::StrCat("-o '", a.output, "': use table or json"));
   }
+  if (!a.library.empty()) {
+    if (!a.trace.empty()) {
+      return absl::InvalidArgumentError("give either TRACE (what keeping a capture costs) or --library DIR "
+                                        "(what a library keeps), not both");
+    }
+    if (!LibraryStorageReport) return absl::UnimplementedError("this dgcctl was built without the model library");
+    return LibraryStorageReport(a.library, a.output == "json");
+  }
+  if (a.trace.empty()) return absl::InvalidArgumentError("missing TRACE (the capture to measure) or --library DIR");
   DGC_ASSIGN_OR_RETURN(a.options.sampling_n, baseline::ParseSamplingRate(a.rate));
   if (a.scale_by == "raw") {
     a.options.link_basis = baseline::StorageOptions::LinkBasis::kRaw;
@@ -209,6 +222,9 @@ void RegisterStorageCommand(CLI::App& app, int* exit_code) {
   auto& o = args->options;
   sub->add_option("trace", args->trace, "the capture (pcap/pcapng, may be gzip/zstd/xz; - for stdin)");
   sub->add_option("-o,--output", args->output, "table or json")->capture_default_str();
+  sub->add_option("--library", args->library,
+                  "instead of a trace: the bytes a model library keeps by kind (skeletons, deltas, "
+                  "reports, metadata, base models) and their ratio to the raw bytes ingested");
   sub->add_option("--rate", args->rate, "the sampling rows keep 1 packet in N, as 1:N")
       ->capture_default_str();
   args->model_bytes_opt = sub->add_option("--model-bytes", args->model_bytes,
@@ -242,8 +258,14 @@ trace's wire bytes; or with --scale-by raw, of captures like this file, by its r
 size) and holds every day for the retention period (steady state), so LINK-TOTAL is
 the yearly bill of keeping that link in each form.
 
+With --library DIR (and no TRACE): what a model library keeps, by kind, and its ratio to
+the raw capture bytes its chunks were made from (-o json: library, chunks, packets,
+finetune_models, full_models, raw_bytes_ingested, rows[]: id (skeletons, deltas, reports,
+metadata, chunks_total, base_models, total), name, bytes, ratio_to_raw).
+
 Examples:
   dgcctl storage real.pcap
+  dgcctl storage --library lib/
   dgcctl storage real.pcap --model-bytes 180000 --compute-seconds 40 --gpu -o json
   dgcctl storage real.pcap --link-tb-per-day 50 --usd-per-gb-month 0.004)");
   sub->callback([args, exit_code] {

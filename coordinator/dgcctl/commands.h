@@ -15,6 +15,8 @@ void RegisterSynthTraceCommand(CLI::App& app, int* exit_code);  // cmd_synth_tra
 void RegisterWarmupCommand(CLI::App& app, int* exit_code);      // cmd_compress.cc
 void RegisterCompressCommand(CLI::App& app, int* exit_code);    // cmd_compress.cc
 void RegisterGenerateCommand(CLI::App& app, int* exit_code);    // cmd_generate.cc
+// lineage, get, describe, expire on a RocksDB model library.
+void RegisterLibraryCommands(CLI::App& app, int* exit_code);    // cmd_library.cc
 
 }  // namespace dgc::ctl
 

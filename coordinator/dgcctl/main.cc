@@ -15,6 +15,7 @@ __attribute__((weak)) void RegisterSynthTraceCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterWarmupCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterCompressCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterGenerateCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterLibraryCommands(CLI::App&, int*);
 }  // namespace dgc::ctl
 
 int main(int argc, char** argv) {
@@ -26,6 +27,11 @@ int main(int argc, char** argv) {
   dgcctl eval real.pcap synth.pcap --report r.html  the same, with plots in one HTML file
   dgcctl baseline --method flows real.pcap -o flows.pcap
   dgcctl storage real.pcap                          bytes and dollars per storage method
+  dgcctl storage --library lib/                     bytes a library keeps, by kind, against raw
+  dgcctl get chunks --library lib/ --since "1d ago" chunks of a time range (also: get models)
+  dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
+  dgcctl lineage MODEL --library lib/               a model's chain to its base, and descendants
+  dgcctl expire --library lib/ --max-age 90d --dry-run
 
 Run 'dgcctl VERB --help' for the options of each verb.)");
   app.require_subcommand(1);
@@ -40,6 +46,7 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
   if (RegisterBaselineCommand) RegisterBaselineCommand(app, &exit_code);
   if (RegisterStorageCommand) RegisterStorageCommand(app, &exit_code);
   if (RegisterSynthTraceCommand) RegisterSynthTraceCommand(app, &exit_code);
+  if (RegisterLibraryCommands) RegisterLibraryCommands(app, &exit_code);
   app.parse_complete_callback([&] { dgc::InitLogging("dgcctl", log_level); });
   try {
     app.parse(argc, argv);

@@ -1,0 +1,472 @@
+// dgcctl verbs on a RocksDB model library: lineage, get, describe, expire.
+// (`dgcctl storage --library DIR` lives in cmd_storage.cc and uses
+// LibraryStorageReport below.)
+//
+// -o json fields:
+//   get models: [{id, kind, parent, depth, blob_bytes, created, source_chunk}]
+//   get chunks: [{chunk, link, start, end, seq, packets, bytes, flows, raw_bytes, model, parent,
+//                 decision, drift, reason, stored_bytes}]
+//   describe model: the model fields + {ancestors[], children[], config, training, fingerprint}
+//   describe chunk: the chunk fields + {report, fingerprint, committed}
+//   lineage: {model, ancestors[{id, kind, depth}], descendants[]}
+//   expire: {dry_run, items[{kind, name, bytes, reason}], warnings[], bytes_before, bytes_after,
+//            size_goal_met, note}
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/time.h"
+#include "coordinator/dgcctl/commands.h"
+#include "coordinator/library/rocksdb_model_library.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc::ctl {
+
+// Bytes by kind of a library and their ratio to the raw bytes ingested, as a
+// table or JSON (used by `dgcctl storage --library`). Errors: the library's.
+[[nodiscard]] Status LibraryStorageReport(const std::string& dir, bool json);
+
+namespace {
+
+using library::ChunkRecord;
+using library::ModelRecord;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// An existing library; NotFound naming `dir` when there is none.
+StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenExisting(const std::string& dir) {
+  RocksDbModelLibrary::Options o;
+  o.create_if_missing = false;
+  return RocksDbModelLibrary::Open(dir, o);
+}
+
+Status CheckOutput(const std::string& o) {
+  if (o != "table" && o != "json") return absl::InvalidArgumentError(absl::StrCat("-o '", o, "': use table or json"));
+  return absl::OkStatus();
+}
+
+std::string Human(uint64_t b) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1000 && u < 5) {
+    v /= 1000;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%d B", b) : absl::StrFormat("%.3g %s", v, kUnits[u]);
+}
+
+// "1048576", "500k", "20MB", "1.5G", "2GiB": decimal units, or binary with "i".
+StatusOr<uint64_t> ParseBytes(const std::string& text) {
+  std::string s = absl::AsciiStrToLower(text);
+  if (!s.empty() && s.back() == 'b') s.pop_back();
+  double mult = 1;
+  bool binary = !s.empty() && s.back() == 'i';
+  if (binary) s.pop_back();
+  if (!s.empty() && std::isalpha(static_cast<unsigned char>(s.back()))) {
+    const std::string units = "kmgtp";
+    size_t u = units.find(s.back());
+    if (u == std::string::npos) s.clear();
+    else {
+      for (size_t i = 0; i <= u; ++i) mult *= binary ? 1024 : 1000;
+      s.pop_back();
+    }
+  }
+  double v = 0;
+  if (s.empty() || !absl::SimpleAtod(s, &v) || !(v >= 0) || v * mult > 9e18) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a size: use bytes, or a number with kB, MB, GB, TB (or KiB, MiB...)"));
+  }
+  return static_cast<uint64_t>(v * mult);
+}
+
+nlohmann::json ModelJson(const ModelRecord& m) {
+  return {{"id", m.id},
+          {"kind", library::ModelKindName(m.kind)},
+          {"parent", m.parent_id},
+          {"depth", m.depth},
+          {"blob_bytes", m.blob_bytes},
+          {"created", FormatRfc3339(m.created_ns)},
+          {"source_chunk", m.source_chunk.empty() ? "" : library::ChunkKeyToString(m.source_chunk)}};
+}
+
+nlohmann::json ChunkJson(const ChunkRecord& c) {
+  return {{"chunk", library::ChunkKeyToString(library::ChunkKey(c.link, c.start_ns))},
+          {"link", c.link},
+          {"start", FormatRfc3339(c.start_ns)},
+          {"end", FormatRfc3339(c.end_ns())},
+          {"seq", c.seq},
+          {"packets", c.packets},
+          {"bytes", c.bytes},
+          {"flows", c.flows},
+          {"raw_bytes", c.raw_bytes},
+          {"model", c.model_id},
+          {"parent", c.parent_id},
+          {"decision", c.decision},
+          {"drift", c.drift},
+          {"reason", c.reason},
+          {"state", library::ChunkStateName(c.state)},
+          {"stored_bytes", c.stored_bytes}};
+}
+
+nlohmann::json FingerprintJson(const library::Fingerprint& f) {
+  return {{"packets", f.packets}, {"flows", f.flows}, {"proto", f.proto}, {"port", f.port},
+          {"size", f.size},       {"rate", f.rate},   {"flow", f.flow}};
+}
+
+std::string Drift(double d) { return d < 0 ? "-" : absl::StrFormat("%.3f", d); }
+
+// --- lineage ----------------------------------------------------------------
+
+struct LineageArgs {
+  std::string model, library, output = "table";
+};
+
+Status RunLineage(const LineageArgs& a) {
+  DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
+  DGC_ASSIGN_OR_RETURN(auto anc, lib->Ancestors(a.model));
+  DGC_ASSIGN_OR_RETURN(auto desc, lib->Descendants(a.model));
+  if (a.output == "json") {
+    nlohmann::json j = {{"model", a.model}, {"ancestors", nlohmann::json::array()}, {"descendants", desc}};
+    for (const auto& m : anc) j["ancestors"].push_back({{"id", m.id}, {"kind", library::ModelKindName(m.kind)}, {"depth", m.depth}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return absl::OkStatus();
+  }
+  std::printf("ANCESTORS of %s (%zu, to its full model)\n", a.model.c_str(), anc.size() - 1);
+  for (const auto& m : anc) {
+    std::printf("  %-40s %-8s depth %-3u %s\n", m.id.c_str(), library::ModelKindName(m.kind), m.depth,
+                m.source_chunk.empty() ? "" : ("from " + library::ChunkKeyToString(m.source_chunk)).c_str());
+  }
+  std::printf("DESCENDANTS (%zu)\n", desc.size());
+  size_t shown = 0;
+  for (const auto& d : desc) {
+    if (++shown > 50) {
+      std::printf("  ... %zu more (-o json lists them all)\n", desc.size() - 50);
+      break;
+    }
+    std::printf("  %s\n", d.c_str());
+  }
+  return absl::OkStatus();
+}
+
+// --- get --------------------------------------------------------------------
+
+struct GetArgs {
+  std::string noun, library, link, since, until, output = "table";
+};
+
+Status RunGet(const GetArgs& a) {
+  DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
+  if (a.noun == "models" || a.noun == "model") {
+    DGC_ASSIGN_OR_RETURN(auto models, lib->ListModels());
+    if (a.output == "json") {
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& m : models) j.push_back(ModelJson(m));
+      std::printf("%s\n", j.dump(2).c_str());
+      return absl::OkStatus();
+    }
+    std::printf("%-36s %-8s %-36s %5s %10s  %s\n", "ID", "KIND", "PARENT", "DEPTH", "BYTES", "CREATED");
+    for (const auto& m : models) {
+      std::printf("%-36s %-8s %-36s %5u %10s  %s\n", m.id.c_str(), library::ModelKindName(m.kind),
+                  m.parent_id.empty() ? "-" : m.parent_id.c_str(), m.depth, Human(m.blob_bytes).c_str(),
+                  FormatRfc3339(m.created_ns).c_str());
+    }
+    return absl::OkStatus();
+  }
+  if (a.noun != "chunks" && a.noun != "chunk") {
+    return absl::InvalidArgumentError(absl::StrCat("get '", a.noun, "': use models or chunks"));
+  }
+  ChunkQuery q;
+  q.link = a.link;
+  int64_t now = NowNs();
+  if (!a.since.empty()) {
+    DGC_ASSIGN_OR_RETURN(q.since_ns, ParseTime(a.since, now));
+  }
+  if (!a.until.empty()) {
+    DGC_ASSIGN_OR_RETURN(q.until_ns, ParseTime(a.until, now));
+  }
+  bool json = a.output == "json";
+  if (json) std::printf("[");
+  else {
+    std::printf("%-36s %9s %7s %-30s %-9s %6s %9s\n", "CHUNK", "PACKETS", "FLOWS", "MODEL", "DECISION", "DRIFT",
+                "STORED");
+  }
+  bool first = true;
+  DGC_RETURN_IF_ERROR(lib->ForEachChunk(q, [&](const ChunkRecord& c) {
+    if (json) {
+      std::printf("%s\n  %s", first ? "" : ",", ChunkJson(c).dump().c_str());
+    } else {
+      std::printf("%-36s %9llu %7llu %-30s %-9s %6s %9s\n",
+                  library::ChunkKeyToString(library::ChunkKey(c.link, c.start_ns)).c_str(),
+                  static_cast<unsigned long long>(c.packets), static_cast<unsigned long long>(c.flows),
+                  c.model_id.c_str(), c.decision.empty() ? "-" : c.decision.c_str(), Drift(c.drift).c_str(),
+                  Human(c.stored_bytes).c_str());
+    }
+    first = false;
+    return absl::OkStatus();
+  }));
+  if (json) std::printf("%s]\n", first ? "" : "\n");
+  return absl::OkStatus();
+}
+
+// --- describe ---------------------------------------------------------------
+
+struct DescribeArgs {
+  std::string noun, id, library, output = "table";
+};
+
+Status RunDescribe(const DescribeArgs& a) {
+  DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
+  auto parse = [](const std::string& s) {
+    auto j = nlohmann::json::parse(s.empty() ? "null" : s, nullptr, false);
+    return j.is_discarded() ? nlohmann::json(s) : j;
+  };
+  if (a.noun == "model") {
+    DGC_ASSIGN_OR_RETURN(ModelRecord m, lib->GetModelRecord(a.id));
+    DGC_ASSIGN_OR_RETURN(auto anc, lib->Ancestors(a.id));
+    DGC_ASSIGN_OR_RETURN(auto kids, lib->Children(a.id));
+    DGC_ASSIGN_OR_RETURN(auto fp, lib->ModelFingerprint(m));
+    nlohmann::json j = ModelJson(m);
+    j["ancestors"] = nlohmann::json::array();
+    for (size_t i = 1; i < anc.size(); ++i) j["ancestors"].push_back(anc[i].id);
+    j["children"] = kids;
+    j["config"] = parse(m.config_json);
+    j["training"] = parse(m.training_json);
+    j["fingerprint"] = fp ? FingerprintJson(*fp) : nlohmann::json();
+    if (a.output == "json") {
+      std::printf("%s\n", j.dump(2).c_str());
+      return absl::OkStatus();
+    }
+    std::printf("Model:        %s\nKind:         %s\nParent:       %s\nDepth:        %u (deltas from its full model)\n"
+                "Blob:         %s (%s)\nCreated:      %s\nTrained on:   %s\nFull model:   %s\nChildren:     %zu\n",
+                m.id.c_str(), library::ModelKindName(m.kind), m.parent_id.empty() ? "-" : m.parent_id.c_str(), m.depth,
+                Human(m.blob_bytes).c_str(), library::IsFullModel(m.kind) ? "checkpoint" : "delta",
+                FormatRfc3339(m.created_ns).c_str(),
+                m.source_chunk.empty() ? "-" : library::ChunkKeyToString(m.source_chunk).c_str(),
+                anc.back().id.c_str(), kids.size());
+    if (!m.training_json.empty()) std::printf("Training:     %s\n", m.training_json.c_str());
+    if (!m.config_json.empty()) std::printf("Config:       %s\n", m.config_json.c_str());
+    return absl::OkStatus();
+  }
+  if (a.noun != "chunk") return absl::InvalidArgumentError(absl::StrCat("describe '", a.noun, "': use model or chunk"));
+  DGC_ASSIGN_OR_RETURN(ChunkRecord c, lib->FindChunk(a.id));
+  auto fp = lib->GetFingerprint(c.link, c.start_ns);
+  nlohmann::json j = ChunkJson(c);
+  j["report"] = parse(c.report_json);
+  j["fingerprint"] = fp.ok() ? FingerprintJson(*fp) : nlohmann::json();
+  j["committed"] = FormatRfc3339(c.committed_ns);
+  j["raw_path"] = c.raw_path;
+  if (a.output == "json") {
+    std::printf("%s\n", j.dump(2).c_str());
+    return absl::OkStatus();
+  }
+  std::printf("Chunk:        %s (seq %lld)\nWindow:       %s .. %s\nTraffic:      %llu packets, %llu bytes, %llu flows "
+              "(%s raw ingested)\nModel:        %s\nParent:       %s\nSelection:    %s, drift %s\nReason:       %s\n"
+              "Stored:       %s\nCommitted:    %s\nRaw file:     %s\n",
+              j["chunk"].get<std::string>().c_str(), static_cast<long long>(c.seq), FormatRfc3339(c.start_ns).c_str(),
+              FormatRfc3339(c.end_ns()).c_str(), static_cast<unsigned long long>(c.packets),
+              static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.flows),
+              Human(c.raw_bytes).c_str(), c.model_id.c_str(), c.parent_id.c_str(),
+              c.decision.empty() ? "not recorded" : c.decision.c_str(), Drift(c.drift).c_str(),
+              c.reason.empty() ? "-" : c.reason.c_str(), Human(c.stored_bytes).c_str(),
+              FormatRfc3339(c.committed_ns).c_str(), c.raw_path.empty() ? "-" : c.raw_path.c_str());
+  std::printf("Report:       %s\n", j["report"].dump().c_str());
+  return absl::OkStatus();
+}
+
+// --- expire -----------------------------------------------------------------
+
+struct ExpireArgs {
+  std::string library, max_age, max_bytes, keep_raw, output = "table";
+  bool dry_run = false;
+};
+
+Status RunExpire(const ExpireArgs& a) {
+  DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  if (a.max_age.empty() && a.max_bytes.empty() && a.keep_raw.empty()) {
+    return absl::InvalidArgumentError("give --max-age, --max-bytes or --keep-raw: what may go");
+  }
+  RocksDbModelLibrary::ExpireOptions o;
+  if (!a.max_age.empty()) {
+    DGC_ASSIGN_OR_RETURN(o.max_age_ns, ParseDurationNs(a.max_age));
+  }
+  if (!a.keep_raw.empty()) {
+    DGC_ASSIGN_OR_RETURN(o.keep_raw_ns, ParseDurationNs(a.keep_raw));
+  }
+  if (!a.max_bytes.empty()) {
+    DGC_ASSIGN_OR_RETURN(o.max_bytes, ParseBytes(a.max_bytes));
+  }
+  if (!a.max_age.empty() && o.max_age_ns <= 0) return absl::InvalidArgumentError("--max-age must be positive");
+  if (!a.max_bytes.empty() && o.max_bytes == 0) return absl::InvalidArgumentError("--max-bytes must be positive");
+  o.dry_run = a.dry_run;
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
+  DGC_ASSIGN_OR_RETURN(auto rep, lib->Expire(o));
+  for (const auto& w : rep.warnings) std::fprintf(stderr, "dgcctl expire: warning: %s\n", w.c_str());
+  if (a.output == "json") {
+    nlohmann::json j = {{"dry_run", a.dry_run},          {"items", nlohmann::json::array()},
+                        {"warnings", rep.warnings},      {"bytes_before", rep.bytes_before},
+                        {"bytes_after", rep.bytes_after}, {"size_goal_met", rep.size_goal_met},
+                        {"note", rep.note}};
+    for (const auto& i : rep.items) j["items"].push_back({{"kind", i.kind}, {"name", i.name}, {"bytes", i.bytes}, {"reason", i.reason}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return absl::OkStatus();
+  }
+  const char* verb = a.dry_run ? "would go" : "went";
+  std::printf("%-6s %-44s %9s  %s\n", "KIND", "NAME", "BYTES", "WHY");
+  for (const auto& i : rep.items) {
+    std::printf("%-6s %-44s %9s  %s\n", i.kind.c_str(), i.name.c_str(), Human(i.bytes).c_str(), i.reason.c_str());
+  }
+  size_t chunks = 0, models = 0, raws = 0;
+  for (const auto& i : rep.items) (i.kind == "chunk" ? chunks : i.kind == "model" ? models : raws)++;
+  std::printf("\n%zu chunk(s), %zu model(s), %zu raw file(s) %s: %s -> %s%s\n", chunks, models, raws, verb,
+              Human(rep.bytes_before).c_str(), Human(rep.bytes_after).c_str(),
+              a.dry_run ? " (dry run: nothing was changed)" : "");
+  if (!rep.size_goal_met) std::printf("note: %s\n", rep.note.c_str());
+  return absl::OkStatus();
+}
+
+template <typename F>
+void Wire(CLI::App* cmd, const char* verb, int* exit_code, F run) {
+  cmd->callback([verb, exit_code, run] {
+    Status s = run();
+    if (!s.ok()) {
+      std::fprintf(stderr, "dgcctl %s: error: %s\n", verb, std::string(s.message()).c_str());
+      *exit_code = 1;
+    }
+  });
+}
+
+}  // namespace
+
+Status LibraryStorageReport(const std::string& dir, bool json) {
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(dir));
+  DGC_ASSIGN_OR_RETURN(auto u, lib->GetDetailedUsage());
+  struct Row {
+    const char* id;
+    const char* name;
+    uint64_t bytes;
+  };
+  std::vector<Row> rows = {{"skeletons", "chunk skeletons", u.skeleton_bytes},
+                           {"deltas", "model deltas", u.delta_bytes},
+                           {"reports", "chunk reports", u.report_bytes},
+                           {"metadata", "records, fingerprints", u.chunk_meta_bytes + u.model_meta_bytes},
+                           {"chunks_total", "per-chunk total", u.ChunkBytes()},
+                           {"base_models", "base models (paid once)", u.full_model_bytes},
+                           {"total", "everything", u.TotalBytes()}};
+  double raw = static_cast<double>(u.raw_bytes_ingested);
+  if (json) {
+    nlohmann::json j = {{"library", dir},
+                        {"chunks", u.chunks},
+                        {"packets", u.packets},
+                        {"finetune_models", u.finetune_models},
+                        {"full_models", u.full_models},
+                        {"raw_bytes_ingested", u.raw_bytes_ingested},
+                        {"rows", nlohmann::json::array()}};
+    for (const auto& r : rows) {
+      j["rows"].push_back({{"id", r.id}, {"name", r.name}, {"bytes", r.bytes},
+                           {"ratio_to_raw", raw > 0 ? r.bytes / raw : 0.0}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return absl::OkStatus();
+  }
+  std::printf("LIBRARY %s\n        %llu chunks, %llu packets, %llu finetune models, %llu base models; raw ingested %s\n\n",
+              dir.c_str(), static_cast<unsigned long long>(u.chunks), static_cast<unsigned long long>(u.packets),
+              static_cast<unsigned long long>(u.finetune_models), static_cast<unsigned long long>(u.full_models),
+              Human(u.raw_bytes_ingested).c_str());
+  std::printf("%-24s %10s %9s %8s\n", "KIND", "BYTES", "OF RAW", "B/PKT");
+  for (const auto& r : rows) {
+    std::printf("%-24s %10s %9s %8s\n", r.name, Human(r.bytes).c_str(),
+                raw > 0 ? absl::StrFormat("%.3f%%", 100 * r.bytes / raw).c_str() : "-",
+                u.packets ? absl::StrFormat("%.2f", double(r.bytes) / u.packets).c_str() : "-");
+  }
+  if (u.chunk_meta_bytes + u.ChunkBytes() > 0 && raw > 0) {
+    std::printf("\nper-chunk bytes are %.1fx smaller than the raw captures (%.1fx with the base models)\n",
+                raw / std::max<double>(1, u.ChunkBytes()), raw / std::max<double>(1, u.TotalBytes()));
+  }
+  return absl::OkStatus();
+}
+
+void RegisterLibraryCommands(CLI::App& app, int* exit_code) {
+  // lineage
+  auto la = std::make_shared<LineageArgs>();
+  CLI::App* lin = app.add_subcommand("lineage", "a model's ancestors (to its base) and descendants");
+  lin->add_option("model", la->model, "model id (see 'dgcctl get models')")->required();
+  lin->add_option("--library", la->library, "model library directory")->required();
+  lin->add_option("-o,--output", la->output, "table or json")->capture_default_str();
+  lin->footer(R"(Every chunk's model is a delta against its parent; a chain ends at a full model
+(base: warm-up; retrain: trained anew when drift or chain depth called for it).
+
+Examples:
+  dgcctl lineage tap0-2840000 --library lib/
+  dgcctl lineage base-3f2a9c --library lib/ -o json | jq '.descendants | length')");
+  Wire(lin, "lineage", exit_code, [la] { return RunLineage(*la); });
+
+  // get
+  auto ga = std::make_shared<GetArgs>();
+  CLI::App* get = app.add_subcommand("get", "list models or chunks of a model library");
+  get->add_option("noun", ga->noun, "models or chunks")->required();
+  get->add_option("--library", ga->library, "model library directory")->required();
+  get->add_option("--link", ga->link, "chunks of this link only");
+  get->add_option("--since", ga->since, "chunks ending after (RFC 3339, epoch seconds, or '3h ago')");
+  get->add_option("--until", ga->until, "chunks starting before");
+  get->add_option("-o,--output", ga->output, "table or json (one object per chunk, streamed)")->capture_default_str();
+  get->footer(R"(Chunks are named LINK@START; DECISION is how its parent was chosen (continue,
+switch, base, retrain) and DRIFT its distance to that parent in [0,1].
+
+Examples:
+  dgcctl get models --library lib/
+  dgcctl get chunks --library lib/ --link tap0 --since "2024-03-09T00:00:00Z" --until "2024-03-10T00:00:00Z"
+  dgcctl get chunks --library lib/ --since "1d ago" -o json | jq -r '.[] | select(.decision=="retrain") | .chunk')");
+  Wire(get, "get", exit_code, [ga] { return RunGet(*ga); });
+
+  // describe
+  auto da = std::make_shared<DescribeArgs>();
+  CLI::App* desc = app.add_subcommand("describe", "everything the library knows of one model or chunk");
+  desc->add_option("noun", da->noun, "model or chunk")->required();
+  desc->add_option("id", da->id, "model id, or chunk as LINK@TIME or LINK/SEQ")->required();
+  desc->add_option("--library", da->library, "model library directory")->required();
+  desc->add_option("-o,--output", da->output, "table or json")->capture_default_str();
+  desc->footer(R"(A chunk shows its counts, model, parent, the parent-selection decision with its
+drift and reason (why a retrain fired), and its fidelity report.
+
+Examples:
+  dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
+  dgcctl describe chunk tap0/2840000 --library lib/ -o json | jq .report.fidelity_mean
+  dgcctl describe model tap0-2840000 --library lib/)");
+  Wire(desc, "describe", exit_code, [da] { return RunDescribe(*da); });
+
+  // expire
+  auto ea = std::make_shared<ExpireArgs>();
+  CLI::App* exp = app.add_subcommand("expire", "delete old chunks (and the models nothing needs) from a library");
+  exp->add_option("--library", ea->library, "model library directory")->required();
+  exp->add_option("--max-age", ea->max_age, "chunks that ended longer ago than this go (90s, 10m, 36h, 30d, 2w)");
+  exp->add_option("--max-bytes", ea->max_bytes, "then the oldest chunks go until the library fits (e.g. 20GB)");
+  exp->add_option("--keep-raw", ea->keep_raw, "raw chunk files kept beside chunks go after this (e.g. 24h)");
+  exp->add_flag("--dry-run", ea->dry_run, "print what would go, change nothing");
+  exp->add_option("-o,--output", ea->output, "table or json")->capture_default_str();
+  exp->footer(R"(Rules: the newest chunk of every link is never expired; a model stays while a kept
+chunk builds on it (its own model or any ancestor), so deleting the head of a delta
+chain frees the chunk records first and the deltas once the chain's last chunk goes.
+Raw files someone else already deleted are reported as warnings, not errors. An
+interrupted expire leaves a consistent library; run it again to finish.
+
+Examples:
+  dgcctl expire --library lib/ --max-age 90d --dry-run
+  dgcctl expire --library lib/ --max-bytes 50GB
+  dgcctl expire --library lib/ --max-age 365d --max-bytes 2TB --keep-raw 24h -o json)");
+  Wire(exp, "expire", exit_code, [ea] { return RunExpire(*ea); });
+}
+
+}  // namespace dgc::ctl

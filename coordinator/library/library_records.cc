@@ -1,0 +1,299 @@
+#include "coordinator/library/library_records.h"
+
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
+#include "common/base/time.h"
+
+namespace dgc::library {
+namespace {
+
+constexpr uint8_t kTagModel = 'M';
+constexpr uint8_t kTagChunk = 'C';
+constexpr uint8_t kTagJob = 'J';
+constexpr uint8_t kModelVersion = 1;
+constexpr uint8_t kChunkVersion = 1;
+constexpr uint8_t kJobVersion = 1;
+constexpr uint64_t kMaxField = 1ull << 31;
+
+void Str(ByteWriter* w, absl::string_view s) {
+  w->Varint(s.size());
+  w->Bytes(s.data(), s.size());
+}
+void F64(ByteWriter* w, double d) { w->Bytes(&d, sizeof d); }
+
+// A reader that remembers the first failure.
+class Reader {
+ public:
+  explicit Reader(absl::string_view in) : r_(in) {}
+  uint64_t U() {
+    uint64_t v = 0;
+    r_.Varint(&v);
+    return v;
+  }
+  int64_t S() {
+    int64_t v = 0;
+    r_.SignedVarint(&v);
+    return v;
+  }
+  uint8_t B() {
+    uint8_t v = 0;
+    r_.U8(&v);
+    return v;
+  }
+  double D() {
+    double d = 0;
+    r_.Bytes(&d, sizeof d);
+    return d;
+  }
+  std::string Str() {
+    uint64_t n = U();
+    if (!r_.ok() || n > kMaxField || n > r_.remaining()) {
+      bad_ = true;
+      return {};
+    }
+    std::string s(n, '\0');
+    r_.Bytes(s.data(), n);
+    return s;
+  }
+  bool ok() const { return r_.ok() && !bad_; }
+  bool done() const { return ok() && r_.remaining() == 0; }
+
+ private:
+  ByteReader r_;
+  bool bad_ = false;
+};
+
+std::string Printable(absl::string_view key) {
+  std::string link;
+  int64_t t;
+  if (ParseChunkKey(key, &link, &t)) return ChunkKeyToString(key);
+  return absl::CHexEscape(key);
+}
+
+Status Corrupt(absl::string_view what, absl::string_view key, absl::string_view why) {
+  return absl::DataLossError(
+      absl::StrCat("corrupt ", what, " record at key '", Printable(key), "': ", why));
+}
+
+// Checks tag and version; returns the version.
+StatusOr<uint8_t> Header(Reader* r, uint8_t tag, uint8_t newest, absl::string_view what,
+                         absl::string_view key) {
+  uint8_t t = r->B();
+  uint8_t v = r->B();
+  if (!r->ok()) return Corrupt(what, key, "shorter than its header");
+  if (t != tag) {
+    return Corrupt(what, key, absl::StrCat("tag 0x", absl::Hex(t), " is not a ", what, " record"));
+  }
+  if (v > newest) {
+    return absl::UnimplementedError(absl::StrCat(what, " record at key '", Printable(key), "' has version ", v,
+                                                 "; this build reads up to ", newest,
+                                                 ": upgrade dgc to read this library"));
+  }
+  return v;
+}
+
+}  // namespace
+
+const char* ModelKindName(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kBase: return "base";
+    case ModelKind::kFinetune: return "finetune";
+    case ModelKind::kRetrain: return "retrain";
+  }
+  return "unknown";
+}
+
+const char* ChunkStateName(ChunkState s) {
+  switch (s) {
+    case ChunkState::kCommitted: return "committed";
+  }
+  return "unknown";
+}
+
+uint64_t ModelRecord::StoredBytes() const {
+  return blob.size() + id.size() + parent_id.size() + source_chunk.size() + config_json.size() +
+         training_json.size() + fingerprint.size() + 16;
+}
+
+std::string ChunkKey(absl::string_view link, int64_t start_ns) {
+  std::string k(link);
+  k.push_back('\0');
+  uint64_t u = static_cast<uint64_t>(start_ns) ^ (1ull << 63);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>(u >> (8 * i)));
+  return k;
+}
+
+bool ParseChunkKey(absl::string_view key, std::string* link, int64_t* start_ns) {
+  if (key.size() < 10 || key[key.size() - 9] != '\0') return false;
+  absl::string_view l = key.substr(0, key.size() - 9);
+  if (l.find('\0') != absl::string_view::npos) return false;
+  uint64_t u = 0;
+  for (size_t i = key.size() - 8; i < key.size(); ++i) u = u << 8 | static_cast<uint8_t>(key[i]);
+  *link = std::string(l);
+  *start_ns = static_cast<int64_t>(u ^ (1ull << 63));
+  return true;
+}
+
+std::string ChunkKeyToString(absl::string_view key) {
+  std::string link;
+  int64_t t;
+  if (!ParseChunkKey(key, &link, &t)) return absl::CHexEscape(key);
+  return absl::StrCat(link, "@", FormatRfc3339(t));
+}
+
+std::string LineageKey(absl::string_view parent, absl::string_view child) {
+  return absl::StrCat(parent, absl::string_view("\0", 1), child);
+}
+
+Status ValidateId(absl::string_view what, absl::string_view id) {
+  if (id.empty() || id.size() > 200) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", absl::CHexEscape(id), "': must be 1-200 bytes"));
+  }
+  for (char c : id) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == '@' || c == '/' || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " '", absl::CHexEscape(id), "': control characters, '@' and '/' are not allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeModel(const ModelRecord& m) {
+  ByteWriter w;
+  w.U8(kTagModel);
+  w.U8(kModelVersion);
+  Str(&w, m.id);
+  w.U8(static_cast<uint8_t>(m.kind));
+  Str(&w, m.parent_id);
+  w.Varint(m.depth);
+  Str(&w, m.source_chunk);
+  w.SignedVarint(m.created_ns);
+  Str(&w, m.config_json);
+  Str(&w, m.training_json);
+  Str(&w, m.fingerprint);
+  Str(&w, m.blob);
+  return w.Take();
+}
+
+std::string EncodeModelV0ForUpgrade(const ModelRecord& m) {
+  ByteWriter w;
+  w.U8(kTagModel);
+  w.U8(0);
+  Str(&w, m.id);
+  w.U8(static_cast<uint8_t>(m.kind));
+  Str(&w, m.parent_id);
+  w.SignedVarint(m.created_ns);
+  Str(&w, m.blob);
+  return w.Take();
+}
+
+StatusOr<ModelRecord> DecodeModel(absl::string_view key, absl::string_view value) {
+  Reader r(value);
+  DGC_ASSIGN_OR_RETURN(uint8_t version, Header(&r, kTagModel, kModelVersion, "model", key));
+  ModelRecord m;
+  m.id = r.Str();
+  uint8_t kind = r.B();
+  m.parent_id = r.Str();
+  if (version >= 1) {
+    m.depth = static_cast<uint32_t>(r.U());
+    m.source_chunk = r.Str();
+  }
+  m.created_ns = r.S();
+  if (version >= 1) {
+    m.config_json = r.Str();
+    m.training_json = r.Str();
+    m.fingerprint = r.Str();
+  }
+  m.blob = r.Str();
+  m.blob_bytes = m.blob.size();
+  if (!r.done()) return Corrupt("model", key, "truncated or trailing bytes");
+  if (kind < 1 || kind > 3) return Corrupt("model", key, absl::StrCat("unknown kind ", kind));
+  m.kind = static_cast<ModelKind>(kind);
+  if (m.id != key) return Corrupt("model", key, absl::StrCat("holds id '", absl::CHexEscape(m.id), "'"));
+  return m;
+}
+
+std::string EncodeChunk(const ChunkRecord& c) {
+  ByteWriter w;
+  w.U8(kTagChunk);
+  w.U8(kChunkVersion);
+  Str(&w, c.link);
+  w.SignedVarint(c.start_ns);
+  w.SignedVarint(c.duration_ns);
+  w.SignedVarint(c.seq);
+  w.Varint(c.packets);
+  w.Varint(c.bytes);
+  w.Varint(c.flows);
+  w.Varint(c.raw_bytes);
+  Str(&w, c.model_id);
+  Str(&w, c.parent_id);
+  w.U8(static_cast<uint8_t>(c.state));
+  Str(&w, c.skeleton);
+  Str(&w, c.report_json);
+  F64(&w, c.drift);
+  Str(&w, c.decision);
+  Str(&w, c.reason);
+  Str(&w, c.raw_path);
+  w.SignedVarint(c.committed_ns);
+  w.Varint(c.stored_bytes);
+  return w.Take();
+}
+
+StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value) {
+  Reader r(value);
+  DGC_ASSIGN_OR_RETURN(uint8_t version, Header(&r, kTagChunk, kChunkVersion, "chunk", key));
+  (void)version;
+  ChunkRecord c;
+  c.link = r.Str();
+  c.start_ns = r.S();
+  c.duration_ns = r.S();
+  c.seq = r.S();
+  c.packets = r.U();
+  c.bytes = r.U();
+  c.flows = r.U();
+  c.raw_bytes = r.U();
+  c.model_id = r.Str();
+  c.parent_id = r.Str();
+  uint8_t state = r.B();
+  c.skeleton = r.Str();
+  c.report_json = r.Str();
+  c.drift = r.D();
+  c.decision = r.Str();
+  c.reason = r.Str();
+  c.raw_path = r.Str();
+  c.committed_ns = r.S();
+  c.stored_bytes = r.U();
+  if (!r.done()) return Corrupt("chunk", key, "truncated or trailing bytes");
+  if (state != 1) return Corrupt("chunk", key, absl::StrCat("unknown state ", state));
+  c.state = static_cast<ChunkState>(state);
+  if (ChunkKey(c.link, c.start_ns) != key) return Corrupt("chunk", key, "link and start do not match the key");
+  return c;
+}
+
+std::string EncodeJob(const JobRecord& j) {
+  ByteWriter w;
+  w.U8(kTagJob);
+  w.U8(kJobVersion);
+  Str(&w, j.id);
+  w.Varint(j.version);
+  Str(&w, j.payload);
+  return w.Take();
+}
+
+StatusOr<JobRecord> DecodeJob(absl::string_view key, absl::string_view value) {
+  Reader r(value);
+  DGC_ASSIGN_OR_RETURN(uint8_t version, Header(&r, kTagJob, kJobVersion, "job", key));
+  (void)version;
+  JobRecord j;
+  j.id = r.Str();
+  j.version = static_cast<uint32_t>(r.U());
+  j.payload = r.Str();
+  if (!r.done()) return Corrupt("job", key, "truncated or trailing bytes");
+  if (j.id != key) return Corrupt("job", key, "holds another id");
+  return j;
+}
+
+}  // namespace dgc::library

@@ -1,0 +1,1096 @@
+#include "coordinator/library/rocksdb_model_library.h"
+
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/byte_io.h"
+#include "common/base/time.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc {
+namespace fs = std::filesystem;
+using library::ChunkKey;
+using library::ChunkRecord;
+using library::ModelKind;
+using library::ModelRecord;
+
+namespace {
+
+constexpr char kSchemaKey[] = "schema_version";
+constexpr char kDirMarker[] = "DGC-LIBRARY";  // DirModelLibrary's marker file
+constexpr uint32_t kMaxChain = 1u << 20;     // bound on ancestor walks (a loop is corruption)
+
+// The one place rocksdb::Status becomes a dgc Status.
+Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(what, ": ", s.ToString());
+  switch (s.code()) {
+    case rocksdb::Status::kNotFound: return absl::NotFoundError(msg);
+    case rocksdb::Status::kCorruption: return absl::DataLossError(msg);
+    case rocksdb::Status::kNotSupported: return absl::UnimplementedError(msg);
+    case rocksdb::Status::kInvalidArgument: return absl::InvalidArgumentError(msg);
+    case rocksdb::Status::kIOError:
+      if (s.subcode() == rocksdb::Status::kLockLimit || s.ToString().find("lock") != std::string::npos) {
+        return absl::UnavailableError(absl::StrCat(msg, " (is another dgc process using this library?)"));
+      }
+      return absl::InternalError(msg);
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTimedOut:
+    case rocksdb::Status::kTryAgain: return absl::UnavailableError(msg);
+    default: return absl::InternalError(msg);
+  }
+}
+
+std::string LinkPrefix(absl::string_view link) {
+  std::string p(link);
+  p.push_back('\0');
+  return p;
+}
+
+bool HasPrefix(const rocksdb::Slice& s, absl::string_view p) {
+  return s.size() >= p.size() && std::memcmp(s.data(), p.data(), p.size()) == 0;
+}
+absl::string_view View(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
+rocksdb::Slice Sl(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+uint64_t JsonU64(const nlohmann::json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return 0;
+  const auto& v = j[key];
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer()) return static_cast<uint64_t>(std::max<int64_t>(0, v.get<int64_t>()));
+  if (v.is_number_float()) return static_cast<uint64_t>(std::max(0.0, v.get<double>()));
+  return 0;
+}
+
+std::string EncodeU32(uint32_t v) {
+  std::string s;
+  PutFixed<uint32_t>(&s, v);
+  return s;
+}
+
+}  // namespace
+
+const std::vector<std::string>& RocksDbModelLibrary::ColumnFamilyNames() {
+  static const std::vector<std::string> kNames = {rocksdb::kDefaultColumnFamilyName, "models", "lineage",
+                                                  "chunks", "fingerprints", "jobs", "meta"};
+  return kNames;
+}
+
+RocksDbModelLibrary::RocksDbModelLibrary(std::string dir, Options options)
+    : dir_(std::move(dir)), options_(std::move(options)) {}
+
+RocksDbModelLibrary::~RocksDbModelLibrary() {
+  if (db_) {
+    for (auto* h : cf_) {
+      if (h) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+int64_t RocksDbModelLibrary::Now() const {
+  if (options_.clock) return options_.clock();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const std::string& dir, Options options) {
+  std::error_code ec;
+  bool exists = fs::exists(dir, ec);
+  if (exists && !fs::is_directory(dir, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " is not a directory"));
+  }
+  bool is_rocks = exists && fs::exists(fs::path(dir) / "CURRENT", ec);
+  if (exists && !is_rocks) {
+    if (fs::exists(fs::path(dir) / kDirMarker, ec)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, " is a step-3 directory library (it holds ", kDirMarker,
+          "), not a RocksDB library: there is no in-place migration; re-run 'dgcctl compress' into a new "
+          "directory"));
+    }
+    if (!fs::is_empty(dir, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, " is not empty and is not a dgc library (no RocksDB CURRENT file): refusing to write there"));
+    }
+  }
+  if (!is_rocks && !options.create_if_missing) {
+    return absl::NotFoundError(absl::StrCat("no model library at ", dir));
+  }
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = options.create_if_missing;
+  dbo.create_missing_column_families = true;
+  dbo.max_background_jobs = 2;
+  dbo.keep_log_file_num = 4;
+  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  auto supported = rocksdb::GetSupportedCompressions();
+  auto has = [&](rocksdb::CompressionType t) {
+    return std::find(supported.begin(), supported.end(), t) != supported.end();
+  };
+  rocksdb::CompressionType comp = has(rocksdb::kZSTD) ? rocksdb::kZSTD
+                                  : has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+                                                                  : rocksdb::kNoCompression;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& name : ColumnFamilyNames()) {
+    rocksdb::ColumnFamilyOptions co;
+    co.compression = comp;
+    // Bloom filters: a commit first checks that its chunk is not there yet.
+    rocksdb::BlockBasedTableOptions table;
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    co.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (name == "models" || name == "chunks") {
+      co.enable_blob_files = true;
+      co.min_blob_size = options.min_blob_size;
+      co.enable_blob_garbage_collection = true;
+      co.blob_compression_type = rocksdb::kNoCompression;  // checkpoints and deltas are compressed already
+    }
+    cfs.emplace_back(name, co);
+  }
+  std::unique_ptr<RocksDbModelLibrary> lib(new RocksDbModelLibrary(dir, std::move(options)));
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  DGC_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw),
+                                absl::StrCat("opening model library ", dir)));
+  lib->db_.reset(raw);
+  lib->cf_ = handles;
+
+  // Schema: absent on a new store (written now), or older (upgraded).
+  DGC_ASSIGN_OR_RETURN(auto v, lib->Get(kMeta, kSchemaKey));
+  uint32_t version = 0;
+  if (v) {
+    if (v->size() != 4) return absl::DataLossError(absl::StrCat(dir, ": corrupt schema_version in meta"));
+    version = LoadFixed<uint32_t>(v->data());
+  } else {
+    std::unique_ptr<rocksdb::Iterator> it(lib->db_->NewIterator(rocksdb::ReadOptions(), lib->cf_[kModels]));
+    it->SeekToFirst();
+    bool empty = !it->Valid();
+    std::unique_ptr<rocksdb::Iterator> it2(lib->db_->NewIterator(rocksdb::ReadOptions(), lib->cf_[kChunks]));
+    it2->SeekToFirst();
+    empty = empty && !it2->Valid();
+    if (empty) version = library::kSchemaVersion;
+  }
+  if (version > library::kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " has library schema version ", version,
+                                                      " (written by a newer dgc); this build knows up to ", library::kSchemaVersion,
+                                                      ": upgrade dgc"));
+  }
+  if (!v || version < library::kSchemaVersion) DGC_RETURN_IF_ERROR(lib->Upgrade(version));
+  lib->schema_version_ = library::kSchemaVersion;
+  return lib;
+}
+
+// Schema 0 -> 1: model records gain depth and source chunk, and the lineage
+// CF is built from the model parents. One WriteBatch with the new version, so
+// a crash leaves the old schema (and the next open upgrades again).
+Status RocksDbModelLibrary::Upgrade(uint32_t from) {
+  rocksdb::WriteBatch batch;
+  if (from == 0) {
+    std::map<std::string, ModelRecord> models;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(View(it->key()), View(it->value())));
+        models[m.id] = std::move(m);
+      }
+      DGC_RETURN_IF_ERROR(FromRocks(it->status(), "upgrading: reading models"));
+    }
+    {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+        auto m = models.find(c.model_id);
+        if (c.model_id != c.parent_id && m != models.end() && m->second.source_chunk.empty()) {
+          m->second.source_chunk = std::string(View(it->key()));
+        }
+      }
+      DGC_RETURN_IF_ERROR(FromRocks(it->status(), "upgrading: reading chunks"));
+    }
+    for (auto& [id, m] : models) {
+      uint32_t depth = 0;
+      std::string at = m.parent_id;
+      ModelKind kind = m.kind;
+      while (kind == ModelKind::kFinetune && depth < kMaxChain) {
+        ++depth;
+        auto p = models.find(at);
+        if (p == models.end()) break;
+        kind = p->second.kind;
+        at = p->second.parent_id;
+      }
+      m.depth = depth;
+      batch.Put(cf_[kModels], Sl(id), library::EncodeModel(m));
+      if (m.kind == ModelKind::kFinetune) batch.Put(cf_[kLineage], library::LineageKey(m.parent_id, id), "");
+    }
+  }
+  batch.Put(cf_[kMeta], kSchemaKey, EncodeU32(library::kSchemaVersion));
+  return Write(&batch);
+}
+
+Status RocksDbModelLibrary::Write(void* b) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Write(wo, static_cast<rocksdb::WriteBatch*>(b)), absl::StrCat("writing to ", dir_));
+}
+
+StatusOr<std::optional<std::string>> RocksDbModelLibrary::Get(Cf cf, absl::string_view key) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf_[cf], Sl(key), &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  DGC_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading ", ColumnFamilyNames()[cf], " from ", dir_)));
+  return std::optional<std::string>(std::move(v));
+}
+
+StatusOr<std::optional<ModelRecord>> RocksDbModelLibrary::FindModel(absl::string_view id) {
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kModels, id));
+  if (!v) return std::optional<ModelRecord>();
+  DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(id, *v));
+  return std::optional<ModelRecord>(std::move(m));
+}
+
+// --- models -----------------------------------------------------------------
+
+Status RocksDbModelLibrary::PutModel(const std::string& id, const std::string& bytes) {
+  ModelRecord m;
+  m.id = id;
+  m.kind = ModelKind::kBase;
+  m.blob = bytes;
+  return PutFullModel(m);
+}
+
+Status RocksDbModelLibrary::PutFullModel(const ModelRecord& model) {
+  DGC_RETURN_IF_ERROR(library::ValidateId("model id", model.id));
+  if (!library::IsFullModel(model.kind)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", model.id, ": PutFullModel takes base or retrain models; finetune models come with "
+                     "their chunk (CommitChunk)"));
+  }
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  DGC_ASSIGN_OR_RETURN(auto existing, Get(kModels, model.id));
+  if (existing) return absl::OkStatus();
+  ModelRecord m = model;
+  m.parent_id.clear();
+  m.depth = 0;
+  if (m.created_ns == 0) m.created_ns = Now();
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_[kModels], Sl(m.id), library::EncodeModel(m));
+  return Write(&batch);
+}
+
+StatusOr<std::string> RocksDbModelLibrary::GetModel(const std::string& id) {
+  DGC_ASSIGN_OR_RETURN(auto m, FindModel(id));
+  if (!m) return absl::NotFoundError(absl::StrCat("model ", id, " is not in the library ", dir_));
+  if (!library::IsFullModel(m->kind)) {
+    return absl::FailedPreconditionError(absl::StrCat("model ", id, " is a delta against ", m->parent_id,
+                                                      ": rebuild it from its ancestors"));
+  }
+  return std::move(m->blob);
+}
+
+bool RocksDbModelLibrary::HasModel(const std::string& id) {
+  auto v = Get(kModels, id);
+  return v.ok() && v->has_value();
+}
+
+StatusOr<ModelRecord> RocksDbModelLibrary::GetModelRecord(absl::string_view id) {
+  DGC_ASSIGN_OR_RETURN(auto m, FindModel(id));
+  if (!m) return absl::NotFoundError(absl::StrCat("model ", id, " is not in the library ", dir_));
+  return std::move(*m);
+}
+
+StatusOr<std::vector<ModelRecord>> RocksDbModelLibrary::ListModels(bool with_blobs) {
+  std::vector<ModelRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(View(it->key()), View(it->value())));
+    if (!with_blobs) m.blob.clear();
+    out.push_back(std::move(m));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "listing models"));
+  return out;
+}
+
+// --- chunks -----------------------------------------------------------------
+
+Status RocksDbModelLibrary::PutChunk(const model::ChunkArtifact& chunk) {
+  ChunkCommit c;
+  c.artifact = chunk;
+  return CommitChunk(c).status();
+}
+
+StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(const ChunkCommit& commit) {
+  const model::ChunkArtifact& a = commit.artifact;
+  DGC_RETURN_IF_ERROR(library::ValidateId("link", a.link));
+  DGC_RETURN_IF_ERROR(library::ValidateId("model id", a.model_id));
+  DGC_RETURN_IF_ERROR(library::ValidateId("parent model id", a.parent_id));
+  if (a.duration_ns <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", a.link, ": duration must be positive"));
+  }
+  if (!a.delta.empty() && a.model_id == a.parent_id) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", a.link, " at ", FormatRfc3339(a.start_ns),
+                                                   ": a delta needs a model id of its own (model == parent ",
+                                                   a.model_id, ")"));
+  }
+  if (commit.new_full_model) {
+    DGC_RETURN_IF_ERROR(library::ValidateId("model id", commit.new_full_model->id));
+    if (!library::IsFullModel(commit.new_full_model->kind)) {
+      return absl::InvalidArgumentError("new_full_model must be a base or retrain model");
+    }
+  }
+  const std::string key = ChunkKey(a.link, a.start_ns);
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  DGC_ASSIGN_OR_RETURN(auto existing, Get(kChunks, key));
+  if (existing) return CommitResult::kAlreadyCommitted;
+
+  rocksdb::WriteBatch batch;
+  std::optional<ModelRecord> fresh;  // the full model this batch adds
+  if (commit.new_full_model) {
+    DGC_ASSIGN_OR_RETURN(auto have, Get(kModels, commit.new_full_model->id));
+    if (!have) {
+      fresh = *commit.new_full_model;
+      fresh->parent_id.clear();
+      fresh->depth = 0;
+      if (fresh->created_ns == 0) fresh->created_ns = Now();
+      batch.Put(cf_[kModels], Sl(fresh->id), library::EncodeModel(*fresh));
+    }
+  }
+  auto lookup = [&](const std::string& id) -> StatusOr<std::optional<ModelRecord>> {
+    if (fresh && fresh->id == id) return std::optional<ModelRecord>(*fresh);
+    return FindModel(id);
+  };
+  DGC_ASSIGN_OR_RETURN(auto parent, lookup(a.parent_id));
+  if (!parent) {
+    return absl::FailedPreconditionError(absl::StrCat("chunk ", library::ChunkKeyToString(key), ": parent model ",
+                                                      a.parent_id, " is not in the library"));
+  }
+  if (!a.delta.empty()) {
+    DGC_ASSIGN_OR_RETURN(auto clash, lookup(a.model_id));
+    if (clash) {
+      return absl::AlreadyExistsError(absl::StrCat("chunk ", library::ChunkKeyToString(key), ": model id ",
+                                                   a.model_id, " already exists (from ",
+                                                   clash->source_chunk.empty()
+                                                       ? std::string("a full model")
+                                                       : library::ChunkKeyToString(clash->source_chunk),
+                                                   ")"));
+    }
+    ModelRecord m;
+    m.id = a.model_id;
+    m.kind = ModelKind::kFinetune;
+    m.parent_id = a.parent_id;
+    m.depth = parent->depth + 1;
+    m.source_chunk = key;
+    m.created_ns = Now();
+    m.config_json = commit.model_config_json;
+    m.training_json = commit.training_json;
+    m.blob = a.delta;
+    batch.Put(cf_[kModels], Sl(m.id), library::EncodeModel(m));
+    batch.Put(cf_[kLineage], library::LineageKey(m.parent_id, m.id), "");
+  } else if (a.model_id != a.parent_id) {
+    DGC_ASSIGN_OR_RETURN(auto own, lookup(a.model_id));
+    if (!own) {
+      return absl::FailedPreconditionError(absl::StrCat("chunk ", library::ChunkKeyToString(key), ": model ",
+                                                        a.model_id, " is not in the library and the chunk has no delta"));
+    }
+  }
+
+  ChunkRecord c;
+  c.link = a.link;
+  c.start_ns = a.start_ns;
+  c.duration_ns = a.duration_ns;
+  c.seq = a.seq();
+  c.packets = JsonU64(a.report, "packets");
+  c.bytes = JsonU64(a.report, "bytes");
+  c.flows = JsonU64(a.report, "flows");
+  c.raw_bytes = JsonU64(a.report, "raw_bytes");
+  c.model_id = a.model_id;
+  c.parent_id = a.parent_id;
+  c.skeleton = a.skeleton;
+  c.report_json = a.report.is_null() ? "{}" : a.report.dump();
+  if (commit.decision) {
+    c.drift = commit.decision->drift;
+    c.decision = library::DecisionName(commit.decision->kind);
+    c.reason = commit.decision->reason;
+  }
+  c.raw_path = commit.raw_path;
+  c.committed_ns = Now();
+  c.stored_bytes = library::EncodeChunk(c).size() + a.delta.size() + 8;
+  batch.Put(cf_[kChunks], key, library::EncodeChunk(c));
+  if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, commit.fingerprint->Encode());
+  DGC_RETURN_IF_ERROR(Write(&batch));
+  return CommitResult::kCommitted;
+}
+
+StatusOr<ChunkRecord> RocksDbModelLibrary::ChunkFromKey(absl::string_view key) {
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kChunks, key));
+  if (!v) return absl::NotFoundError(absl::StrCat("chunk ", library::ChunkKeyToString(key), " is not in the library"));
+  return library::DecodeChunk(key, *v);
+}
+
+StatusOr<ChunkRecord> RocksDbModelLibrary::GetChunk(absl::string_view link, int64_t start_ns) {
+  return ChunkFromKey(ChunkKey(link, start_ns));
+}
+
+StatusOr<ChunkRecord> RocksDbModelLibrary::FindChunk(absl::string_view name) {
+  size_t at = name.rfind('@');
+  if (at != absl::string_view::npos) {
+    DGC_ASSIGN_OR_RETURN(int64_t t, ParseTime(name.substr(at + 1), Now()));
+    return GetChunk(name.substr(0, at), t);
+  }
+  size_t slash = name.rfind('/');
+  int64_t seq = 0;
+  if (slash == absl::string_view::npos || !absl::SimpleAtoi(name.substr(slash + 1), &seq)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk '", name, "': name a chunk as LINK@TIME (e.g. tap0@2024-01-01T00:10:00Z) or LINK/SEQ"));
+  }
+  absl::string_view link = name.substr(0, slash);
+  std::optional<ChunkRecord> found;
+  ChunkQuery q;
+  q.link = std::string(link);
+  Status s = ForEachChunk(q, [&](const ChunkRecord& c) {
+    if (c.seq != seq) return absl::OkStatus();
+    found = c;
+    return absl::CancelledError("found");  // stops the scan
+  });
+  if (!found && !s.ok()) return s;
+  if (!found) return absl::NotFoundError(absl::StrCat("chunk ", name, " is not in the library"));
+  return std::move(*found);
+}
+
+Status RocksDbModelLibrary::ForEachChunk(const ChunkQuery& q, const std::function<Status(const ChunkRecord&)>& fn) {
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kChunks]));
+  std::string link = q.link;
+  if (link.empty()) {
+    it->SeekToFirst();
+    if (!it->Valid()) return FromRocks(it->status(), "reading chunks");
+    int64_t t;
+    if (!library::ParseChunkKey(View(it->key()), &link, &t)) {
+      return absl::DataLossError(absl::StrCat("bad chunk key '", absl::CHexEscape(View(it->key())), "'"));
+    }
+  }
+  while (true) {
+    const std::string prefix = LinkPrefix(link);
+    // The chunk starting at or before `since` may still overlap it.
+    it->SeekForPrev(ChunkKey(link, q.since_ns));
+    if (!it->Valid() || !HasPrefix(it->key(), prefix)) it->Seek(ChunkKey(link, q.since_ns));
+    for (; it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      if (c.start_ns >= q.until_ns) break;
+      if (c.end_ns() <= q.since_ns) continue;
+      DGC_RETURN_IF_ERROR(fn(c));
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+    if (!q.link.empty()) return absl::OkStatus();
+    // The next link: the first key after every key of this one.
+    std::string next = link;
+    next.push_back('\1');
+    it->Seek(next);
+    if (!it->Valid()) return FromRocks(it->status(), "reading chunks");
+    int64_t t;
+    if (!library::ParseChunkKey(View(it->key()), &link, &t)) {
+      return absl::DataLossError(absl::StrCat("bad chunk key '", absl::CHexEscape(View(it->key())), "'"));
+    }
+  }
+}
+
+StatusOr<std::vector<ChunkRecord>> RocksDbModelLibrary::ListChunks(const ChunkQuery& q) {
+  std::vector<ChunkRecord> out;
+  DGC_RETURN_IF_ERROR(ForEachChunk(q, [&](const ChunkRecord& c) {
+    out.push_back(c);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<ChunkRecord> RocksDbModelLibrary::LatestChunk(absl::string_view link) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+  it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
+  if (it->Valid() && HasPrefix(it->key(), LinkPrefix(link))) {
+    return library::DecodeChunk(View(it->key()), View(it->value()));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  return absl::NotFoundError(absl::StrCat("link ", link, " has no chunk in the library"));
+}
+
+StatusOr<model::ChunkArtifact> RocksDbModelLibrary::ToArtifact(const ChunkRecord& c) {
+  model::ChunkArtifact a;
+  a.link = c.link;
+  a.start_ns = c.start_ns;
+  a.duration_ns = c.duration_ns;
+  a.model_id = c.model_id;
+  a.parent_id = c.parent_id;
+  a.skeleton = c.skeleton;
+  a.report = nlohmann::json::parse(c.report_json, nullptr, /*allow_exceptions=*/false);
+  if (a.report.is_discarded()) {
+    return absl::DataLossError(absl::StrCat("chunk ", library::ChunkKeyToString(ChunkKey(c.link, c.start_ns)),
+                                            ": its report is not valid JSON"));
+  }
+  if (c.model_id != c.parent_id) {
+    DGC_ASSIGN_OR_RETURN(auto m, FindModel(c.model_id));
+    if (!m) {
+      return absl::DataLossError(absl::StrCat("chunk ", library::ChunkKeyToString(ChunkKey(c.link, c.start_ns)),
+                                              ": its model ", c.model_id, " is missing"));
+    }
+    if (m->kind == ModelKind::kFinetune) a.delta = std::move(m->blob);
+  }
+  return a;
+}
+
+StatusOr<std::vector<model::ChunkArtifact>> RocksDbModelLibrary::Chunks(const ChunkQuery& query) {
+  std::vector<model::ChunkArtifact> out;
+  DGC_RETURN_IF_ERROR(ForEachChunk(query, [&](const ChunkRecord& c) -> Status {
+    DGC_ASSIGN_OR_RETURN(model::ChunkArtifact a, ToArtifact(c));
+    out.push_back(std::move(a));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<library::Fingerprint> RocksDbModelLibrary::GetFingerprint(absl::string_view link, int64_t start_ns) {
+  std::string key = ChunkKey(link, start_ns);
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kFingerprints, key));
+  if (!v) return absl::NotFoundError(absl::StrCat("chunk ", library::ChunkKeyToString(key), " has no fingerprint"));
+  return library::Fingerprint::Decode(*v, library::ChunkKeyToString(key));
+}
+
+StatusOr<std::optional<library::Fingerprint>> RocksDbModelLibrary::ModelFingerprint(const ModelRecord& m) {
+  std::optional<library::Fingerprint> out;
+  if (!m.fingerprint.empty()) {
+    DGC_ASSIGN_OR_RETURN(out, library::Fingerprint::Decode(m.fingerprint, absl::StrCat("model ", m.id)));
+    return out;
+  }
+  if (m.source_chunk.empty()) return out;
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kFingerprints, m.source_chunk));
+  if (!v) return out;  // its chunk expired, or was committed without one
+  DGC_ASSIGN_OR_RETURN(out, library::Fingerprint::Decode(*v, library::ChunkKeyToString(m.source_chunk)));
+  return out;
+}
+
+// --- lineage ----------------------------------------------------------------
+
+StatusOr<std::vector<ModelRecord>> RocksDbModelLibrary::Ancestors(absl::string_view id) {
+  std::vector<ModelRecord> out;
+  std::set<std::string> seen;
+  std::string at(id);
+  while (true) {
+    DGC_ASSIGN_OR_RETURN(auto m, FindModel(at));
+    if (!m) {
+      if (out.empty()) return absl::NotFoundError(absl::StrCat("model ", id, " is not in the library ", dir_));
+      return absl::DataLossError(absl::StrCat("lineage of ", id, " is broken: ancestor ", at, " is missing"));
+    }
+    if (!seen.insert(at).second || seen.size() > kMaxChain) {
+      return absl::DataLossError(absl::StrCat("lineage of ", id, " loops at ", at));
+    }
+    m->blob.clear();
+    bool full = library::IsFullModel(m->kind);
+    std::string parent = m->parent_id;
+    out.push_back(std::move(*m));
+    if (full) return out;
+    at = parent;
+  }
+}
+
+StatusOr<std::vector<std::string>> RocksDbModelLibrary::Children(absl::string_view id) {
+  std::vector<std::string> out;
+  std::string prefix = LinkPrefix(id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kLineage]));
+  for (it->Seek(prefix); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+    out.emplace_back(View(it->key()).substr(prefix.size()));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading lineage"));
+  return out;
+}
+
+StatusOr<std::vector<std::string>> RocksDbModelLibrary::Descendants(absl::string_view id) {
+  std::vector<std::string> out;
+  std::set<std::string> seen{std::string(id)};
+  std::deque<std::string> todo{std::string(id)};
+  while (!todo.empty()) {
+    DGC_ASSIGN_OR_RETURN(auto kids, Children(todo.front()));
+    todo.pop_front();
+    for (auto& k : kids) {
+      if (!seen.insert(k).second) continue;
+      out.push_back(k);
+      todo.push_back(std::move(k));
+    }
+  }
+  return out;
+}
+
+// --- parent selection -------------------------------------------------------
+
+StatusOr<RocksDbModelLibrary::Candidates> RocksDbModelLibrary::ParentCandidates(absl::string_view link, int n) {
+  Candidates out;
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
+  {
+    std::string prefix = LinkPrefix(link);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    int scanned = 0;
+    for (it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
+         it->Valid() && HasPrefix(it->key(), prefix) && int(ids.size()) < n && scanned < 8 * n + 8;
+         it->Prev(), ++scanned) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      if (seen.insert(c.model_id).second) ids.push_back(c.model_id);
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  }
+  auto candidate = [&](const ModelRecord& m) -> StatusOr<library::ParentCandidate> {
+    library::ParentCandidate c;
+    c.model_id = m.id;
+    c.depth = m.depth;
+    c.full = library::IsFullModel(m.kind);
+    DGC_ASSIGN_OR_RETURN(c.fingerprint, ModelFingerprint(m));
+    return c;
+  };
+  for (const auto& id : ids) {
+    DGC_ASSIGN_OR_RETURN(auto m, FindModel(id));
+    if (!m) continue;  // reported by Check
+    DGC_ASSIGN_OR_RETURN(auto c, candidate(*m));
+    out.recent.push_back(std::move(c));
+  }
+  if (!ids.empty()) {
+    auto chain = Ancestors(ids.front());
+    if (chain.ok()) {
+      DGC_ASSIGN_OR_RETURN(ModelRecord root, GetModelRecord(chain->back().id));
+      DGC_ASSIGN_OR_RETURN(auto c, candidate(root));
+      out.base = std::move(c);
+    }
+  }
+  return out;
+}
+
+StatusOr<library::ParentDecision> RocksDbModelLibrary::SelectParent(absl::string_view link,
+                                                                    const library::Fingerprint& fp,
+                                                                    const library::ParentSelector& selector) {
+  DGC_ASSIGN_OR_RETURN(Candidates c, ParentCandidates(link, selector.options().recent_models));
+  return selector.Decide(fp, c.recent, c.base);
+}
+
+// --- storage ----------------------------------------------------------------
+
+StatusOr<RocksDbModelLibrary::DetailedUsage> RocksDbModelLibrary::GetDetailedUsage() {
+  DetailedUsage u;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      u.chunks++;
+      u.skeleton_bytes += c.skeleton.size();
+      u.report_bytes += c.report_json.size();
+      u.chunk_meta_bytes += it->key().size() + it->value().size() - c.skeleton.size() - c.report_json.size();
+      u.raw_bytes_ingested += c.raw_bytes;
+      u.packets += c.packets;
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kFingerprints]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) u.chunk_meta_bytes += it->key().size() + it->value().size();
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading fingerprints"));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(View(it->key()), View(it->value())));
+      uint64_t meta = it->key().size() + it->value().size() - m.blob.size();
+      if (library::IsFullModel(m.kind)) {
+        u.full_models++;
+        u.full_model_bytes += m.blob.size();
+      } else {
+        u.finetune_models++;
+        u.delta_bytes += m.blob.size();
+      }
+      u.model_meta_bytes += meta;
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading models"));
+  }
+  return u;
+}
+
+StatusOr<ModelLibrary::Usage> RocksDbModelLibrary::GetUsage() {
+  DGC_ASSIGN_OR_RETURN(DetailedUsage d, GetDetailedUsage());
+  Usage u;
+  u.chunks = d.chunks;
+  u.chunk_bytes = d.ChunkBytes();
+  u.models = d.full_models;
+  u.model_bytes = d.full_model_bytes;
+  return u;
+}
+
+// --- retention --------------------------------------------------------------
+
+StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const ExpireOptions& o) {
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  const int64_t now = Now();
+  ExpireReport rep;
+
+  struct ChunkInfo {
+    std::string key, name, model_id, raw_path;
+    int64_t start_ns = 0, end_ns = 0;
+    uint64_t bytes = 0;
+    bool newest = false, kept = true;
+  };
+  struct ModelInfo {
+    std::string parent;
+    ModelKind kind = ModelKind::kBase;
+    uint32_t depth = 0;
+    uint64_t bytes = 0;
+    int64_t created_ns = 0;
+    int refs = 0, refs_before = 0;
+  };
+  std::vector<ChunkInfo> chunks;
+  std::unordered_map<std::string, ModelInfo> models;
+  uint64_t total = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(View(it->key()), View(it->value())));
+      ModelInfo& mi = models[m.id];
+      mi.parent = m.parent_id;
+      mi.kind = m.kind;
+      mi.depth = m.depth;
+      mi.bytes = it->key().size() + it->value().size();
+      mi.created_ns = m.created_ns;
+      total += mi.bytes;
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading models"));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      ChunkInfo ci;
+      ci.key = std::string(View(it->key()));
+      ci.name = library::ChunkKeyToString(ci.key);
+      ci.model_id = c.model_id;
+      ci.raw_path = c.raw_path;
+      ci.start_ns = c.start_ns;
+      ci.end_ns = c.end_ns();
+      ci.bytes = it->key().size() + it->value().size() + 64;  // + fingerprint, roughly
+      total += ci.bytes;
+      if (!chunks.empty()) {
+        std::string l1, l2;
+        int64_t t;
+        library::ParseChunkKey(chunks.back().key, &l1, &t);
+        library::ParseChunkKey(ci.key, &l2, &t);
+        if (l1 != l2) chunks.back().newest = true;
+      }
+      chunks.push_back(std::move(ci));
+    }
+    if (!chunks.empty()) chunks.back().newest = true;
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  }
+  rep.bytes_before = total;
+
+  // Reference counts: every chunk holds its model and each ancestor.
+  auto walk = [&](const std::string& id, int delta) -> std::vector<std::string> {
+    std::vector<std::string> freed;
+    std::string at = id;
+    for (uint32_t guard = 0; guard < kMaxChain && !at.empty(); ++guard) {
+      auto m = models.find(at);
+      if (m == models.end()) break;
+      m->second.refs += delta;
+      if (delta < 0 && m->second.refs == 0) freed.push_back(at);
+      if (library::IsFullModel(m->second.kind)) break;
+      at = m->second.parent;
+    }
+    return freed;
+  };
+  for (const auto& c : chunks) walk(c.model_id, +1);
+  for (auto& [id, m] : models) m.refs_before = m.refs;
+  std::string newest_full;
+  int64_t newest_full_ns = std::numeric_limits<int64_t>::min();
+  for (const auto& [id, m] : models) {
+    if (library::IsFullModel(m.kind) && m.created_ns >= newest_full_ns) {
+      newest_full_ns = m.created_ns;
+      newest_full = id;
+    }
+  }
+  // A model goes when nothing kept needs it: finetune models always, full
+  // models only when chunks used them and all those chunks went, and never
+  // the newest full model.
+  auto removable = [&](const std::string& id) {
+    const ModelInfo& m = models[id];
+    if (m.refs > 0) return false;
+    if (!library::IsFullModel(m.kind)) return true;
+    return m.refs_before > 0 && id != newest_full;
+  };
+  std::vector<ChunkInfo*> order;
+  for (auto& c : chunks) order.push_back(&c);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const ChunkInfo* a, const ChunkInfo* b) { return a->start_ns < b->start_ns; });
+  auto drop = [&](ChunkInfo* c, const std::string& reason) {
+    c->kept = false;
+    total -= c->bytes;
+    rep.items.push_back({"chunk", c->name, c->bytes, reason});
+    for (const auto& id : walk(c->model_id, -1)) {
+      if (removable(id)) total -= models[id].bytes;
+    }
+  };
+  if (o.max_age_ns > 0) {
+    int64_t cutoff = now - o.max_age_ns;
+    for (ChunkInfo* c : order) {
+      if (c->newest || c->end_ns >= cutoff) continue;
+      drop(c, absl::StrCat("ended ", FormatRfc3339(c->end_ns), ", before ", FormatRfc3339(cutoff)));
+    }
+  }
+  if (o.max_bytes > 0) {
+    for (ChunkInfo* c : order) {
+      if (total <= o.max_bytes) break;
+      if (!c->kept || c->newest) continue;
+      drop(c, absl::StrFormat("library over %d bytes: oldest first", o.max_bytes));
+    }
+    if (total > o.max_bytes) {
+      rep.size_goal_met = false;
+      rep.note = absl::StrFormat(
+          "%d bytes remain above --max-bytes %d: the newest chunk of each link and the models kept chunks "
+          "build on are never expired",
+          total - o.max_bytes, o.max_bytes);
+    }
+  }
+  // Models to remove, descendants (deeper) first.
+  std::vector<std::string> gone_models;
+  for (const auto& [id, m] : models) {
+    if (removable(id)) gone_models.push_back(id);
+  }
+  std::sort(gone_models.begin(), gone_models.end(), [&](const std::string& a, const std::string& b) {
+    const ModelInfo &ma = models[a], &mb = models[b];
+    return ma.depth != mb.depth ? ma.depth > mb.depth : a < b;
+  });
+  for (const auto& id : gone_models) {
+    const ModelInfo& m = models[id];
+    rep.items.push_back({"model", id, m.bytes,
+                         m.refs_before > 0 ? "no kept chunk builds on it"
+                                           : "unreferenced (left by an interrupted run or commit)"});
+  }
+  // Raw files: of expired chunks, and of kept ones older than keep_raw.
+  std::vector<const ChunkInfo*> raw_clear;  // kept chunks whose raw_path is cleared
+  for (const ChunkInfo* c : order) {
+    if (c->raw_path.empty()) continue;
+    bool old_raw = o.keep_raw_ns >= 0 && c->end_ns < now - o.keep_raw_ns;
+    if (c->kept && !old_raw) continue;
+    std::error_code ec;
+    bool there = fs::exists(c->raw_path, ec);
+    if (!there) {
+      rep.warnings.push_back(absl::StrCat("raw file ", c->raw_path, " of chunk ", c->name,
+                                          " was already deleted (by someone else?)"));
+    } else {
+      rep.items.push_back({"raw", c->raw_path, static_cast<uint64_t>(fs::file_size(c->raw_path, ec)),
+                           c->kept ? "raw chunk kept longer than --keep-raw" : "its chunk expires"});
+    }
+    if (c->kept) raw_clear.push_back(c);
+  }
+  rep.bytes_after = total;
+  if (o.dry_run) return rep;
+
+  // Apply. Raw files first: a crash then leaves a record naming a missing
+  // file (tolerated and reported), never an unreferenced file.
+  for (const auto& item : rep.items) {
+    if (item.kind != "raw") continue;
+    std::error_code ec;
+    fs::remove(item.name, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      rep.warnings.push_back(absl::StrCat("could not delete raw file ", item.name, ": ", ec.message()));
+    }
+  }
+  {
+    rocksdb::WriteBatch batch;
+    size_t n = 0;
+    for (const ChunkInfo* c : raw_clear) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord r, ChunkFromKey(c->key));
+      r.raw_path.clear();
+      batch.Put(cf_[kChunks], c->key, library::EncodeChunk(r));
+      ++n;
+    }
+    for (const ChunkInfo* c : order) {
+      if (c->kept) continue;
+      batch.Delete(cf_[kChunks], c->key);
+      batch.Delete(cf_[kFingerprints], c->key);
+      if (++n >= std::max<size_t>(o.batch_chunks, 1)) {
+        DGC_RETURN_IF_ERROR(Write(&batch));
+        batch.Clear();
+        n = 0;
+      }
+    }
+    if (n > 0) DGC_RETURN_IF_ERROR(Write(&batch));
+  }
+  {
+    rocksdb::WriteBatch batch;
+    size_t n = 0;
+    for (const auto& id : gone_models) {
+      const ModelInfo& m = models[id];
+      batch.Delete(cf_[kModels], id);
+      if (!library::IsFullModel(m.kind)) batch.Delete(cf_[kLineage], library::LineageKey(m.parent, id));
+      if (++n >= std::max<size_t>(o.batch_chunks, 1)) {
+        DGC_RETURN_IF_ERROR(Write(&batch));
+        batch.Clear();
+        n = 0;
+      }
+    }
+    if (n > 0) DGC_RETURN_IF_ERROR(Write(&batch));
+  }
+  return rep;
+}
+
+// --- consistency ------------------------------------------------------------
+
+StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
+  CheckReport rep;
+  std::unordered_map<std::string, ModelRecord> models;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto m = library::DecodeModel(View(it->key()), View(it->value()));
+      if (!m.ok()) {
+        rep.problems.push_back(std::string(m.status().message()));
+        continue;
+      }
+      m->blob.clear();
+      models[m->id] = std::move(*m);
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading models"));
+  }
+  rep.models = models.size();
+  std::unordered_set<std::string> needed;
+  auto need_chain = [&](const std::string& id, const std::string& who) {
+    std::string at = id;
+    for (uint32_t guard = 0;; ++guard) {
+      if (guard > kMaxChain) {
+        rep.problems.push_back(absl::StrCat(who, ": lineage of ", id, " loops"));
+        return;
+      }
+      auto m = models.find(at);
+      if (m == models.end()) {
+        rep.problems.push_back(absl::StrCat(who, ": model ", at, (at == id ? "" : absl::StrCat(" (ancestor of ", id, ")")),
+                                            " is missing"));
+        return;
+      }
+      if (!needed.insert(at).second) return;  // the rest of the chain is checked
+      if (library::IsFullModel(m->second.kind)) return;
+      at = m->second.parent_id;
+    }
+  };
+  std::unordered_set<std::string> chunk_keys;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string key(View(it->key()));
+      chunk_keys.insert(key);
+      rep.chunks++;
+      auto c = library::DecodeChunk(key, View(it->value()));
+      if (!c.ok()) {
+        rep.problems.push_back(std::string(c.status().message()));
+        continue;
+      }
+      std::string who = absl::StrCat("chunk ", library::ChunkKeyToString(key));
+      need_chain(c->model_id, who);
+      if (c->parent_id != c->model_id) {
+        auto m = models.find(c->model_id);
+        if (m != models.end() && m->second.kind == ModelKind::kFinetune && m->second.parent_id != c->parent_id) {
+          rep.problems.push_back(absl::StrCat(who, ": parent ", c->parent_id, " differs from model ", c->model_id,
+                                              "'s parent ", m->second.parent_id));
+        }
+      }
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  }
+  std::set<std::string> edges;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kLineage]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      absl::string_view k = View(it->key());
+      size_t z = k.find('\0');
+      rep.lineage_edges++;
+      if (z == absl::string_view::npos) {
+        rep.problems.push_back(absl::StrCat("bad lineage key '", absl::CHexEscape(k), "'"));
+        continue;
+      }
+      std::string parent(k.substr(0, z)), child(k.substr(z + 1));
+      auto c = models.find(child);
+      if (c == models.end() || !models.count(parent) || c->second.parent_id != parent) {
+        rep.problems.push_back(absl::StrCat("lineage edge ", parent, " -> ", child,
+                                            " does not match the model records"));
+      }
+      edges.insert(std::string(k));
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading lineage"));
+  }
+  for (const auto& [id, m] : models) {
+    if (m.kind != ModelKind::kFinetune) continue;
+    if (!models.count(m.parent_id)) rep.problems.push_back(absl::StrCat("model ", id, ": parent ", m.parent_id, " is missing"));
+    if (!edges.count(library::LineageKey(m.parent_id, id))) {
+      rep.problems.push_back(absl::StrCat("model ", id, ": no lineage edge from its parent ", m.parent_id));
+    }
+    if (!needed.count(id)) rep.unreferenced_models.push_back(id);
+  }
+  std::sort(rep.unreferenced_models.begin(), rep.unreferenced_models.end());
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kFingerprints]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      rep.fingerprints++;
+      std::string key(View(it->key()));
+      if (!chunk_keys.count(key)) {
+        rep.problems.push_back(absl::StrCat("fingerprint of ", library::ChunkKeyToString(key), " has no chunk"));
+      }
+      auto f = library::Fingerprint::Decode(View(it->value()), library::ChunkKeyToString(key));
+      if (!f.ok()) rep.problems.push_back(std::string(f.status().message()));
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading fingerprints"));
+  }
+  return rep;
+}
+
+// --- jobs -------------------------------------------------------------------
+
+Status RocksDbModelLibrary::PutJob(const library::JobRecord& job) {
+  DGC_RETURN_IF_ERROR(library::ValidateId("job id", job.id));
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_[kJobs], Sl(job.id), library::EncodeJob(job));
+  return Write(&batch);
+}
+
+StatusOr<library::JobRecord> RocksDbModelLibrary::GetJob(absl::string_view id) {
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kJobs, id));
+  if (!v) return absl::NotFoundError(absl::StrCat("job ", id, " is not in the library"));
+  return library::DecodeJob(id, *v);
+}
+
+StatusOr<std::vector<library::JobRecord>> RocksDbModelLibrary::ListJobs() {
+  std::vector<library::JobRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kJobs]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    DGC_ASSIGN_OR_RETURN(auto j, library::DecodeJob(View(it->key()), View(it->value())));
+    out.push_back(std::move(j));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading jobs"));
+  return out;
+}
+
+Status RocksDbModelLibrary::DeleteJob(absl::string_view id) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf_[kJobs], Sl(id));
+  return Write(&batch);
+}
+
+StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir) {
+  return RocksDbModelLibrary::Open(dir);
+}
+
+}  // namespace dgc

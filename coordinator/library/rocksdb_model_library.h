@@ -1,0 +1,269 @@
+// RocksDbModelLibrary: the model library on RocksDB (step 4). It implements
+// ModelLibrary, so code written against DirModelLibrary switches by changing
+// the Open call, and adds lineage, parent selection, retention, a consistency
+// check and the job records the scheduler (step 5) keeps.
+//
+// Column families (values: versioned binary records, library_records.h):
+//   models        model id -> ModelRecord (kind base|finetune|retrain, parent,
+//                 depth, config and training JSON, fingerprint, blob: a full
+//                 checkpoint or the delta)
+//   lineage       parent '\0' child -> "" (finetune models only)
+//   chunks        link '\0' big-endian start -> ChunkRecord (counts, model and
+//                 parent ids, skeleton, report JSON, selection decision)
+//   fingerprints  chunk key -> Fingerprint::Encode()
+//   jobs          job id -> JobRecord (opaque to the library)
+//   meta          "schema_version" -> uint32
+// A chunk's delta lives in the record of the model it introduced (kind
+// finetune, source_chunk = the chunk key): retention can then drop the chunk
+// and keep the model while a kept chunk still builds on it.
+//
+// Big values (checkpoints, deltas) go to RocksDB's own blob files, written and
+// garbage-collected with the rest of the database: there is no external file
+// that a crash could orphan. The only files outside RocksDB are raw chunk
+// files a caller chose to keep for a while (ChunkRecord::raw_path); Expire
+// deletes them and tolerates their absence.
+//
+// Every change that touches several keys is one WriteBatch. Thread safety: all
+// methods may be called from any thread; commits and Expire serialise on one
+// mutex. One process at a time may open a library (RocksDB's LOCK file).
+#ifndef DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
+#define DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "common/base/status.h"
+#include "common/model/artifact.h"
+#include "coordinator/library/fingerprint.h"
+#include "coordinator/library/library_records.h"
+#include "coordinator/library/model_library.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace dgc {
+
+class RocksDbModelLibrary final : public ModelLibrary {
+ public:
+  struct Options {
+    // Create the database when `dir` is missing or empty.
+    bool create_if_missing = true;
+    // fsync the write-ahead log on every commit. A killed process loses
+    // nothing either way; false may lose the last commits to a power failure.
+    bool sync = true;
+    // Values at least this big (checkpoints, most deltas) go to blob files.
+    uint64_t min_blob_size = 4096;
+    // Now, in Unix nanoseconds (commit times, Expire's age). Default: the
+    // system clock.
+    std::function<int64_t()> clock;
+  };
+
+  // Opens (or creates) the library in `dir` and runs the schema upgrade when
+  // the store is older than this build. InvalidArgument when `dir` holds
+  // something that is not a RocksDB library (a DirModelLibrary included);
+  // FailedPrecondition when it was written by a newer dgc; Unavailable when
+  // another process holds it; other errors from RocksDB, naming `dir`.
+  [[nodiscard]] static StatusOr<std::unique_ptr<RocksDbModelLibrary>> Open(const std::string& dir,
+                                                                           Options options);
+  [[nodiscard]] static StatusOr<std::unique_ptr<RocksDbModelLibrary>> Open(const std::string& dir) {
+    return Open(dir, Options());
+  }
+  ~RocksDbModelLibrary() override;
+
+  // --- ModelLibrary ------------------------------------------------------
+  // PutModel stores a base model (kind base); an existing id is kept as is.
+  Status PutModel(const std::string& id, const std::string& bytes) override;
+  // The full checkpoint of a base or retrain model. NotFound when absent;
+  // FailedPrecondition for a finetune model (its blob is a delta: rebuild it
+  // from Ancestors()).
+  StatusOr<std::string> GetModel(const std::string& id) override;
+  bool HasModel(const std::string& id) override;
+  // CommitChunk without fingerprint or decision; an existing chunk is kept.
+  Status PutChunk(const model::ChunkArtifact& chunk) override;
+  StatusOr<std::vector<model::ChunkArtifact>> Chunks(const ChunkQuery& query) override;
+  StatusOr<Usage> GetUsage() override;
+
+  // --- models ------------------------------------------------------------
+  // Stores a full model (kind base or retrain) with its metadata. An existing
+  // id is kept as is (no-op). InvalidArgument for a finetune record.
+  [[nodiscard]] Status PutFullModel(const library::ModelRecord& model);
+  // NotFound when absent; DataLoss naming the key when the record is corrupt.
+  [[nodiscard]] StatusOr<library::ModelRecord> GetModelRecord(absl::string_view id);
+  // Every model, ordered by id. With `with_blobs` false the blobs are
+  // cleared (blob_bytes keeps their size).
+  [[nodiscard]] StatusOr<std::vector<library::ModelRecord>> ListModels(bool with_blobs = false);
+
+  // --- chunks ------------------------------------------------------------
+  struct ChunkCommit {
+    model::ChunkArtifact artifact;  // with a delta: introduces model artifact.model_id
+    std::optional<library::Fingerprint> fingerprint;
+    std::optional<library::ParentDecision> decision;  // recorded with its reason
+    // A full model committed in the same batch (a retrain decided for this
+    // chunk): the chunk's parent or model. Kept as is when the id exists.
+    std::optional<library::ModelRecord> new_full_model;
+    std::string model_config_json;  // for the finetune model record
+    std::string training_json;
+    std::string raw_path;  // a raw chunk file kept beside the library; "" when none
+  };
+  enum class CommitResult { kCommitted, kAlreadyCommitted };
+  // Commits the chunk, its finetune model (when it has a delta), the lineage
+  // edge, the fingerprint and `new_full_model` in one WriteBatch. A chunk of
+  // the same link and start (hence seq) already there makes this a no-op that
+  // returns kAlreadyCommitted, whatever the new content. InvalidArgument for
+  // bad ids or duration; FailedPrecondition when the parent or model is not in
+  // the library; AlreadyExists when the delta's model id belongs to another
+  // chunk. On error nothing is written.
+  [[nodiscard]] StatusOr<CommitResult> CommitChunk(const ChunkCommit& commit);
+
+  // NotFound when absent.
+  [[nodiscard]] StatusOr<library::ChunkRecord> GetChunk(absl::string_view link, int64_t start_ns);
+  // Parses "link@TIME" (TIME as ParseTime accepts) or "link/SEQ" and finds it.
+  [[nodiscard]] StatusOr<library::ChunkRecord> FindChunk(absl::string_view name);
+  // Calls `fn` on every chunk overlapping `query`, by link then start (an
+  // iterator seek per link: cost grows with the chunks returned, not with the
+  // library). Stops at the first error of `fn` or of RocksDB and returns it.
+  [[nodiscard]] Status ForEachChunk(const ChunkQuery& query,
+                                    const std::function<Status(const library::ChunkRecord&)>& fn);
+  [[nodiscard]] StatusOr<std::vector<library::ChunkRecord>> ListChunks(const ChunkQuery& query);
+  // The newest chunk of `link`; NotFound when the link has none.
+  [[nodiscard]] StatusOr<library::ChunkRecord> LatestChunk(absl::string_view link);
+  // NotFound when the chunk has no fingerprint.
+  [[nodiscard]] StatusOr<library::Fingerprint> GetFingerprint(absl::string_view link, int64_t start_ns);
+  // The fingerprint of the data a model was trained on (its own for full
+  // models, its source chunk's for finetune models); nullopt when unknown.
+  [[nodiscard]] StatusOr<std::optional<library::Fingerprint>> ModelFingerprint(const library::ModelRecord& m);
+
+  // --- lineage -----------------------------------------------------------
+  // `id` first, then its parent, ... up to its full model (blobs cleared).
+  // NotFound when `id` is absent; DataLoss when the chain is broken or loops.
+  [[nodiscard]] StatusOr<std::vector<library::ModelRecord>> Ancestors(absl::string_view id);
+  // Every model built on `id` (breadth-first, nearest first).
+  [[nodiscard]] StatusOr<std::vector<std::string>> Descendants(absl::string_view id);
+  [[nodiscard]] StatusOr<std::vector<std::string>> Children(absl::string_view id);
+
+  // --- parent selection --------------------------------------------------
+  // The link's recent distinct models (newest first, at most `n`) and the
+  // full model at the root of the latest one's chain, for ParentSelector.
+  struct Candidates {
+    std::vector<library::ParentCandidate> recent;
+    std::optional<library::ParentCandidate> base;
+  };
+  [[nodiscard]] StatusOr<Candidates> ParentCandidates(absl::string_view link, int n);
+  // ParentCandidates + selector.Decide: what a new chunk of `link` with
+  // fingerprint `fp` should be fine-tuned from.
+  [[nodiscard]] StatusOr<library::ParentDecision> SelectParent(absl::string_view link,
+                                                               const library::Fingerprint& fp,
+                                                               const library::ParentSelector& selector);
+
+  // --- storage -----------------------------------------------------------
+  struct DetailedUsage {
+    uint64_t chunks = 0;
+    uint64_t skeleton_bytes = 0;
+    uint64_t report_bytes = 0;
+    uint64_t chunk_meta_bytes = 0;  // chunk records less skeleton and report, plus fingerprints
+    uint64_t delta_bytes = 0;       // finetune model blobs
+    uint64_t finetune_models = 0;
+    uint64_t full_models = 0;       // base + retrain
+    uint64_t full_model_bytes = 0;  // their checkpoints (paid once per base)
+    uint64_t model_meta_bytes = 0;  // model records less blobs
+    uint64_t raw_bytes_ingested = 0;  // summed from chunk records
+    uint64_t packets = 0;
+    uint64_t ChunkBytes() const { return skeleton_bytes + report_bytes + chunk_meta_bytes + delta_bytes + model_meta_bytes; }
+    uint64_t TotalBytes() const { return ChunkBytes() + full_model_bytes; }
+  };
+  [[nodiscard]] StatusOr<DetailedUsage> GetDetailedUsage();
+
+  // --- retention ---------------------------------------------------------
+  struct ExpireOptions {
+    int64_t max_age_ns = 0;  // > 0: chunks that ended before now - max_age go
+    uint64_t max_bytes = 0;  // > 0: then the oldest chunks go until the library holds at most this
+    int64_t keep_raw_ns = -1;  // >= 0: raw chunk files of kept chunks older than this are deleted
+    bool dry_run = false;    // report what would go, change nothing
+    size_t batch_chunks = 1000;  // chunk deletions per WriteBatch
+  };
+  struct ExpireItem {
+    std::string kind;  // "chunk", "model", "raw"
+    std::string name;  // chunk "link@time", model id, or file path
+    uint64_t bytes = 0;
+    std::string reason;
+  };
+  struct ExpireReport {
+    std::vector<ExpireItem> items;      // what goes (dry run) or went
+    std::vector<std::string> warnings;  // e.g. raw files someone else deleted
+    uint64_t bytes_before = 0, bytes_after = 0;
+    bool size_goal_met = true;
+    std::string note;  // why the size goal was missed, when it was
+  };
+  // Never removes the newest chunk of a link, nor a model that a kept chunk
+  // builds on (its model and every ancestor). Chunks go first (in batches),
+  // then the models no kept chunk needs, descendants before ancestors, so a
+  // crash at any point leaves a consistent library; models left over by a
+  // crash are collected by the next run. Errors from RocksDB abort the run
+  // (what was committed stays committed and consistent).
+  [[nodiscard]] StatusOr<ExpireReport> Expire(const ExpireOptions& options);
+
+  // --- consistency -------------------------------------------------------
+  struct CheckReport {
+    std::vector<std::string> problems;            // broken invariants (corruption)
+    std::vector<std::string> unreferenced_models;  // finetune models no chunk needs (garbage)
+    uint64_t chunks = 0, models = 0, lineage_edges = 0, fingerprints = 0;
+  };
+  // Reads everything: every record decodes, every chunk's model chain
+  // reaches a full model, lineage edges match model parents, fingerprints
+  // belong to chunks. Errors only when RocksDB fails.
+  [[nodiscard]] StatusOr<CheckReport> Check();
+
+  // --- jobs (the scheduler's records, step 5) ----------------------------
+  [[nodiscard]] Status PutJob(const library::JobRecord& job);  // replaces an existing id
+  [[nodiscard]] StatusOr<library::JobRecord> GetJob(absl::string_view id);  // NotFound when absent
+  [[nodiscard]] StatusOr<std::vector<library::JobRecord>> ListJobs();       // by id
+  [[nodiscard]] Status DeleteJob(absl::string_view id);                     // absent: OK
+
+  const std::string& dir() const { return dir_; }
+  uint32_t schema_version() const { return schema_version_; }
+
+  // Column family names, for tools and tests that open the database raw.
+  static const std::vector<std::string>& ColumnFamilyNames();
+
+ private:
+  enum Cf { kModels = 1, kLineage, kChunks, kFingerprints, kJobs, kMeta, kNumCf };
+  RocksDbModelLibrary(std::string dir, Options options);
+  Status Upgrade(uint32_t from);
+  int64_t Now() const;
+  Status Write(void* batch);  // rocksdb::WriteBatch*
+  StatusOr<std::optional<std::string>> Get(Cf cf, absl::string_view key);
+  StatusOr<std::optional<library::ModelRecord>> FindModel(absl::string_view id);
+  StatusOr<library::ChunkRecord> ChunkFromKey(absl::string_view key);
+  StatusOr<model::ChunkArtifact> ToArtifact(const library::ChunkRecord& c);
+
+  std::string dir_;
+  Options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cf_;  // indexed by Cf; [0] is default
+  uint32_t schema_version_ = 0;
+  std::mutex commit_mu_;  // serialises CommitChunk, PutFullModel, Expire (check-then-write)
+};
+
+// The library every dgcctl verb opens: RocksDB in `dir`, created when `dir`
+// is missing or empty.
+//
+// A step-3 DirModelLibrary (a directory holding the DGC-LIBRARY marker file,
+// models/ and chunks/) is recognised by its marker and refused with
+// InvalidArgument naming the way out: open it with DirModelLibrary::Open, or
+// re-run `dgcctl compress` into a new directory (there is no in-place
+// migration: the step-3 format was never released). A non-empty directory
+// that is neither is refused as well, so a typo never writes into someone
+// else's files.
+[[nodiscard]] StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir);
+
+}  // namespace dgc
+
+#endif  // DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_

@@ -1,0 +1,160 @@
+#include "coordinator/library/fingerprint.h"
+
+#include <algorithm>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tests/testutil/testutil.h"
+
+namespace dgc::library {
+namespace {
+
+constexpr int64_t kSec = 1000000000;
+constexpr int64_t kChunkNs = 600 * kSec;  // 10-minute chunks
+
+enum class Regime { kIot, kStreaming, kScan };
+
+// Ten minutes of synthetic traffic. kIot: devices talking MQTT, DNS and NTP
+// at a few packets a second; kStreaming: the same plus a video stream (443,
+// full-size packets, 60/s); kScan: the IoT traffic plus a SYN scan of random
+// ports. `seed` changes every draw, not the regime.
+std::vector<PacketRecord> Traffic(Regime regime, uint32_t seed, int64_t start_ns) {
+  std::mt19937 rng(seed);
+  std::vector<PacketRecord> out;
+  std::poisson_distribution<int> iot_rate(8);
+  std::uniform_int_distribution<int> dev(2, 30);
+  std::uniform_int_distribution<int> pick(0, 99);
+  for (int s = 0; s < 600; ++s) {
+    int64_t t0 = start_ns + s * kSec;
+    int n = iot_rate(rng);
+    for (int k = 0; k < n; ++k) {
+      int64_t ts = t0 + std::uniform_int_distribution<int64_t>(0, kSec - 1)(rng);
+      uint32_t src = 0x0a000000 | dev(rng);
+      int r = pick(rng);
+      if (r < 70) {
+        out.push_back(testing::MakePacket(ts, src, 0x0a0000fe, kProtoTcp, 40000 + (src & 0xff), 1883,
+                                          std::uniform_int_distribution<int>(60, 140)(rng), 0x18));
+      } else if (r < 90) {
+        out.push_back(testing::MakePacket(ts, src, 0x08080808, kProtoUdp, 50000 + k, 53,
+                                          std::uniform_int_distribution<int>(60, 90)(rng)));
+      } else {
+        out.push_back(testing::MakePacket(ts, src, 0xc0000201, kProtoUdp, 123, 123, 76));
+      }
+    }
+    if (regime == Regime::kStreaming) {
+      for (int k = 0; k < 60; ++k) {
+        int64_t ts = t0 + k * (kSec / 60);
+        out.push_back(testing::MakePacket(ts, 0x97650001, 0x0a000040, kProtoTcp, 443, 51000,
+                                          std::uniform_int_distribution<int>(1400, 1500)(rng), 0x10));
+      }
+    } else if (regime == Regime::kScan) {
+      for (int k = 0; k < 20; ++k) {
+        int64_t ts = t0 + k * (kSec / 20);
+        out.push_back(testing::MakePacket(ts, 0xcb007101, 0x0a000000 | dev(rng), kProtoTcp, 61000,
+                                          std::uniform_int_distribution<int>(1, 65535)(rng), 44, 0x02));
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
+  return out;
+}
+
+Fingerprint Of(Regime regime, uint32_t seed, int64_t start_ns = 0) {
+  auto packets = Traffic(regime, seed, start_ns);
+  auto flows = BuildFlows(packets, start_ns + kChunkNs);
+  return Fingerprint::Compute(packets, flows, start_ns, kChunkNs);
+}
+
+TEST(FingerprintTest, EncodesAndDecodes) {
+  Fingerprint f = Of(Regime::kIot, 1);
+  EXPECT_GT(f.packets, 3000u);
+  auto d = Fingerprint::Decode(f.Encode(), "chunk");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->port, f.port);
+  EXPECT_EQ(d->rate, f.rate);
+  EXPECT_EQ(d->flows, f.flows);
+  std::string bad = f.Encode();
+  bad.pop_back();
+  EXPECT_EQ(Fingerprint::Decode(bad, "tap0@x").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_LT(f.Encode().size(), 200u);
+}
+
+TEST(FingerprintTest, DriftIsSmallForNoiseAndLargeForARealChange) {
+  Fingerprint a = Of(Regime::kIot, 1);
+  const double threshold = ParentSelector::Options().drift_threshold;
+  for (uint32_t seed = 2; seed < 8; ++seed) {
+    Drift noise = ComputeDrift(a, Of(Regime::kIot, seed, seed * kChunkNs));
+    EXPECT_LT(noise.score, threshold / 2) << noise.Describe();
+  }
+  Drift stream = ComputeDrift(a, Of(Regime::kStreaming, 9));
+  Drift scan = ComputeDrift(a, Of(Regime::kScan, 10));
+  EXPECT_GT(stream.score, threshold) << stream.Describe();
+  EXPECT_GT(scan.score, threshold) << scan.Describe();
+  EXPECT_GT(stream.size, 0.3) << "full-size packets are a size change";
+  EXPECT_GT(scan.port, 0.3) << "a port scan is a port change";
+  EXPECT_EQ(ComputeDrift(a, a).score, 0);
+  EXPECT_EQ(ComputeDrift(Fingerprint(), Fingerprint()).score, 0);
+  EXPECT_LE(ComputeDrift(a, Fingerprint()).score, 1.0);
+}
+
+ParentCandidate Model(const std::string& id, const Fingerprint& f, uint32_t depth, bool full = false) {
+  ParentCandidate c;
+  c.model_id = id;
+  c.fingerprint = f;
+  c.depth = depth;
+  c.full = full;
+  return c;
+}
+
+TEST(ParentSelectorTest, ContinuesTheLatestModelOnNoise) {
+  ParentSelector sel;
+  auto d = sel.Decide(Of(Regime::kIot, 3), {Model("tap0-9", Of(Regime::kIot, 2), 5)},
+                      Model("base", Of(Regime::kIot, 1), 0, true));
+  EXPECT_EQ(d.kind, ParentDecision::Kind::kContinue) << d.reason;
+  EXPECT_EQ(d.parent_id, "tap0-9");
+  EXPECT_GE(d.drift, 0);
+}
+
+TEST(ParentSelectorTest, SwitchesBackToTheModelOfAnEarlierRegime) {
+  // IoT, then a streaming evening, then IoT again: the chunk after the
+  // streaming hours should start from the last IoT model, not the stream's.
+  ParentSelector sel;
+  std::vector<ParentCandidate> recent = {Model("tap0-20", Of(Regime::kStreaming, 20), 4),
+                                         Model("tap0-19", Of(Regime::kStreaming, 19), 3),
+                                         Model("tap0-15", Of(Regime::kIot, 15), 9)};
+  auto d = sel.Decide(Of(Regime::kIot, 21), recent, Model("base", Of(Regime::kStreaming, 1), 0, true));
+  EXPECT_EQ(d.kind, ParentDecision::Kind::kSwitch) << d.reason;
+  EXPECT_EQ(d.parent_id, "tap0-15");
+  EXPECT_NE(d.reason.find("tap0-20"), std::string::npos) << d.reason;
+}
+
+TEST(ParentSelectorTest, RetrainsOnANewRegimeAndOnDeepChains) {
+  ParentSelector sel;
+  auto d = sel.Decide(Of(Regime::kStreaming, 5), {Model("tap0-4", Of(Regime::kIot, 4), 2)},
+                      Model("base", Of(Regime::kIot, 1), 0, true));
+  EXPECT_EQ(d.kind, ParentDecision::Kind::kRetrain) << d.reason;
+  EXPECT_NE(d.reason.find("retrain threshold"), std::string::npos) << d.reason;
+
+  ParentSelector::Options o;
+  o.max_depth = 8;
+  ParentSelector shallow(o);
+  auto deep = shallow.Decide(Of(Regime::kIot, 5), {Model("tap0-4", Of(Regime::kIot, 4), 8)},
+                             Model("base", Of(Regime::kIot, 1), 0, true));
+  EXPECT_EQ(deep.kind, ParentDecision::Kind::kRetrain) << deep.reason;
+  EXPECT_NE(deep.reason.find("max_depth"), std::string::npos) << deep.reason;
+
+  auto first = sel.Decide(Of(Regime::kIot, 5), {}, std::nullopt);
+  EXPECT_EQ(first.kind, ParentDecision::Kind::kRetrain);
+}
+
+TEST(ParentSelectorTest, QuietChunksKeepTheLatestModel) {
+  Fingerprint quiet;
+  quiet.packets = 10;
+  quiet.port[14] = 10;
+  ParentSelector sel;
+  auto d = sel.Decide(quiet, {Model("tap0-4", Of(Regime::kIot, 4), 2)}, std::nullopt);
+  EXPECT_EQ(d.kind, ParentDecision::Kind::kContinue) << d.reason;
+}
+
+}  // namespace
+}  // namespace dgc::library

@@ -1,0 +1,95 @@
+#include "coordinator/library/library_records.h"
+
+#include <limits>
+
+#include "gtest/gtest.h"
+
+namespace dgc::library {
+namespace {
+
+TEST(LibraryRecordsTest, ChunkKeysSortByLinkThenTimeIncludingNegativeTimes) {
+  EXPECT_LT(ChunkKey("a", -5), ChunkKey("a", 3));
+  EXPECT_LT(ChunkKey("a", 3), ChunkKey("a", 1LL << 40));
+  EXPECT_LT(ChunkKey("a", std::numeric_limits<int64_t>::max()), ChunkKey("a2", std::numeric_limits<int64_t>::min()));
+  std::string link;
+  int64_t t = 0;
+  ASSERT_TRUE(ParseChunkKey(ChunkKey("tap0", -123456789), &link, &t));
+  EXPECT_EQ(link, "tap0");
+  EXPECT_EQ(t, -123456789);
+  EXPECT_EQ(ChunkKeyToString(ChunkKey("tap0", 1704067200LL * 1000000000)), "tap0@2024-01-01T00:00:00Z");
+  EXPECT_FALSE(ParseChunkKey("short", &link, &t));
+}
+
+TEST(LibraryRecordsTest, ModelAndChunkRoundTrip) {
+  ModelRecord m;
+  m.id = "tap0-7";
+  m.kind = ModelKind::kFinetune;
+  m.parent_id = "tap0-6";
+  m.depth = 7;
+  m.source_chunk = ChunkKey("tap0", 42);
+  m.created_ns = -1;
+  m.config_json = R"({"width":128})";
+  m.training_json = R"({"steps":10})";
+  m.fingerprint = "fp";
+  m.blob = std::string(10000, 'x');
+  auto d = DecodeModel(m.id, EncodeModel(m));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->parent_id, m.parent_id);
+  EXPECT_EQ(d->depth, 7u);
+  EXPECT_EQ(d->source_chunk, m.source_chunk);
+  EXPECT_EQ(d->blob, m.blob);
+  EXPECT_EQ(d->training_json, m.training_json);
+
+  ChunkRecord c;
+  c.link = "tap0";
+  c.start_ns = 42;
+  c.duration_ns = 600;
+  c.packets = 5;
+  c.model_id = "tap0-7";
+  c.parent_id = "tap0-6";
+  c.skeleton = "sk";
+  c.report_json = "{}";
+  c.drift = 0.25;
+  c.decision = "switch";
+  c.reason = "because";
+  auto dc = DecodeChunk(ChunkKey("tap0", 42), EncodeChunk(c));
+  ASSERT_TRUE(dc.ok()) << dc.status();
+  EXPECT_EQ(dc->drift, 0.25);
+  EXPECT_EQ(dc->reason, "because");
+  EXPECT_EQ(dc->packets, 5u);
+}
+
+TEST(LibraryRecordsTest, BadBytesAreErrorsNamingTheKey) {
+  ChunkRecord c;
+  c.link = "tap0";
+  c.start_ns = 1704067200LL * 1000000000;
+  c.duration_ns = 600;
+  c.model_id = c.parent_id = "m";
+  std::string key = ChunkKey("tap0", c.start_ns);
+  std::string good = EncodeChunk(c);
+  // Every truncation fails cleanly.
+  for (size_t n = 0; n < good.size(); ++n) {
+    auto r = DecodeChunk(key, good.substr(0, n));
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_NE(r.status().message().find("tap0@2024-01-01T00:00:00Z"), std::string::npos) << r.status();
+  }
+  auto wrong_key = DecodeChunk(ChunkKey("tap1", c.start_ns), good);
+  EXPECT_EQ(wrong_key.status().code(), absl::StatusCode::kDataLoss);
+  std::string newer = good;
+  newer[1] = 99;
+  EXPECT_EQ(DecodeChunk(key, newer).status().code(), absl::StatusCode::kUnimplemented);
+  auto model = DecodeModel("base-1", "garbage!");
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(model.status().message().find("base-1"), std::string::npos);
+}
+
+TEST(LibraryRecordsTest, ValidatesIds) {
+  EXPECT_TRUE(ValidateId("model id", "base-abc_1.2").ok());
+  EXPECT_FALSE(ValidateId("model id", "").ok());
+  EXPECT_FALSE(ValidateId("model id", std::string("a\0b", 3)).ok());
+  EXPECT_FALSE(ValidateId("link", "a@b").ok());
+  EXPECT_FALSE(ValidateId("link", std::string(201, 'a')).ok());
+}
+
+}  // namespace
+}  // namespace dgc::library

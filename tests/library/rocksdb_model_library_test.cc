@@ -1,0 +1,432 @@
+// RocksDbModelLibrary against a real RocksDB in a temp dir.
+#include "coordinator/library/rocksdb_model_library.h"
+
+#include <rocksdb/db.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "coordinator/library/model_library.h"
+#include "gtest/gtest.h"
+#include "tests/library/chain_fixture.h"
+#include "tests/testutil/testutil.h"
+
+namespace dgc {
+namespace {
+
+using library::ModelKind;
+using testing::ChainChunk;
+using testing::ChainModelId;
+using testing::kChainChunkNs;
+using testing::kChainT0;
+
+class RocksDbModelLibraryTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+  void Reopen() {
+    lib_.reset();
+    RocksDbModelLibrary::Options o;
+    o.sync = false;
+    o.clock = [this] { return now_; };
+    auto l = RocksDbModelLibrary::Open(dir(), o);
+    ASSERT_TRUE(l.ok()) << l.status();
+    lib_ = std::move(*l);
+  }
+  std::string dir() const { return tmp_.File("lib"); }
+  void Commit(int from, int to, const std::string& link = "tap0") {
+    for (int i = from; i < to; ++i) {
+      auto r = lib_->CommitChunk(ChainChunk(i, link));
+      ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    }
+  }
+  // Writes raw values into a column family, bypassing the library.
+  void RawPut(const std::string& cf, const std::string& key, const std::string& value, bool reopen = true) {
+    lib_.reset();
+    rocksdb::DBOptions o;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : RocksDbModelLibrary::ColumnFamilyNames()) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir(), cfs, &h, &db).ok());
+    size_t i = std::find(RocksDbModelLibrary::ColumnFamilyNames().begin(), RocksDbModelLibrary::ColumnFamilyNames().end(), cf) -
+               RocksDbModelLibrary::ColumnFamilyNames().begin();
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[i], key, value).ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+    delete db;
+    if (reopen) Reopen();
+  }
+
+  testing::TempDir tmp_;
+  int64_t now_ = kChainT0 + 1000 * kChainChunkNs;
+  std::unique_ptr<RocksDbModelLibrary> lib_;
+};
+
+TEST_F(RocksDbModelLibraryTest, RoundTripsModelsAndChunks) {
+  ASSERT_TRUE(lib_->PutModel("base-x", std::string(50000, 'b')).ok());
+  auto bytes = lib_->GetModel("base-x");
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, std::string(50000, 'b'));
+  EXPECT_TRUE(lib_->HasModel("base-x"));
+  EXPECT_FALSE(lib_->HasModel("nope"));
+  EXPECT_EQ(lib_->GetModel("nope").status().code(), absl::StatusCode::kNotFound);
+
+  Commit(0, 5);
+  Reopen();
+  auto chunks = lib_->Chunks({});
+  ASSERT_TRUE(chunks.ok()) << chunks.status();
+  ASSERT_EQ(chunks->size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    const auto want = ChainChunk(i).artifact;
+    const auto& got = (*chunks)[i];
+    EXPECT_EQ(got.start_ns, want.start_ns);
+    EXPECT_EQ(got.model_id, want.model_id);
+    EXPECT_EQ(got.parent_id, want.parent_id);
+    EXPECT_EQ(got.skeleton, want.skeleton);
+    EXPECT_EQ(got.delta, want.delta) << i;
+    EXPECT_EQ(got.report, want.report);
+  }
+  auto rec = lib_->GetChunk("tap0", kChainT0 + 2 * kChainChunkNs);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->packets, 1002u);
+  EXPECT_EQ(rec->raw_bytes, 200000u);
+  EXPECT_EQ(rec->decision, "continue");
+  EXPECT_GT(rec->stored_bytes, rec->skeleton.size());
+  EXPECT_EQ(lib_->GetModel("tap0-1").status().code(), absl::StatusCode::kFailedPrecondition);
+  auto fp = lib_->GetFingerprint("tap0", kChainT0 + 2 * kChainChunkNs);
+  ASSERT_TRUE(fp.ok());
+  EXPECT_EQ(fp->port, testing::ChainFingerprint(2).port);
+  auto found = lib_->FindChunk("tap0@2024-01-01T00:20:00Z");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->model_id, "tap0-2");
+  auto by_seq = lib_->FindChunk("tap0/" + std::to_string((kChainT0 + 3 * kChainChunkNs) / kChainChunkNs));
+  ASSERT_TRUE(by_seq.ok()) << by_seq.status();
+  EXPECT_EQ(by_seq->model_id, "tap0-2");  // chunk 3 is quiet: it reuses tap0-2
+}
+
+TEST_F(RocksDbModelLibraryTest, CommittingTheSameChunkTwiceIsANoOp) {
+  Commit(0, 3);
+  auto again = ChainChunk(2);
+  again.artifact.delta = "something else";
+  again.artifact.model_id = "other-id";
+  auto r = lib_->CommitChunk(again);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, RocksDbModelLibrary::CommitResult::kAlreadyCommitted);
+  EXPECT_FALSE(lib_->HasModel("other-id"));
+  auto models = lib_->ListModels();
+  ASSERT_TRUE(models.ok());
+  EXPECT_EQ(models->size(), 4u);  // base-0, tap0-0, tap0-1, tap0-2
+  auto chunks = lib_->Chunks({});
+  ASSERT_TRUE(chunks.ok());
+  EXPECT_EQ(chunks->size(), 3u);
+  EXPECT_EQ((*chunks)[2].delta, ChainChunk(2).artifact.delta);
+  // PutChunk (the ModelLibrary call) is the same no-op.
+  EXPECT_TRUE(lib_->PutChunk(again.artifact).ok());
+}
+
+TEST_F(RocksDbModelLibraryTest, RefusesAChunkWhoseParentIsMissingAndWritesNothing) {
+  auto c = ChainChunk(5);
+  auto r = lib_->CommitChunk(c);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("tap0-4"), std::string::npos);
+  auto chunks = lib_->ListChunks({});
+  ASSERT_TRUE(chunks.ok());
+  EXPECT_TRUE(chunks->empty());
+  EXPECT_FALSE(lib_->HasModel("tap0-5"));
+}
+
+TEST_F(RocksDbModelLibraryTest, QueriesByLinkAndTimeRange) {
+  Commit(0, 60, "tap0");
+  Commit(0, 60, "tap1");
+  Commit(0, 60, "a-first");
+  auto at = [](double chunks) { return kChainT0 + static_cast<int64_t>(chunks * kChainChunkNs); };
+  ChunkQuery q;
+  q.link = "tap1";
+  q.since_ns = at(10.5);  // inside chunk 10: it overlaps
+  q.until_ns = at(20);    // chunk 20 starts at until: excluded
+  auto r = lib_->ListChunks(q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 10u);
+  EXPECT_EQ(r->front().start_ns, at(10));
+  EXPECT_EQ(r->back().start_ns, at(19));
+  for (const auto& c : *r) EXPECT_EQ(c.link, "tap1");
+
+  ChunkQuery all;
+  all.since_ns = at(59);
+  auto every = lib_->ListChunks(all);
+  ASSERT_TRUE(every.ok());
+  ASSERT_EQ(every->size(), 3u);  // the last chunk of each link, by link
+  EXPECT_EQ((*every)[0].link, "a-first");
+  EXPECT_EQ((*every)[1].link, "tap0");
+  EXPECT_EQ((*every)[2].link, "tap1");
+
+  ChunkQuery none;
+  none.link = "tap0";
+  none.since_ns = at(100);
+  auto empty = lib_->ListChunks(none);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  ChunkQuery before;
+  before.link = "tap0";
+  before.until_ns = at(0);
+  EXPECT_TRUE(lib_->ListChunks(before)->empty());
+  auto latest = lib_->LatestChunk("tap1");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->start_ns, at(59));
+  EXPECT_EQ(lib_->LatestChunk("tap9").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RocksDbModelLibraryTest, LineageWalksToTheBaseAndDown) {
+  Commit(0, 25);
+  auto anc = lib_->Ancestors("tap0-15");
+  ASSERT_TRUE(anc.ok()) << anc.status();
+  // tap0-15 -> 14 -> 13 -> 12 -> 11 -> 10 -> base-10 (chunk 10 is a retrain).
+  std::vector<std::string> ids;
+  for (const auto& m : *anc) ids.push_back(m.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"tap0-15", "tap0-14", "tap0-13", "tap0-12", "tap0-11", "tap0-10", "base-10"}));
+  EXPECT_EQ(anc->back().kind, ModelKind::kRetrain);
+  EXPECT_EQ(anc->front().depth, 6u);
+  // Chunk 17 is quiet (17 % 7 == 3): tap0-16's child is tap0-18.
+  auto kids = lib_->Children("tap0-16");
+  ASSERT_TRUE(kids.ok());
+  EXPECT_EQ(*kids, std::vector<std::string>{"tap0-18"});
+  auto desc = lib_->Descendants("base-10");
+  ASSERT_TRUE(desc.ok());
+  EXPECT_EQ(desc->size(), 9u);  // tap0-10 .. tap0-19 less the quiet 17
+  EXPECT_EQ(desc->front(), "tap0-10");
+  EXPECT_EQ(lib_->Ancestors("nope").status().code(), absl::StatusCode::kNotFound);
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  EXPECT_TRUE(check->unreferenced_models.empty());
+}
+
+TEST_F(RocksDbModelLibraryTest, UpgradesAVersionZeroStore) {
+  lib_.reset();
+  std::filesystem::remove_all(dir());
+  {
+    // The schema-0 layout: models (v0 records: no depth, no source chunk),
+    // chunks, meta = 0, and no lineage.
+    rocksdb::DBOptions o;
+    o.create_if_missing = true;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, {}},
+                                                        {"models", {}}, {"chunks", {}}, {"meta", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir(), cfs, &h, &db).ok());
+    for (int i = 0; i < 4; ++i) {
+      auto c = ChainChunk(i);
+      if (c.new_full_model) {
+        ASSERT_TRUE(db->Put({}, h[1], c.new_full_model->id, library::EncodeModelV0ForUpgrade(*c.new_full_model)).ok());
+      }
+      if (!c.artifact.delta.empty()) {
+        library::ModelRecord m;
+        m.id = c.artifact.model_id;
+        m.kind = ModelKind::kFinetune;
+        m.parent_id = c.artifact.parent_id;
+        m.blob = c.artifact.delta;
+        ASSERT_TRUE(db->Put({}, h[1], m.id, library::EncodeModelV0ForUpgrade(m)).ok());
+      }
+      library::ChunkRecord r;
+      r.link = "tap0";
+      r.start_ns = c.artifact.start_ns;
+      r.duration_ns = c.artifact.duration_ns;
+      r.model_id = c.artifact.model_id;
+      r.parent_id = c.artifact.parent_id;
+      ASSERT_TRUE(db->Put({}, h[2], library::ChunkKey("tap0", r.start_ns), library::EncodeChunk(r)).ok());
+    }
+    std::string zero(4, '\0');
+    ASSERT_TRUE(db->Put({}, h[3], "schema_version", zero).ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+    delete db;
+  }
+  Reopen();
+  EXPECT_EQ(lib_->schema_version(), library::kSchemaVersion);
+  auto anc = lib_->Ancestors("tap0-2");
+  ASSERT_TRUE(anc.ok()) << anc.status();
+  EXPECT_EQ(anc->size(), 4u);
+  EXPECT_EQ(anc->front().depth, 3u);
+  EXPECT_EQ(anc->front().source_chunk, library::ChunkKey("tap0", kChainT0 + 2 * kChainChunkNs));
+  auto kids = lib_->Children("tap0-1");
+  ASSERT_TRUE(kids.ok());
+  EXPECT_EQ(*kids, std::vector<std::string>{"tap0-2"});
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  // And it stays upgraded.
+  Reopen();
+  EXPECT_EQ(lib_->schema_version(), library::kSchemaVersion);
+}
+
+TEST_F(RocksDbModelLibraryTest, RefusesANewerSchema) {
+  std::string v(4, '\0');
+  v[0] = 99;
+  RawPut("meta", "schema_version", v, /*reopen=*/false);
+  auto r = RocksDbModelLibrary::Open(dir());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("newer"), std::string::npos);
+}
+
+TEST_F(RocksDbModelLibraryTest, CorruptValuesAreClearErrorsNotCrashes) {
+  Commit(0, 3);
+  RawPut("chunks", library::ChunkKey("tap0", kChainT0 + kChainChunkNs), "\x43\x01garbage");
+  auto chunks = lib_->Chunks({});
+  ASSERT_FALSE(chunks.ok());
+  EXPECT_EQ(chunks.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(chunks.status().message().find("tap0@2024-01-01T00:10:00Z"), std::string::npos) << chunks.status();
+  RawPut("models", "tap0-0", "nonsense");
+  auto m = lib_->GetModelRecord("tap0-0");
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(m.status().message().find("tap0-0"), std::string::npos) << m.status();
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_GE(check->problems.size(), 2u);
+}
+
+TEST_F(RocksDbModelLibraryTest, ExpireKeepsTheNewestChunkAndModelsKeptChunksBuildOn) {
+  Commit(0, 25, "tap0");
+  Commit(0, 2, "tap1");
+  auto before = lib_->GetDetailedUsage();
+  ASSERT_TRUE(before.ok());
+  RocksDbModelLibrary::ExpireOptions o;
+  o.max_age_ns = 1;  // everything is old
+  o.dry_run = true;
+  auto dry = lib_->Expire(o);
+  ASSERT_TRUE(dry.ok()) << dry.status();
+  EXPECT_EQ(lib_->ListChunks({})->size(), 27u) << "a dry run changes nothing";
+  o.dry_run = false;
+  auto rep = lib_->Expire(o);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_EQ(rep->items.size(), dry->items.size());
+  auto left = lib_->ListChunks({});
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 2u);  // the newest of each link
+  EXPECT_EQ((*left)[0].start_ns, kChainT0 + 24 * kChainChunkNs);
+  // Chunk 24 is quiet: it uses tap0-23, whose chain (23..20, base-20) stays.
+  for (const char* id : {"tap0-23", "tap0-22", "tap0-20", "base-20"}) EXPECT_TRUE(lib_->HasModel(id)) << id;
+  for (const char* id : {"tap0-19", "tap0-5", "base-10"}) EXPECT_FALSE(lib_->HasModel(id)) << id;
+  auto a = lib_->Chunks({});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  EXPECT_TRUE(check->unreferenced_models.empty());
+  auto after = lib_->GetDetailedUsage();
+  EXPECT_LT(after->TotalBytes(), before->TotalBytes());
+}
+
+TEST_F(RocksDbModelLibraryTest, ExpireBySizeStopsAtTheGoalOrSaysWhy) {
+  Commit(0, 40);
+  auto u = lib_->GetDetailedUsage();
+  ASSERT_TRUE(u.ok());
+  RocksDbModelLibrary::ExpireOptions o;
+  o.max_bytes = u->TotalBytes() * 6 / 10;
+  auto rep = lib_->Expire(o);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_TRUE(rep->size_goal_met) << rep->note;
+  EXPECT_LE(rep->bytes_after, o.max_bytes);
+  auto left = lib_->ListChunks({});
+  EXPECT_GT(left->size(), 5u);
+  EXPECT_LT(left->size(), 40u);
+  o.max_bytes = 1;
+  auto tiny = lib_->Expire(o);
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_FALSE(tiny->size_goal_met);
+  EXPECT_NE(tiny->note.find("newest chunk"), std::string::npos) << tiny->note;
+  EXPECT_EQ(lib_->ListChunks({})->size(), 1u);
+}
+
+TEST_F(RocksDbModelLibraryTest, ExpireToleratesRawFilesDeletedBySomeoneElse) {
+  Commit(0, 1);
+  std::string kept_raw = tmp_.File("raw-1.dgcc"), gone_raw = tmp_.File("raw-2.dgcc");
+  std::ofstream(kept_raw) << "raw";
+  for (int i : {1, 2}) {
+    auto c = ChainChunk(i);
+    c.raw_path = i == 1 ? kept_raw : gone_raw;
+    ASSERT_TRUE(lib_->CommitChunk(c).ok());
+  }
+  Commit(3, 5);
+  RocksDbModelLibrary::ExpireOptions o;
+  o.max_age_ns = 1;
+  auto rep = lib_->Expire(o);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_EQ(rep->warnings.size(), 1u);
+  EXPECT_NE(rep->warnings[0].find(gone_raw), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(kept_raw));
+}
+
+TEST_F(RocksDbModelLibraryTest, SelectsParentsFromFingerprints) {
+  Commit(0, 5);
+  auto same = lib_->SelectParent("tap0", testing::ChainFingerprint(4), library::ParentSelector());
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->kind, library::ParentDecision::Kind::kContinue) << same->reason;
+  EXPECT_EQ(same->parent_id, "tap0-4");
+  library::Fingerprint other;
+  other.proto = {0, 0, 0, 0, 500};
+  other.port[15] = 500;
+  other.size[11] = 500;
+  other.rate[9] = 600;
+  other.flow[11] = 3;
+  other.packets = 500;
+  auto far = lib_->SelectParent("tap0", other, library::ParentSelector());
+  ASSERT_TRUE(far.ok());
+  EXPECT_EQ(far->kind, library::ParentDecision::Kind::kRetrain) << far->reason;
+  auto none = lib_->SelectParent("tap9", other, library::ParentSelector());
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->kind, library::ParentDecision::Kind::kRetrain);
+}
+
+TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {
+  ASSERT_TRUE(lib_->PutJob({"job-2", 3, "payload two"}).ok());
+  ASSERT_TRUE(lib_->PutJob({"job-1", 1, std::string("\0bin", 4)}).ok());
+  auto j = lib_->GetJob("job-1");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->payload, std::string("\0bin", 4));
+  auto all = lib_->ListJobs();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, "job-1");
+  EXPECT_EQ((*all)[1].version, 3u);
+  ASSERT_TRUE(lib_->DeleteJob("job-1").ok());
+  EXPECT_EQ(lib_->GetJob("job-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(lib_->DeleteJob("never").ok());
+}
+
+TEST_F(RocksDbModelLibraryTest, CountsUsageByKind) {
+  Commit(0, 12);
+  auto u = lib_->GetDetailedUsage();
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->chunks, 12u);
+  EXPECT_EQ(u->full_models, 2u);                 // base-0, base-10
+  EXPECT_EQ(u->full_model_bytes, 2u * 20000);
+  EXPECT_EQ(u->skeleton_bytes, 12u * 300);
+  EXPECT_EQ(u->raw_bytes_ingested, 12u * 200000);
+  uint64_t deltas = 0;
+  for (int i = 0; i < 12; ++i) deltas += ChainChunk(i).artifact.delta.size();
+  EXPECT_EQ(u->delta_bytes, deltas);
+  auto plain = lib_->GetUsage();
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->model_bytes, u->full_model_bytes);
+  EXPECT_EQ(plain->chunks, 12u);
+}
+
+TEST(OpenModelLibraryTest, RefusesDirectoryLibrariesAndForeignDirectories) {
+  testing::TempDir tmp;
+  auto dirlib = DirModelLibrary::Open(tmp.File("old"));
+  ASSERT_TRUE(dirlib.ok());
+  auto r = OpenModelLibrary(tmp.File("old"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("step-3 directory library"), std::string::npos) << r.status();
+  std::filesystem::create_directories(tmp.File("foreign"));
+  std::ofstream(tmp.File("foreign/notes.txt")) << "mine";
+  auto f = OpenModelLibrary(tmp.File("foreign"));
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << f.status();
+  auto fresh = OpenModelLibrary(tmp.File("new"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  // A second process (or handle) on the same library is refused, not corrupted.
+  auto twice = OpenModelLibrary(tmp.File("new"));
+  EXPECT_FALSE(twice.ok());
+}
+
+}  // namespace
+}  // namespace dgc
