@@ -5,6 +5,7 @@
 
 #include "common/trace/chunk_format.h"
 #include "common/trace/pcap_writer.h"
+#include "common/wire/codec.h"
 
 namespace {
 void Write(const std::string& path, const std::string& bytes) {
@@ -49,5 +50,42 @@ int main(int argc, char** argv) {
   Write(dir + "/chunk_decode/seed-8", dgc::EncodeChunk(c));
   c.packets.resize(1);
   Write(dir + "/chunk_decode/seed-1", dgc::EncodeChunk(c));
+
+  // One message of every kind for fuzz_wire.
+  namespace w = dgc::wire;
+  w::ChunkMeta meta{"seed", 1, 2, 28333334, c.start_ns, 60 * 1000000000LL, 8, 800, 4, false};
+  w::JobAssign assign;
+  assign.job_id = 7;
+  assign.attempt = 1;
+  assign.meta = meta;
+  assign.chunk_bytes = dgc::EncodeChunk(c);
+  assign.parent = w::JobAssign::Parent::kId;
+  assign.parent_id = "seed/28333333";
+  w::JobAssign by_path = assign;
+  by_path.chunk_bytes.clear();
+  by_path.chunk_path = "/shared/seed.dgcc";
+  by_path.parent = w::JobAssign::Parent::kBytes;
+  by_path.parent_bytes = "model";
+  const w::Message messages[] = {
+      w::ChunkOffer{meta, 100},
+      w::ChunkData{meta, dgc::EncodeChunk(c)},
+      w::ChunkAck{"seed", 1, 28333334, true, ""},
+      w::Credit{8},
+      w::Register{"worker-1", 16, {{0, 1ull << 34, "gpu"}, {1, 1ull << 34, "gpu"}}, "0.1.0", "host"},
+      w::RegisterAck{true, "", 1000, 30000},
+      w::Heartbeat{"worker-1", {7, 8, 9}, 1000.5},
+      assign,
+      by_path,
+      w::JobResult{7, 1, "worker-1", "artifact", {1.5, 1000, 0.1, 8, "{}"}},
+      w::JobFailed{7, 1, "worker-1", "out of memory", true},
+      w::JobAck{7, true},
+      w::OperatorRequest{1, w::OperatorVerb::kGet, "jobs", "", "{}"},
+      w::OperatorReply{1, true, "", "[]"},
+  };
+  int n = 0;
+  for (const auto& m : messages) {
+    auto bytes = w::Encode(m);
+    if (bytes.ok()) Write(dir + "/wire/seed-" + std::to_string(n++), *bytes);
+  }
   return 0;
 }

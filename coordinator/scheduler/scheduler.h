@@ -1,0 +1,302 @@
+// The coordinator's job scheduler: which worker runs which job, and when.
+//
+// Pure logic: no sockets, no threads, no sleeping. Time comes from the
+// injected Clock. NOT thread safe: it lives on the coordinator's io_context
+// loop, which calls it on every event (a chunk arrived, a worker registered or
+// sent a heartbeat, a result came back, a timer fired) and then sends what
+// Schedule() hands out.
+//
+// Rules:
+// - Streams. A job belongs to the stream of its (link, shard). A stream's jobs
+//   run one at a time in chunk-time order (seq): job N+1 is not handed out
+//   while job N of the same stream is queued or leased, because N+1's parent
+//   model is N's result. The parent of a lease is the stream's latest
+//   committed job before it (Assignment::parent_job; 0: none yet, start from
+//   the stream's base). A failed job blocks its stream until an operator
+//   retries or cancels it (SchedulerOptions::failed_job_blocks_stream); a
+//   cancelled one is skipped.
+// - Priority among the jobs ready to run (each stream's head): retrain jobs
+//   first, then the oldest chunk (start_ns), then the lowest id.
+// - Capacity. A worker has slots: one per GPU, or cpu_threads /
+//   cpu_threads_per_slot when it has none. A small job takes one slot, packed
+//   onto the fullest single-GPU/CPU worker first. A large job (packets >=
+//   large_job_packets) takes a whole idle multi-GPU worker; while one waits,
+//   small jobs are not placed on multi-GPU workers. With no multi-GPU worker
+//   in the pool, large jobs run like small ones.
+// - Leases. A lease ends at now + lease_ns; a heartbeat listing the job
+//   extends it. Tick() requeues expired leases, counting a failure. A job
+//   reaching max_failures (reported failures and expiries together) is marked
+//   failed with its last reason.
+// - Completion is idempotent: the first result for a job commits it; a result
+//   for a job already done is acknowledged as kDuplicate and changes nothing,
+//   also when it comes from a worker whose lease expired and whose job was
+//   re-leased and finished by another.
+// - Durability. Every change is written to the JobStore before the scheduler
+//   acts on it; on a store error the call returns it and memory is unchanged
+//   for that job. Create() rebuilds the state from the store: leases survive
+//   (their workers re-register and heartbeat, or the leases expire).
+#ifndef DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
+#define DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "common/base/status.h"
+#include "coordinator/scheduler/clock.h"
+#include "coordinator/scheduler/job_store.h"
+
+namespace dgc {
+
+struct SchedulerOptions {
+  // How long a lease lasts after it is granted or extended by a heartbeat.
+  // Default 60 s (workers send heartbeats every few seconds).
+  int64_t lease_ns = 60LL * 1'000'000'000;
+  // A worker silent this long is forgotten by Tick() (it must register
+  // again). Default 120 s.
+  int64_t worker_timeout_ns = 120LL * 1'000'000'000;
+  // Failed attempts (reported or expired) after which a job is failed.
+  // Default 3.
+  uint32_t max_failures = 3;
+  // Jobs with at least this many packets are large: they go to a whole
+  // multi-GPU worker. Default 2,000,000.
+  uint64_t large_job_packets = 2'000'000;
+  // A worker without GPUs gets max(1, cpu_threads / this) slots. Default 8.
+  uint32_t cpu_threads_per_slot = 8;
+  // A failed job holds back the later jobs of its stream (their parent would
+  // be missing) until retried or cancelled. Default true; false lets them
+  // proceed from the latest committed model.
+  bool failed_job_blocks_stream = true;
+};
+
+// What a job is, as the coordinator submits it.
+struct JobSpec {
+  JobKind kind = JobKind::kCompress;
+  std::string link;
+  uint32_t shard = 0;
+  int64_t seq = 0;
+  int64_t start_ns = 0;
+  uint64_t packets = 0;
+  std::string chunk_ref;
+};
+
+struct WorkerCapacity {
+  uint32_t cpu_threads = 0;
+  uint32_t gpus = 0;
+  uint64_t gpu_memory_bytes = 0;  // per GPU, the smallest; informational
+  uint32_t slots = 0;             // 0: derived (see SchedulerOptions)
+};
+
+struct WorkerInfo {
+  std::string id;
+  WorkerCapacity capacity;
+  uint32_t slots = 0;
+  uint32_t used_slots = 0;
+  bool draining = false;  // takes no new work; drained once used_slots == 0
+  int64_t registered_ns = 0;
+  int64_t last_heartbeat_ns = 0;
+  std::vector<JobId> leases;
+};
+
+// A lease handed out by Schedule(): send the job to the worker.
+struct Assignment {
+  JobId job = 0;
+  std::string worker;
+  uint32_t attempt = 0;         // quote it back in the result or failure
+  int64_t lease_deadline_ns = 0;
+  JobId parent_job = 0;         // 0: no committed parent in the stream yet
+  uint32_t slots = 1;
+  bool large = false;
+};
+
+struct SubmitResult {
+  JobId job = 0;
+  bool created = false;  // false: a job for this chunk and kind already existed
+};
+
+enum class CompletionOutcome {
+  kCommitted,  // the first result: store the artifact, acknowledge
+  kDuplicate,  // already committed: acknowledge, store nothing
+  kDiscarded,  // the job was cancelled or failed: acknowledge, store nothing
+};
+
+struct CompletionResult {
+  CompletionOutcome outcome = CompletionOutcome::kCommitted;
+  // When another worker held a lease on the job: that lease was released;
+  // tell the worker to abandon the job.
+  std::string preempted_worker;
+};
+
+enum class FailureOutcome {
+  kRequeued,  // will run again
+  kFailed,    // max_failures reached, or not retryable
+  kStale,     // not the current lease of this worker: ignored
+};
+
+struct TickReport {
+  std::vector<JobId> expired;              // leases that ran out
+  std::vector<std::string> lost_workers;   // forgotten after worker_timeout_ns
+};
+
+struct JobCounts {
+  std::array<uint64_t, 5> by_state{};  // indexed by JobState
+  uint64_t operator[](JobState s) const { return by_state[static_cast<size_t>(s)]; }
+};
+
+class Scheduler {
+ public:
+  // Loads every record of `store` (see Durability above). `store` and `clock`
+  // must outlive the scheduler. Errors: the store's List() error, or
+  // InvalidArgument for options that cannot work (max_failures 0, lease_ns <= 0).
+  [[nodiscard]] static StatusOr<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options,
+                                                                   JobStore* store, const Clock* clock);
+
+  // Adds a job to its stream. Idempotent per (link, shard, seq, kind): while
+  // a job for it exists and is not cancelled, returns that job with
+  // created=false. InvalidArgument when link is empty.
+  [[nodiscard]] StatusOr<SubmitResult> Submit(const JobSpec& spec);
+
+  // Adds a worker, or updates one that registers again (after a reconnect or
+  // a coordinator restart): its leases are kept. InvalidArgument on an empty
+  // id or a capacity of zero slots.
+  [[nodiscard]] Status RegisterWorker(const std::string& worker, const WorkerCapacity& capacity);
+  // The worker is leaving: its leases are requeued without counting a failure.
+  // NotFound when unknown.
+  [[nodiscard]] Status RemoveWorker(const std::string& worker);
+  // Records that the worker is alive and extends its leases on the jobs it
+  // lists; leases it does not list keep their deadline (a worker that
+  // restarted and lost them lets them expire). NotFound when the worker is
+  // unknown: it must register again.
+  [[nodiscard]] Status Heartbeat(const std::string& worker, const std::vector<JobId>& active_jobs);
+  // Drain: the worker gets no new work; its leases run to their end.
+  // NotFound when unknown.
+  [[nodiscard]] Status SetDraining(const std::string& worker, bool draining);
+
+  // Hands out work up to every worker's capacity, appending the leases to
+  // `out`. On a store error, returns it; the leases already appended stand.
+  [[nodiscard]] Status Schedule(std::vector<Assignment>* out);
+
+  // What Complete would do with a result for `job`, without doing it, so the
+  // coordinator can store the artifact first only when it will be committed.
+  // NotFound for an unknown job.
+  [[nodiscard]] StatusOr<CompletionOutcome> ClassifyResult(JobId job) const;
+  // A result for `job` from `worker`'s lease number `attempt`, its artifact
+  // stored as `result_ref`. See the completion rule above. NotFound for an
+  // unknown job; InvalidArgument for an attempt never handed out.
+  [[nodiscard]] StatusOr<CompletionResult> Complete(const std::string& worker, JobId job, uint32_t attempt,
+                                                    const std::string& result_ref);
+  // The worker reports that lease `attempt` of `job` failed. Counts a failure
+  // (fails the job at once when !retryable). NotFound for an unknown job.
+  [[nodiscard]] StatusOr<FailureOutcome> Fail(const std::string& worker, JobId job, uint32_t attempt,
+                                              const std::string& reason, bool retryable = true);
+
+  // Requeues expired leases and forgets silent workers; call it from a timer
+  // at NextDeadlineNs() (or periodically). On a store error, returns it after
+  // filling `report` with what was done.
+  [[nodiscard]] Status Tick(TickReport* report);
+  // The earliest lease deadline, or INT64_MAX when nothing is leased.
+  int64_t NextDeadlineNs() const;
+
+  // Operator actions. Cancel: a queued or leased job is cancelled; returns
+  // the worker that held its lease (to be told), or "". FailedPrecondition
+  // when the job is done, failed or cancelled already.
+  [[nodiscard]] StatusOr<std::string> Cancel(JobId job);
+  // Retry: a failed or cancelled job is queued again with its failure count
+  // reset. FailedPrecondition otherwise, or when a newer job covers the chunk.
+  [[nodiscard]] Status Retry(JobId job);
+
+  // Queries (operator API, metrics).
+  const JobRecord* FindJob(JobId job) const;
+  std::vector<JobRecord> Jobs() const;  // by id
+  std::optional<WorkerInfo> FindWorker(const std::string& worker) const;
+  std::vector<WorkerInfo> Workers() const;  // by id
+  const JobCounts& counts() const { return counts_; }
+  size_t ready_jobs() const { return ready_small_.size() + ready_large_.size(); }
+  size_t streams() const { return streams_.size(); }
+
+ private:
+  // Order of a job in its stream: (seq, retrain before compress, id).
+  using OrderKey = std::tuple<int64_t, int, JobId>;
+  // Order among ready jobs: (retrain first, oldest chunk, id).
+  using ReadyKey = std::tuple<int, int64_t, JobId>;
+  // Free slots, then registration order: the first entry is the fullest worker.
+  using FitKey = std::pair<uint32_t, uint64_t>;
+
+  struct Stream {
+    std::map<OrderKey, JobId> unfinished;    // queued and leased
+    std::set<OrderKey> failed;
+    std::map<OrderKey, JobId> committed;     // pruned to what later jobs may need
+    std::map<std::pair<int64_t, int>, JobId> known;  // (seq, kind) -> job, not cancelled
+    uint32_t leased = 0;
+    std::optional<ReadyKey> ready;           // this stream's entry in a ready set
+    bool ready_large = false;
+  };
+  struct Entry {
+    JobRecord rec;
+    Stream* stream = nullptr;
+  };
+  struct Worker {
+    WorkerInfo info;   // info.leases is filled only by the queries
+    uint64_t ordinal = 0;
+    bool multi_gpu = false;
+  };
+
+  Scheduler(const SchedulerOptions& options, JobStore* store, const Clock* clock);
+  Status Load();
+
+  static int KindRank(JobKind kind) { return kind == JobKind::kRetrain ? 0 : 1; }
+  static OrderKey OrderOf(const JobRecord& r) { return {r.seq, KindRank(r.kind), r.id}; }
+  bool IsLarge(const JobRecord& r) const { return r.packets >= options_.large_job_packets; }
+  uint32_t SlotsFor(const WorkerCapacity& c) const;
+
+  // Writes `updated` to the store, then into memory, keeping counts_. The
+  // caller updates the indexes.
+  Status Persist(Entry& entry, JobRecord updated);
+  void RefreshStream(Stream& s);
+  JobId ParentOf(const Stream& s, const OrderKey& key) const;
+  void PruneCommitted(Stream& s);
+  Status Lease(Entry& entry, Worker& worker, uint32_t slots, std::vector<Assignment>* out);
+  void ReleaseLease(Entry& entry);  // the index side of ending a lease
+  // Requeues or fails a leased job after a failure or an expiry.
+  Status FailLeased(Entry& entry, const std::string& reason, bool count, bool retryable,
+                    FailureOutcome* outcome);
+  Status Commit(Entry& entry, const std::string& result_ref);
+  void Unindex(const Worker& w);
+  void Index(const Worker& w);
+  Worker* WorkerByName(const std::string& id);
+  uint32_t UsedSlots(const std::string& id) const;
+
+  SchedulerOptions options_;
+  JobStore* store_;
+  const Clock* clock_;
+
+  std::unordered_map<JobId, Entry> jobs_;
+  std::unordered_map<std::string, Stream> streams_;  // key: link '\0' shard
+  JobId next_id_ = 1;
+  JobCounts counts_;
+
+  std::set<ReadyKey> ready_small_;
+  std::set<ReadyKey> ready_large_;
+  std::set<std::pair<int64_t, JobId>> deadlines_;  // leased jobs by deadline
+
+  std::unordered_map<std::string, Worker> workers_;
+  std::unordered_map<uint64_t, Worker*> by_ordinal_;
+  uint64_t next_ordinal_ = 1;
+  // Leases by holder, also for workers not (yet) registered after a restart.
+  std::unordered_map<std::string, std::set<JobId>> leases_by_worker_;
+  std::set<FitKey> fit_single_;  // single-GPU/CPU workers with a free slot, not draining
+  std::set<FitKey> fit_multi_;   // multi-GPU workers with a free slot, not draining
+  std::set<uint64_t> idle_multi_;  // multi-GPU workers with every slot free, not draining
+  uint32_t active_multi_ = 0;      // multi-GPU workers not draining
+};
+
+}  // namespace dgc
+
+#endif  // DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_

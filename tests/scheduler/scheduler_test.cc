@@ -1,0 +1,487 @@
+#include "coordinator/scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "gtest/gtest.h"
+
+namespace dgc {
+namespace {
+
+constexpr int64_t kSec = 1'000'000'000;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.lease_ns = 30 * kSec;
+    options_.worker_timeout_ns = 90 * kSec;
+    options_.large_job_packets = 1'000'000;
+    Restart();
+  }
+  // A new scheduler over the same store: what a restarted coordinator sees.
+  void Restart() {
+    sched_.reset();
+    auto s = Scheduler::Create(options_, &store_, &clock_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    sched_ = *std::move(s);
+  }
+  JobId Submit(const std::string& link, int64_t seq, JobKind kind = JobKind::kCompress, uint64_t packets = 1000) {
+    JobSpec spec;
+    spec.link = link;
+    spec.seq = seq;
+    spec.start_ns = seq * 60 * kSec;
+    spec.kind = kind;
+    spec.packets = packets;
+    spec.chunk_ref = link + "/" + std::to_string(seq);
+    auto r = sched_->Submit(spec);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->job : 0;
+  }
+  void AddWorker(const std::string& id, uint32_t gpus, uint32_t cpu_threads = 8) {
+    WorkerCapacity c;
+    c.gpus = gpus;
+    c.cpu_threads = cpu_threads;
+    ASSERT_TRUE(sched_->RegisterWorker(id, c).ok());
+  }
+  std::vector<Assignment> Schedule() {
+    std::vector<Assignment> out;
+    EXPECT_TRUE(sched_->Schedule(&out).ok());
+    return out;
+  }
+  CompletionOutcome Complete(const Assignment& a, const std::string& ref = "model") {
+    auto r = sched_->Complete(a.worker, a.job, a.attempt, ref);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->outcome : CompletionOutcome::kDiscarded;
+  }
+  JobState State(JobId id) { return sched_->FindJob(id)->state; }
+  TickReport Tick() {
+    TickReport report;
+    EXPECT_TRUE(sched_->Tick(&report).ok());
+    return report;
+  }
+
+  SchedulerOptions options_;
+  ManualClock clock_;
+  InMemoryJobStore store_;
+  std::unique_ptr<Scheduler> sched_;
+};
+
+TEST_F(SchedulerTest, HandsOutALinksJobsOneAtATimeInChunkOrderWithTheParentChained) {
+  AddWorker("w1", 0, 64);  // 8 slots: capacity is not what holds jobs back
+  JobId j3 = Submit("tap0", 3), j1 = Submit("tap0", 1), j2 = Submit("tap0", 2);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j1);
+  EXPECT_EQ(a[0].parent_job, 0u);
+  EXPECT_TRUE(Schedule().empty());  // j2's parent is j1's model: it waits
+  EXPECT_EQ(Complete(a[0]), CompletionOutcome::kCommitted);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j2);
+  EXPECT_EQ(a[0].parent_job, j1);
+  Complete(a[0]);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j3);
+  EXPECT_EQ(a[0].parent_job, j2);
+  EXPECT_EQ(sched_->FindJob(j3)->parent_job, j2);
+}
+
+TEST_F(SchedulerTest, DifferentLinksAndShardsRunInParallel) {
+  AddWorker("w1", 0, 64);
+  Submit("tap0", 1);
+  Submit("tap1", 1);
+  JobSpec shard1;
+  shard1.link = "tap0";
+  shard1.shard = 1;
+  shard1.seq = 1;
+  ASSERT_TRUE(sched_->Submit(shard1).ok());
+  EXPECT_EQ(Schedule().size(), 3u);
+  EXPECT_EQ(sched_->streams(), 3u);
+}
+
+TEST_F(SchedulerTest, RetrainJobsGoFirstThenOldestChunk) {
+  AddWorker("w1", 1);  // one slot: one job per round shows the order
+  JobId late = Submit("a", 50);
+  JobId early = Submit("b", 10);
+  JobId retrain = Submit("c", 90, JobKind::kRetrain);
+  std::vector<JobId> order;
+  for (int i = 0; i < 3; ++i) {
+    auto a = Schedule();
+    ASSERT_EQ(a.size(), 1u);
+    order.push_back(a[0].job);
+    Complete(a[0]);
+  }
+  EXPECT_EQ(order, (std::vector<JobId>{retrain, early, late}));
+}
+
+TEST_F(SchedulerTest, RetrainAtTheSameChunkRunsBeforeItsCompressJob) {
+  AddWorker("w1", 0, 64);
+  JobId compress = Submit("tap0", 5);
+  JobId retrain = Submit("tap0", 5, JobKind::kRetrain);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, retrain);
+  Complete(a[0]);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, compress);
+  EXPECT_EQ(a[0].parent_job, retrain);
+}
+
+TEST_F(SchedulerTest, GivesWorkersJobsUpToTheirCapacity) {
+  AddWorker("cpu", 0, 16);  // 16 / 8 = 2 slots
+  AddWorker("gpu", 1);      // 1 slot
+  for (int i = 0; i < 10; ++i) Submit("link" + std::to_string(i), 1);
+  auto a = Schedule();
+  EXPECT_EQ(a.size(), 3u);
+  EXPECT_EQ(std::count_if(a.begin(), a.end(), [](auto& x) { return x.worker == "cpu"; }), 2);
+  EXPECT_TRUE(Schedule().empty());
+  EXPECT_EQ(sched_->FindWorker("cpu")->used_slots, 2u);
+  Complete(a[0]);
+  EXPECT_EQ(Schedule().size(), 1u);
+}
+
+TEST_F(SchedulerTest, SubmitIsIdempotentPerChunkAndKind) {
+  JobId a = Submit("tap0", 1);
+  JobSpec again;
+  again.link = "tap0";
+  again.seq = 1;
+  auto r = sched_->Submit(again);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->job, a);
+  EXPECT_FALSE(r->created);
+  EXPECT_NE(Submit("tap0", 1, JobKind::kRetrain), a);
+  JobSpec bad;
+  EXPECT_TRUE(absl::IsInvalidArgument(sched_->Submit(bad).status()));
+}
+
+TEST_F(SchedulerTest, RequeuesJobWhenWorkerLeaseExpires) {
+  AddWorker("w1", 1);
+  AddWorker("w2", 1);
+  JobId j = Submit("tap0", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(sched_->NextDeadlineNs(), clock_.NowNs() + options_.lease_ns);
+  clock_.Advance(options_.lease_ns - 1);
+  EXPECT_TRUE(Tick().expired.empty());
+  clock_.Advance(1);
+  auto report = Tick();
+  ASSERT_EQ(report.expired, std::vector<JobId>{j});
+  EXPECT_EQ(State(j), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(j)->failures, 1u);
+  EXPECT_NE(sched_->FindJob(j)->last_error.find("lease expired on worker " + a[0].worker), std::string::npos);
+  EXPECT_EQ(sched_->FindWorker(a[0].worker)->used_slots, 0u);
+  auto again = Schedule();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].job, j);
+  EXPECT_EQ(again[0].attempt, 2u);
+}
+
+TEST_F(SchedulerTest, HeartbeatExtendsTheLeasesItListsOnly) {
+  AddWorker("w1", 0, 16);
+  JobId j1 = Submit("a", 1), j2 = Submit("b", 1);
+  ASSERT_EQ(Schedule().size(), 2u);
+  clock_.Advance(20 * kSec);
+  ASSERT_TRUE(sched_->Heartbeat("w1", {j1}).ok());  // the worker lost j2 (e.g. restarted)
+  clock_.Advance(20 * kSec);  // 40 s after the grant, 20 s after the heartbeat
+  auto report = Tick();
+  EXPECT_EQ(report.expired, std::vector<JobId>{j2});
+  EXPECT_EQ(State(j1), JobState::kLeased);
+  EXPECT_TRUE(absl::IsNotFound(sched_->Heartbeat("stranger", {})));
+}
+
+TEST_F(SchedulerTest, FailsJobAfterMaxFailuresWithItsReason) {
+  AddWorker("w1", 1);
+  JobId j = Submit("tap0", 1);
+  for (uint32_t i = 1; i <= 3; ++i) {
+    auto a = Schedule();
+    ASSERT_EQ(a.size(), 1u);
+    auto out = sched_->Fail("w1", j, a[0].attempt, "CUDA out of memory " + std::to_string(i));
+    ASSERT_TRUE(out.ok());
+    EXPECT_EQ(*out, i < 3 ? FailureOutcome::kRequeued : FailureOutcome::kFailed);
+  }
+  EXPECT_EQ(State(j), JobState::kFailed);
+  EXPECT_EQ(sched_->FindJob(j)->last_error, "worker w1: CUDA out of memory 3");
+  EXPECT_TRUE(Schedule().empty());
+  EXPECT_EQ(sched_->counts()[JobState::kFailed], 1u);
+}
+
+TEST_F(SchedulerTest, NonRetryableFailureFailsAtOnceAndStaleFailureIsIgnored) {
+  AddWorker("w1", 1);
+  JobId j = Submit("tap0", 1);
+  auto a = Schedule();
+  EXPECT_EQ(*sched_->Fail("w2", j, a[0].attempt, "not mine"), FailureOutcome::kStale);
+  EXPECT_EQ(*sched_->Fail("w1", j, a[0].attempt + 1, "future"), FailureOutcome::kStale);
+  EXPECT_EQ(State(j), JobState::kLeased);
+  EXPECT_EQ(*sched_->Fail("w1", j, a[0].attempt, "corrupt chunk", false), FailureOutcome::kFailed);
+  EXPECT_EQ(State(j), JobState::kFailed);
+  EXPECT_TRUE(absl::IsNotFound(sched_->Fail("w1", 999, 1, "x").status()));
+}
+
+TEST_F(SchedulerTest, FailedJobBlocksItsStreamUntilRetried) {
+  AddWorker("w1", 0, 64);
+  JobId j1 = Submit("tap0", 1);
+  JobId j2 = Submit("tap0", 2);
+  auto a = Schedule();
+  ASSERT_TRUE(sched_->Fail("w1", j1, a[0].attempt, "bad", false).ok());
+  EXPECT_TRUE(Schedule().empty());  // j2 has no parent model
+  ASSERT_TRUE(sched_->Retry(j1).ok());
+  EXPECT_EQ(sched_->FindJob(j1)->failures, 0u);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j1);
+  Complete(a[0]);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j2);
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Retry(j2)));
+}
+
+TEST_F(SchedulerTest, CancelledJobIsSkippedAndItsHolderIsNamed) {
+  AddWorker("w1", 0, 64);
+  JobId j1 = Submit("tap0", 1);
+  JobId j2 = Submit("tap0", 2);
+  auto a = Schedule();
+  auto holder = sched_->Cancel(j1);
+  ASSERT_TRUE(holder.ok());
+  EXPECT_EQ(*holder, "w1");
+  EXPECT_EQ(sched_->FindWorker("w1")->used_slots, 0u);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, j2);
+  EXPECT_EQ(a[0].parent_job, 0u);
+  // The cancelled job's late result changes nothing.
+  auto late = sched_->Complete("w1", j1, 1, "late");
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->outcome, CompletionOutcome::kDiscarded);
+  EXPECT_EQ(State(j1), JobState::kCancelled);
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Cancel(j1).status()));
+  auto queued_holder = sched_->Cancel(Submit("tap9", 1));
+  ASSERT_TRUE(queued_holder.ok());
+  EXPECT_EQ(*queued_holder, "");
+}
+
+TEST_F(SchedulerTest, RetryOfACancelledJobIsRefusedWhenANewerJobCoversTheChunk) {
+  JobId j1 = Submit("tap0", 1);
+  ASSERT_TRUE(sched_->Cancel(j1).ok());
+  JobId j1b = Submit("tap0", 1);
+  EXPECT_NE(j1b, j1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Retry(j1)));
+  ASSERT_TRUE(sched_->Cancel(j1b).ok());
+  EXPECT_TRUE(sched_->Retry(j1).ok());
+  EXPECT_EQ(State(j1), JobState::kQueued);
+}
+
+TEST_F(SchedulerTest, DrainedWorkerGetsNoNewWorkButKeepsItsLeases) {
+  AddWorker("w1", 0, 16);
+  Submit("a", 1);
+  Submit("b", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_TRUE(sched_->SetDraining("w1", true).ok());
+  Submit("c", 1);
+  Complete(a[0]);
+  EXPECT_TRUE(Schedule().empty());
+  EXPECT_EQ(sched_->FindWorker("w1")->leases.size(), 1u);
+  EXPECT_EQ(Complete(a[1]), CompletionOutcome::kCommitted);
+  auto w = sched_->FindWorker("w1");
+  EXPECT_TRUE(w->draining);
+  EXPECT_EQ(w->used_slots, 0u);  // drained
+  ASSERT_TRUE(sched_->SetDraining("w1", false).ok());
+  EXPECT_EQ(Schedule().size(), 1u);
+  EXPECT_TRUE(absl::IsNotFound(sched_->SetDraining("nobody", true)));
+}
+
+TEST_F(SchedulerTest, SecondResultForACommittedJobIsADuplicate) {
+  AddWorker("w1", 1);
+  JobId j = Submit("tap0", 1);
+  auto a = Schedule();
+  EXPECT_EQ(*sched_->ClassifyResult(j), CompletionOutcome::kCommitted);
+  EXPECT_EQ(Complete(a[0], "ref-1"), CompletionOutcome::kCommitted);
+  EXPECT_EQ(*sched_->ClassifyResult(j), CompletionOutcome::kDuplicate);
+  EXPECT_EQ(Complete(a[0], "ref-2"), CompletionOutcome::kDuplicate);
+  EXPECT_EQ(sched_->FindJob(j)->result_ref, "ref-1");
+  EXPECT_EQ(sched_->counts()[JobState::kDone], 1u);
+  EXPECT_TRUE(absl::IsInvalidArgument(sched_->Complete("w1", j, 7, "x").status()));
+  EXPECT_TRUE(absl::IsNotFound(sched_->Complete("w1", 999, 1, "x").status()));
+}
+
+TEST_F(SchedulerTest, SlowWorkerFinishingAfterItsReplacementIsADuplicate) {
+  AddWorker("slow", 1);
+  JobId j = Submit("tap0", 1);
+  auto first = Schedule();
+  ASSERT_EQ(first[0].worker, "slow");
+  clock_.Advance(options_.lease_ns);
+  ASSERT_EQ(Tick().expired.size(), 1u);
+  AddWorker("fast", 1);
+  ASSERT_TRUE(sched_->SetDraining("slow", true).ok());
+  auto second = Schedule();
+  ASSERT_EQ(second.size(), 1u);
+  ASSERT_EQ(second[0].worker, "fast");
+  EXPECT_EQ(Complete(second[0], "fast-model"), CompletionOutcome::kCommitted);
+  EXPECT_EQ(Complete(first[0], "slow-model"), CompletionOutcome::kDuplicate);
+  EXPECT_EQ(sched_->FindJob(j)->result_ref, "fast-model");
+}
+
+TEST_F(SchedulerTest, LateResultFromAnExpiredLeaseCommitsAndEndsTheNewLease) {
+  AddWorker("slow", 1);
+  JobId j = Submit("tap0", 1);
+  auto first = Schedule();
+  clock_.Advance(options_.lease_ns);
+  Tick();
+  AddWorker("fast", 1);
+  ASSERT_TRUE(sched_->SetDraining("slow", true).ok());
+  auto second = Schedule();
+  ASSERT_EQ(second[0].worker, "fast");
+  auto r = sched_->Complete("slow", j, first[0].attempt, "slow-model");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome, CompletionOutcome::kCommitted);
+  EXPECT_EQ(r->preempted_worker, "fast");
+  EXPECT_EQ(sched_->FindWorker("fast")->used_slots, 0u);
+  EXPECT_EQ(Complete(second[0], "fast-model"), CompletionOutcome::kDuplicate);
+  EXPECT_EQ(sched_->FindJob(j)->result_ref, "slow-model");
+}
+
+TEST_F(SchedulerTest, LargeJobTakesAWholeIdleMultiGpuWorker) {
+  AddWorker("single", 1);
+  AddWorker("quad", 4);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  JobId small = Submit("small", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 2u);
+  for (const auto& x : a) {
+    if (x.job == big) {
+      EXPECT_EQ(x.worker, "quad");
+      EXPECT_EQ(x.slots, 4u);
+      EXPECT_TRUE(x.large);
+    } else {
+      EXPECT_EQ(x.job, small);
+      EXPECT_EQ(x.worker, "single");
+    }
+  }
+  EXPECT_EQ(sched_->FindWorker("quad")->used_slots, 4u);
+}
+
+TEST_F(SchedulerTest, SmallJobsPackOntoSingleGpuAndCpuWorkersBeforeMultiGpuOnes) {
+  AddWorker("quad", 4);
+  AddWorker("cpu", 0, 16);  // 2 slots
+  for (int i = 0; i < 3; ++i) Submit("l" + std::to_string(i), 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(sched_->FindWorker("cpu")->used_slots, 2u);
+  EXPECT_EQ(sched_->FindWorker("quad")->used_slots, 1u);
+}
+
+TEST_F(SchedulerTest, SmallJobsStayOffMultiGpuWorkersWhileALargeJobWaits) {
+  AddWorker("quad", 4);
+  Submit("s1", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].worker, "quad");  // nothing else to run on
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  Submit("s2", 1);
+  EXPECT_TRUE(Schedule().empty());  // quad is reserved for the large job
+  Complete(a[0]);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+  EXPECT_EQ(a[0].slots, 4u);
+}
+
+TEST_F(SchedulerTest, LargeJobsRunOnAnyWorkerWhenThereIsNoMultiGpuWorker) {
+  AddWorker("single", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+  EXPECT_EQ(a[0].slots, 1u);
+}
+
+TEST_F(SchedulerTest, TickForgetsSilentWorkersAndRemoveRequeuesWithoutAFailure) {
+  AddWorker("w1", 1);
+  AddWorker("w2", 1);
+  JobId j = Submit("tap0", 1);
+  auto a = Schedule();
+  ASSERT_TRUE(sched_->RemoveWorker(a[0].worker).ok());
+  EXPECT_EQ(State(j), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(j)->failures, 0u);
+  EXPECT_TRUE(absl::IsNotFound(sched_->RemoveWorker(a[0].worker)));
+  const std::string other = a[0].worker == "w1" ? "w2" : "w1";
+  clock_.Advance(options_.worker_timeout_ns);
+  auto report = Tick();
+  EXPECT_EQ(report.lost_workers, std::vector<std::string>{other});
+  EXPECT_TRUE(sched_->Workers().empty());
+}
+
+TEST_F(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {
+  AddWorker("w1", 0, 64);
+  JobId a1 = Submit("a", 1), a2 = Submit("a", 2);
+  JobId b1 = Submit("b", 1);
+  JobId c1 = Submit("c", 1);
+  auto first = Schedule();
+  ASSERT_EQ(first.size(), 3u);
+  for (const auto& x : first) {
+    if (x.job == a1) Complete(x);
+    if (x.job == c1) ASSERT_TRUE(sched_->Fail("w1", c1, x.attempt, "boom", false).ok());
+  }
+  const JobCounts before = sched_->counts();
+
+  Restart();  // the coordinator was killed; the worker reconnects
+  EXPECT_EQ(sched_->counts().by_state, before.by_state);
+  EXPECT_EQ(State(b1), JobState::kLeased);
+  EXPECT_EQ(State(c1), JobState::kFailed);
+  AddWorker("w1", 0, 64);
+  EXPECT_EQ(sched_->FindWorker("w1")->used_slots, 1u);  // b1's lease
+  auto next = Schedule();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].job, a2);
+  EXPECT_EQ(next[0].parent_job, a1);
+  auto r = sched_->Complete("w1", b1, 1, "b-model");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome, CompletionOutcome::kCommitted);
+  EXPECT_GT(Submit("d", 1), c1);  // ids continue after the restart
+}
+
+TEST_F(SchedulerTest, LeaseOfAWorkerThatNeverReturnsAfterARestartExpires) {
+  AddWorker("gone", 1);
+  JobId j = Submit("tap0", 1);
+  ASSERT_EQ(Schedule().size(), 1u);
+  Restart();
+  clock_.Advance(options_.lease_ns);
+  EXPECT_EQ(Tick().expired, std::vector<JobId>{j});
+  AddWorker("new", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].worker, "new");
+}
+
+TEST_F(SchedulerTest, StoreErrorLeavesTheJobAsItWas) {
+  AddWorker("w1", 1);
+  JobId j = Submit("tap0", 1);
+  store_.set_put_status(absl::UnavailableError("disk full"));
+  JobSpec spec;
+  spec.link = "tap1";
+  EXPECT_TRUE(absl::IsUnavailable(sched_->Submit(spec).status()));
+  std::vector<Assignment> out;
+  EXPECT_TRUE(absl::IsUnavailable(sched_->Schedule(&out)));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(State(j), JobState::kQueued);
+  EXPECT_EQ(sched_->counts()[JobState::kQueued], 1u);
+  EXPECT_EQ(sched_->FindWorker("w1")->used_slots, 0u);
+  store_.set_put_status(absl::OkStatus());
+  EXPECT_EQ(Schedule().size(), 1u);
+  store_.set_list_status(absl::UnavailableError("gone"));
+  EXPECT_TRUE(absl::IsUnavailable(Scheduler::Create(options_, &store_, &clock_).status()));
+}
+
+TEST_F(SchedulerTest, RejectsOptionsThatCannotWork) {
+  SchedulerOptions o;
+  o.max_failures = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(Scheduler::Create(o, &store_, &clock_).status()));
+  o = SchedulerOptions();
+  o.lease_ns = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(Scheduler::Create(o, &store_, &clock_).status()));
+}
+
+}  // namespace
+}  // namespace dgc
