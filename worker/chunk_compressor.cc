@@ -155,7 +155,7 @@ StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& m, const m
 }
 
 StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent, const std::string& parent_id,
-                                    const CompressOptions& o) {
+                                    const CompressOptions& o, const std::vector<std::vector<model::Token>>& pool) {
   auto t0 = std::chrono::steady_clock::now();
   model::FlowTokenizer tok(o.tokenizer);
   std::vector<Flow> flows = BuildFlows(chunk.packets, chunk.end_ns());
@@ -170,7 +170,10 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   uint64_t bytes = 0;
   for (const auto& p : chunk.packets) bytes += p.ip_len;
   nlohmann::json report = {{"packets", chunk.packets.size()}, {"flows", flows.size()}, {"bytes", bytes},
-                           {"raw_bytes", chunk.raw_bytes}, {"tokenizer", o.tokenizer.ToJson()}};
+                           {"raw_bytes", chunk.raw_bytes}};
+  // Every stored byte counts: the tokenizer is recorded only when it is not
+  // the default one (readers fall back to the default).
+  if (o.tokenizer.ToJson() != model::TokenizerConfig{}.ToJson()) report["tokenizer"] = o.tokenizer.ToJson();
 
   // The regeneration seed of this chunk, also used for the check.
   model::GenerateOptions gen = o.generate;
@@ -178,20 +181,36 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   CheckWindow check;
   if (o.check_fidelity) {
     check = MakeCheckWindow(chunk, sk, o.check_flows, gen.seed);
-    report["check_window"] = {{"start", FormatRfc3339(check.chunk.start_ns)},
-                              {"seconds", double(check.chunk.duration_ns) / 1e9},
-                              {"packets", check.chunk.packets.size()},
-                              {"flows", check.skeleton.total_flows()},
-                              {"whole_chunk", check.whole}};
+    if (!check.whole) {
+      report["check_window"] = {{"start", FormatRfc3339(check.chunk.start_ns)},
+                                {"seconds", double(check.chunk.duration_ns) / 1e9},
+                                {"packets", check.chunk.packets.size()},
+                                {"flows", check.skeleton.total_flows()}};
+    }
   }
 
-  if (flows.size() < size_t(o.min_flows_to_finetune)) {
-    // A quiet chunk: its skeleton and the parent's model are enough.
+  if (flows.size() + pool.size() < size_t(o.min_flows_to_finetune)) {
+    // A quiet chunk: its skeleton and the parent's model are enough; its
+    // flows wait in the caller's pool for a later fine-tune.
     a.model_id = parent_id;
     DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
-    report["finetune"] = "skipped: fewer flows than min_flows_to_finetune";
+    report["shared"] = true;
   } else {
+    res.finetuned = true;
     auto seqs = ChunkSequences(chunk, tok, o.sample_flows, o.seed ^ static_cast<uint64_t>(chunk.seq()));
+    if (!pool.empty()) {
+      // The quiet chunks' flows since the last fine-tune train this delta too,
+      // the sample kept at sample_flows in all.
+      report["pooled_flows"] = pool.size();
+      std::vector<std::vector<model::Token>> all = pool;
+      all.insert(all.end(), seqs.begin(), seqs.end());
+      if (o.sample_flows > 0 && all.size() > size_t(o.sample_flows)) {
+        std::mt19937_64 rng(o.seed ^ static_cast<uint64_t>(chunk.seq()) ^ 0x5bd1e995);
+        std::shuffle(all.begin(), all.end(), rng);
+        all.resize(size_t(o.sample_flows));
+      }
+      seqs = std::move(all);
+    }
     model::TrainOptions train = o.finetune;
     train.seed = o.seed ^ static_cast<uint64_t>(chunk.seq());
     nlohmann::json attempts = nlohmann::json::array();
@@ -236,8 +255,12 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   if (o.check_fidelity && !report.contains("fidelity_mean")) {
     auto synth = model::GenerateChunk(*res.model, tok, check.skeleton, gen);
     if (!synth.ok()) return synth.status();
-    report["fidelity"] = Fidelity(check.chunk, std::move(*synth));
-    report["fidelity_mean"] = report["fidelity"]["mean"];
+    // A shared chunk keeps only the headline figures: on a quiet link the
+    // per-metric detail would outweigh the chunk.
+    nlohmann::json f = Fidelity(check.chunk, std::move(*synth));
+    report["fidelity_mean"] = std::round(f["mean"].get<double>() * 1000) / 1000;
+    report["fidelity_worst"] = std::round(f["worst"].get<double>() * 1000) / 1000;
+    report["replay_rate"] = std::round(f["replay_rate"].get<double>() * 1000) / 1000;
   }
   res.seconds = Since(t0);
   report["seconds"] = res.seconds;

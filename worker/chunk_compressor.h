@@ -28,7 +28,12 @@ struct CompressOptions {
   model::TrainOptions finetune;    // per chunk (lora_rank > 0: adapters; 0: full delta)
   int32_t sample_flows = 2048;     // flows of a chunk the fine-tune sees, at most
   int32_t warmup_flows = 20000;    // flows a base is trained on, at most
-  int32_t min_flows_to_finetune = 32;  // fewer: the chunk shares its parent's model
+  // A chunk fine-tunes only when its flows plus the pool of flows from quiet
+  // chunks since the last fine-tune reach this; otherwise it shares its
+  // parent's model and its flows join the pool. On a quiet link one delta
+  // then serves many chunks (a delta costs ~10-30 KB; a quiet hour's
+  // header-only pcap compresses to a few hundred bytes).
+  int32_t min_flows_to_finetune = 1024;
   bool check_fidelity = true;
   // The check regenerates and scores a window of the chunk holding about this
   // many flows (whole skeleton bins from a random start), not the whole chunk:
@@ -48,6 +53,7 @@ struct ChunkResult {
   // delta): the parent of the next chunk, so compression and regeneration
   // never drift apart.
   std::unique_ptr<model::FlowModel> model;
+  bool finetuned = false;  // false: the chunk shares its parent's model
   double seconds = 0;
 };
 
@@ -61,8 +67,13 @@ std::vector<std::vector<model::Token>> ChunkSequences(const Chunk& chunk, const 
                                                                     nlohmann::json* report);
 
 // Compresses one chunk against `parent` (whose library id is `parent_id`).
+// `pool`: training sequences of earlier quiet chunks not yet fine-tuned on
+// (see min_flows_to_finetune); the caller adds a quiet chunk's sequences
+// (ChunkSequences) to it when the result says it was not fine-tuned, and
+// clears it when it was.
 [[nodiscard]] StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent,
-                                                  const std::string& parent_id, const CompressOptions& options);
+                                                  const std::string& parent_id, const CompressOptions& options,
+                                                  const std::vector<std::vector<model::Token>>& pool = {});
 
 // Regenerates a chunk from its rebuilt model and artifact.
 [[nodiscard]] StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& model,

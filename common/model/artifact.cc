@@ -15,15 +15,55 @@ constexpr char kMagic[4] = {'D', 'G', 'C', 'A'};
 constexpr size_t kHeader = 4 + 2 + 2 + 4 + 4 + 4 + 4 + 8;
 constexpr uint32_t kMaxPart = 1u << 30;
 
+// The dictionary of format 2: a raw-content zstd dictionary holding the
+// metadata's usual keys and values, so that a small chunk's metadata costs
+// its numbers and little else. Frozen: changing it is a new format version.
+constexpr char kMetaDictionaryV2[] =
+    R"({"duration_ns":3600000000000,"link":"default","model_id":"default-","parent_id":"base-0000000000000000",)"
+    R"("report":{"attempts":[{"budget":{"batch_size":64,"learning_rate":0.003,"lora_rank":4,"max_seconds":20.0,)"
+    R"("max_steps":60},"delta_bytes":0,"fidelity":{"mean":0.,"metrics":{"dst_ip_rank":0.,"dst_port":0.,)"
+    R"("flow_bytes":0.,"flow_duration":0.,"flow_iat":0.,"flow_size":0.,"flow_start":0.,"pkt_iat":0.,)"
+    R"("pkt_rate":0.,"pkt_size":0.,"proto":0.,"src_fanout":0.,"src_ip_rank":0.,"src_port":0.,)"
+    R"("tcp_flags":0.,"throughput":0.,"ttl":0.},"replay_rate":0.,"scored":17,"worst":0.,)"
+    R"("worst_metric":"src_port"},"train":{"final_loss":0.,"first_loss":0.,"seconds":0.,"steps":60,)"
+    R"("tokens":0}}],"bytes":0,"check_window":{"flows":4096,"packets":0,"seconds":0.,"start":"2021-)"
+    R"("},"fidelity_mean":0.,"fidelity_met":false,"fidelity_worst":0.,"flows":0,"packets":0,)"
+    R"("pooled_flows":0,"raw_bytes":0,"replay_rate":0.,"retried":true,"seconds":0.,"shared":true},)"
+    R"("start_ns":1600000000000000000})";
+
+std::string CompressMeta(const std::string& m) {
+  std::string z(ZSTD_compressBound(m.size()), '\0');
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  size_t n = ZSTD_compress_usingDict(cctx, z.data(), z.size(), m.data(), m.size(), kMetaDictionaryV2,
+                                     sizeof(kMetaDictionaryV2) - 1, 19);
+  ZSTD_freeCCtx(cctx);
+  z.resize(ZSTD_isError(n) ? 0 : n);
+  return z;
+}
+
+// `version` 1: plain zstd; 2: with kMetaDictionaryV2. False when it does not
+// decompress to exactly `raw_size` bytes.
+bool DecompressMeta(uint16_t version, const char* z, size_t z_size, size_t raw_size, std::string* out) {
+  out->assign(raw_size, '\0');
+  size_t got;
+  if (version == 1) {
+    got = ZSTD_decompress(out->data(), out->size(), z, z_size);
+  } else {
+    ZSTD_DCtx* dctx = ZSTD_createDCtx();
+    got = ZSTD_decompress_usingDict(dctx, out->data(), out->size(), z, z_size, kMetaDictionaryV2,
+                                    sizeof(kMetaDictionaryV2) - 1);
+    ZSTD_freeDCtx(dctx);
+  }
+  return !ZSTD_isError(got) && got == raw_size;
+}
+
 }  // namespace
 
 std::string ChunkArtifact::Encode() const {
   nlohmann::json meta = {{"link", link},         {"start_ns", start_ns}, {"duration_ns", duration_ns},
                          {"model_id", model_id}, {"parent_id", parent_id}, {"report", report}};
   std::string m = meta.dump();
-  std::string z(ZSTD_compressBound(m.size()), '\0');
-  size_t n = ZSTD_compress(z.data(), z.size(), m.data(), m.size(), 19);
-  z.resize(ZSTD_isError(n) ? 0 : n);
+  std::string z = CompressMeta(m);
   std::string out;
   out.append(kMagic, 4);
   PutFixed<uint16_t>(&out, kArtifactFormatVersion);
@@ -45,7 +85,7 @@ StatusOr<ChunkArtifact> ChunkArtifact::Decode(const std::string& b, const std::s
     return absl::InvalidArgumentError(absl::StrCat(name, ": not a dgc chunk artifact (bad magic)"));
   }
   uint16_t version = LoadFixed<uint16_t>(b.data() + 4);
-  if (version != kArtifactFormatVersion) {
+  if (version != kArtifactFormatVersion && version != 1) {
     return absl::UnimplementedError(absl::StrCat(name, ": chunk artifact version ", version,
                                                  " is not supported (this build reads ",
                                                  kArtifactFormatVersion, ")"));
@@ -60,9 +100,8 @@ StatusOr<ChunkArtifact> ChunkArtifact::Decode(const std::string& b, const std::s
   if (XXH64(b.data() + kHeader, b.size() - kHeader, XXH64(b.data(), kHeader - 8, 0)) != sum) {
     return bad("checksum mismatch");
   }
-  std::string m(meta_raw, '\0');
-  size_t got = ZSTD_decompress(m.data(), m.size(), b.data() + kHeader, meta_z);
-  if (ZSTD_isError(got) || got != meta_raw) return bad("metadata does not decompress");
+  std::string m;
+  if (!DecompressMeta(version, b.data() + kHeader, meta_z, meta_raw, &m)) return bad("metadata does not decompress");
   ChunkArtifact a;
   try {
     auto j = nlohmann::json::parse(m);

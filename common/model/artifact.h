@@ -13,7 +13,9 @@
 
 namespace dgc::model {
 
-constexpr uint16_t kArtifactFormatVersion = 1;
+// 2: metadata compressed with a built-in zstd dictionary (a quiet chunk's
+// metadata shrinks from ~200 to ~70 bytes); 1 (plain zstd) is still read.
+constexpr uint16_t kArtifactFormatVersion = 2;
 constexpr char kArtifactSuffix[] = ".dgca";
 
 struct ChunkArtifact {
@@ -27,7 +29,7 @@ struct ChunkArtifact {
   nlohmann::json report;  // counts, training, fidelity (see pipeline.h)
 
   int64_t seq() const { return duration_ns > 0 ? start_ns / duration_ns : 0; }
-  // Magic, version, zstd-compressed JSON metadata, skeleton, delta, XXH64.
+  // Magic, version, zstd-compressed JSON metadata (MODEL_FORMATS.md), skeleton, delta, XXH64.
   std::string Encode() const;
   // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.
   [[nodiscard]] static StatusOr<ChunkArtifact> Decode(const std::string& bytes, const std::string& name);

@@ -128,8 +128,10 @@ void RegisterCompressCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("compress", "compress captures into a model library (all in one process)");
   cmd->footer(R"(Each chunk of --chunk-seconds becomes a skeleton (exact per-bin counts) and a
 small delta of low-rank adapters fine-tuned from the previous chunk's model.
-Without --base, the first chunks train the base model. A chunk with fewer than
---min-flows flows shares the previous model (quiet links stay cheap). After
+Without --base, the first chunks train the base model. A chunk fine-tunes only
+when its flows plus those of the quiet chunks before it reach --min-flows;
+until then chunks share the previous model (quiet links stay cheap: one delta
+serves many quiet hours, trained on all their flows). After
 training, a window of the chunk holding about --check-flows flows is
 regenerated and scored (the 17 metrics of eval); a chunk whose mean misses
 --target is trained once more with twice the budget.
@@ -156,12 +158,17 @@ Examples:
   cmd->add_option("--link", o->link, "link name of these captures")->capture_default_str();
   cmd->add_option("--chunk-seconds", o->chunk_seconds, "chunk length")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--rank", o->opt.finetune.lora_rank, "adapter rank")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--adapters", o->opt.finetune.lora_targets,
+                  "weights that get adapters, comma separated, of q,k,v,o,mlp_in,mlp_out,emb,head_bias")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"q", "k", "v", "o", "mlp_in", "mlp_out", "emb", "head_bias"}))
+      ->capture_default_str();
   cmd->add_flag("--full-delta", o->full_delta, "fine-tune every weight and store the full delta (for comparison)");
   cmd->add_option("--steps", o->opt.finetune.max_steps, "fine-tune steps per chunk")->capture_default_str();
   cmd->add_option("--seconds", o->opt.finetune.max_seconds, "fine-tune time budget per chunk")->capture_default_str();
   cmd->add_option("--sample-flows", o->opt.sample_flows, "flows per chunk the fine-tune sees, at most")
       ->capture_default_str();
-  cmd->add_option("--min-flows", o->opt.min_flows_to_finetune, "fewer flows: share the previous model")
+  cmd->add_option("--min-flows", o->opt.min_flows_to_finetune, "flows (with those of quiet chunks before) a chunk needs to fine-tune; fewer: share the previous model")
       ->capture_default_str();
   cmd->add_option("--target", o->opt.fidelity_target, "fidelity target: mean of the 17 metrics")->capture_default_str();
   cmd->add_flag("--no-check", o->no_check, "skip the fidelity check (faster, no retry)");
@@ -218,8 +225,16 @@ Examples:
     } tot;
     std::deque<Chunk> pending;  // chunks waiting for a base model
     uint64_t pending_flows = 0;
+    std::vector<std::vector<model::Token>> pool;  // flows of quiet chunks since the last fine-tune
+    model::FlowTokenizer pool_tokenizer(opt.tokenizer);
     auto compress_one = [&](Chunk&& c) -> Status {
-      DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(c, *current, current_id, opt));
+      DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(c, *current, current_id, opt, pool));
+      if (r.finetuned) {
+        pool.clear();
+      } else {
+        auto seqs = ChunkSequences(c, pool_tokenizer, opt.sample_flows, opt.seed ^ static_cast<uint64_t>(c.seq()));
+        pool.insert(pool.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
+      }
       DGC_RETURN_IF_ERROR((*lib)->PutChunk(r.artifact));
       uint64_t stored = r.artifact.Encode().size();
       const auto& rep = r.artifact.report;
