@@ -33,7 +33,7 @@ struct CompressOptions {
   // parent's model and its flows join the pool. On a quiet link one delta
   // then serves many chunks (a delta costs ~10-30 KB; a quiet hour's
   // header-only pcap compresses to a few hundred bytes).
-  int32_t min_flows_to_finetune = 1024;
+  int32_t min_flows_to_finetune = 4096;
   bool check_fidelity = true;
   // The check regenerates and scores a window of the chunk holding about this
   // many flows (whole skeleton bins from a random start), not the whole chunk:
