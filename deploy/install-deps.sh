@@ -17,7 +17,7 @@ PACKAGES=(
   libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   # model (libtorch on OpenBLAS: without libopenblas0-pthread matmuls fall back to
   # reference BLAS, ~14x slower)
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   # library, wire, runtime
   librocksdb-dev cppzmq-dev libzmq3-dev capnproto libcapnp-dev
   prometheus-cpp-dev libboost-dev libboost-system-dev

@@ -36,6 +36,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/base/files.h"
+#include "common/model/distributed.h"
+#include "common/model/distributed_internal.h"
 
 namespace dgc::model {
 namespace {
@@ -457,9 +459,16 @@ StatusOr<torch::Device> ParseDevice(const std::string& name) {
     return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   }
   if (name.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device '", name,
+          "': this build's libtorch has no CUDA (Debian's libtorch is CPU-only; build against a CUDA "
+          "libtorch as tests/bench/gpu/README.md shows, or use --device cpu or auto)"));
+    }
     if (!torch::cuda::is_available()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "device '", name, "': this libtorch build or machine has no CUDA (use cpu or auto)"));
+          "device '", name, "': libtorch has CUDA but sees no GPU on this machine (driver, "
+          "CUDA_VISIBLE_DEVICES; use --device cpu or auto)"));
     }
     try {
       torch::Device d(name);
@@ -474,6 +483,43 @@ StatusOr<torch::Device> ParseDevice(const std::string& name) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("device '", name, "': expected cpu, cuda, cuda:N or auto"));
+}
+
+std::string DeviceName(const torch::Device& d) {
+  if (d.is_cpu()) return "cpu";
+  return d.has_index() ? absl::StrCat("cuda:", static_cast<int>(d.index())) : std::string("cuda:0");
+}
+
+// Compute capability major of a CUDA device, read through the CUDA runtime
+// that a CUDA libtorch has loaded (no CUDA headers needed); -1 if unknown.
+int CudaComputeMajor(int index) {
+  using GetAttr = int (*)(int*, int, int);  // cudaDeviceGetAttribute(value, attr, device)
+  auto f = reinterpret_cast<GetAttr>(dlsym(RTLD_DEFAULT, "cudaDeviceGetAttribute"));
+  if (f == nullptr) return -1;
+  int major = -1;
+  constexpr int kCudaDevAttrComputeCapabilityMajor = 75;
+  if (f(&major, kCudaDevAttrComputeCapabilityMajor, index) != 0) return -1;
+  return major;
+}
+
+// "fp32" or "bf16" for TrainOptions::precision on `device`.
+StatusOr<torch::ScalarType> ResolvePrecision(const std::string& p, const torch::Device& device) {
+  if (p == "fp32") return torch::kFloat32;
+  if (p == "bf16") return torch::kBFloat16;
+  if (p != "auto" && !p.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("Train: precision '", p, "': expected auto, fp32 or bf16"));
+  }
+  if (device.is_cpu()) return torch::kFloat32;
+  const int major = CudaComputeMajor(device.has_index() ? device.index() : 0);
+  if (major >= 0 && major < 8) return torch::kFloat32;  // no bf16 tensor cores (V100, T4)
+  // Unknown capability: use bf16 if a bf16 product runs on the device.
+  try {
+    Tensor a = torch::ones({8, 8}, torch::TensorOptions().dtype(torch::kBFloat16).device(device));
+    (void)torch::mm(a, a).sum().item<float>();
+    return torch::kBFloat16;
+  } catch (const std::exception&) {
+    return torch::kFloat32;
+  }
 }
 
 // First line of a c10 error (the rest is a C++ backtrace).
@@ -664,9 +710,14 @@ StatusOr<NetworkConfig> NetworkConfig::FromJson(const nlohmann::json& j) {
 }
 
 nlohmann::json TrainStats::ToJson() const {
-  return nlohmann::json{{"steps", steps},           {"seconds", seconds},
+  nlohmann::json j{{"steps", steps},           {"seconds", seconds},
                         {"first_loss", first_loss}, {"final_loss", final_loss},
                         {"tokens", tokens},         {"tokens_per_second", tokens_per_second}};
+  // Only what differs from a one-process fp32 CPU run: reports are stored.
+  if (!device.empty() && device != "cpu") j["device"] = device;
+  if (!precision.empty() && precision != "fp32") j["precision"] = precision;
+  if (world_size > 1) j["world_size"] = world_size;
+  return j;
 }
 
 // ---------------------------------------------------------------------------
@@ -691,12 +742,30 @@ struct FlowModel::Impl {
   Tensor start_flat;           // lora_rank 0 only: the weights before training
 
   std::map<int64_t, Tensor> causal_masks;  // by sequence length
+  // Dtype of the matrix products in Hidden: float32, or bfloat16 while a
+  // mixed-precision Train runs (weights and the residual stream stay fp32).
+  torch::ScalarType compute = torch::kFloat32;
 
   void SetFlat(Tensor f) {
     flat = std::move(f);
     views = MakeViews(layout, flat);
   }
   bool HasAdapters() const { return lora.rank > 0 && lora_flat.defined(); }
+
+  // Moves every tensor to `d`; all copies are made before any is swapped in,
+  // so a failed copy (device out of memory) leaves the model as it was.
+  void MoveTo(const torch::Device& d) {
+    if (d == device) return;
+    torch::NoGradGuard ng;
+    Tensor nf = flat.to(d, /*non_blocking=*/false, /*copy=*/true);
+    Tensor nl = lora_flat.defined() ? lora_flat.to(d, false, true) : Tensor();
+    Tensor ns = start_flat.defined() ? start_flat.to(d, false, true) : Tensor();
+    SetFlat(nf);
+    lora_flat = nl;
+    start_flat = ns;
+    causal_masks.clear();
+    device = d;
+  }
 
   std::vector<float> FlatCpu(const Tensor& t) const {
     Tensor c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -811,6 +880,7 @@ struct FlowModel::Impl {
     Tensor x = torch::embedding(n.tok_emb, tokens) +
                (positions.defined() ? torch::embedding(n.pos_emb, positions) : n.pos_emb.narrow(0, 0, t));
     const Tensor& mask = blocked.defined() ? blocked : CausalMask(t);
+    if (compute != torch::kFloat32) return HiddenMixed(n, x, mask);
     for (const BlockW& b : n.blocks) {
       Tensor y = torch::layer_norm(x, {w}, b.ln1_w, b.ln1_b, 1e-5);
       Tensor qkv = torch::linear(y, b.qkv_w, b.qkv_b).view({bsz, t, 3, h, dh}).permute({2, 0, 3, 1, 4});
@@ -824,6 +894,37 @@ struct FlowModel::Impl {
       x = x + torch::linear(y, b.out_w, b.out_b);
     }
     return torch::layer_norm(x, {w}, n.lnf_w, n.lnf_b, 1e-5);
+  }
+
+  // Hidden's blocks in mixed precision: products in `compute` (bf16),
+  // layer norms, softmax and the residual stream in float32. Casting a
+  // weight is differentiable, so its gradient lands in the fp32 master.
+  Tensor HiddenMixed(const NetW& n, Tensor x, const Tensor& mask) {
+    const int64_t bsz = x.size(0), t = x.size(1);
+    const int64_t w = config.width, h = config.heads, dh = w / h;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+    const auto lin = [&](const Tensor& in, const Tensor& wt, const Tensor& bias) {
+      return torch::linear(in.to(compute), wt.to(compute), bias.to(compute));
+    };
+    for (const BlockW& b : n.blocks) {
+      Tensor y = torch::layer_norm(x, {w}, b.ln1_w, b.ln1_b, 1e-5);
+      Tensor qkv = lin(y, b.qkv_w, b.qkv_b).view({bsz, t, 3, h, dh}).permute({2, 0, 3, 1, 4});
+      Tensor q = qkv[0], k = qkv[1], v = qkv[2];  // [B, H, T, Dh], compute dtype
+      Tensor att = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat32).mul_(scale).masked_fill_(mask, -INFINITY);
+      att = torch::softmax(att, -1).to(compute);
+      y = torch::matmul(att, v).transpose(1, 2).reshape({bsz, t, w});
+      x = x + lin(y, b.o_w, b.o_b).to(torch::kFloat32);
+      y = torch::layer_norm(x, {w}, b.ln2_w, b.ln2_b, 1e-5);
+      y = torch::gelu(lin(y, b.in_w, b.in_b));
+      x = x + lin(y, b.out_w, b.out_b).to(torch::kFloat32);
+    }
+    return torch::layer_norm(x, {w}, n.lnf_w, n.lnf_b, 1e-5);
+  }
+
+  // Output logits [.., vocab] in float32 (the head's product in `compute`).
+  Tensor Head(const NetW& n, const Tensor& hidden) const {
+    if (compute == torch::kFloat32) return torch::linear(hidden, n.head_w, n.head_b);
+    return torch::linear(hidden.to(compute), n.head_w.to(compute), n.head_b.to(compute)).to(torch::kFloat32);
   }
 
   // A batch of sequences packed into rows: flow lengths are very skewed, and
@@ -1034,6 +1135,15 @@ FlowModel::~FlowModel() = default;
 
 const NetworkConfig& FlowModel::config() const { return impl_->config; }
 int64_t FlowModel::parameter_count() const { return impl_->layout.total; }
+std::string FlowModel::device() const { return DeviceName(impl_->device); }
+
+Status FlowModel::To(const std::string& device) {
+  DGC_ASSIGN_OR_RETURN(torch::Device dev, ParseDevice(device));
+  return Guarded("FlowModel::To", [&]() -> Status {
+    impl_->MoveTo(dev);
+    return absl::OkStatus();
+  });
+}
 
 StatusOr<std::unique_ptr<FlowModel>> FlowModel::Create(const NetworkConfig& config, uint64_t seed,
                                                        const std::string& device) {
@@ -1213,12 +1323,28 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
   if (options.lora_rank > 0 && target_mask == 0) {
     return absl::InvalidArgumentError("Train: lora_rank > 0 needs at least one lora target");
   }
+  DataParallelGroup* dp = options.data_parallel;
+  const int world = dp != nullptr ? dp->world_size() : 1;
+  const int dp_rank = dp != nullptr ? dp->rank() : 0;
+  if (!options.device.empty()) DGC_RETURN_IF_ERROR(To(options.device));
+  DGC_ASSIGN_OR_RETURN(const torch::ScalarType compute, ResolvePrecision(options.precision, m.device));
   return Guarded("FlowModel::Train", [&]() -> StatusOr<TrainStats> {
     const auto t0 = Clock::now();
     const int32_t rank = options.lora_rank;
     // The starting point a delta is relative to: effective weights, with any
     // earlier adapters folded in.
     m.FoldAdapters();
+    if (world > 1) {
+      // Every rank starts from rank 0's weights (as DDP does), so a rank
+      // that loaded a different parent cannot silently diverge.
+      torch::NoGradGuard ng;
+      DGC_RETURN_IF_ERROR(internal::BroadcastInPlace(*dp, m.flat, 0));
+    }
+    struct ComputeReset {
+      torch::ScalarType* c;
+      ~ComputeReset() { *c = torch::kFloat32; }
+    } compute_reset{&m.compute};
+    m.compute = compute;
     m.parent_hash = HashWeights(m.layout, m.FlatCpu(m.flat).data());
     m.trained = false;
     m.start_flat = Tensor();
@@ -1273,7 +1399,12 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
     }
     // Gradients accumulate in place into views of one flat buffer (autograd
     // adds into an existing .grad), so clipping and AdamW are a few ops.
-    Tensor grad = torch::zeros_like(trainable);
+    // Data-parallel: the buffer has two more slots, this rank's share of
+    // the loss and a "time is up" flag, so one all-reduce a step carries the
+    // gradient, the loss and the joint decision to stop.
+    const int64_t ntrain = trainable.numel();
+    Tensor comm = torch::zeros({ntrain + (world > 1 ? 2 : 0)}, trainable.options());
+    Tensor grad = comm.narrow(0, 0, ntrain);
     // Leaves stop requiring gradients however Train ends (an exception
     // included), so later inference builds no graph.
     struct LeafReset {
@@ -1325,25 +1456,52 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
     TrainStats stats;
     std::vector<Tensor> losses;
     std::vector<int64_t> idx(static_cast<size_t>(batch));
+    std::vector<int64_t> local;
     for (int32_t step = 0; step < options.max_steps; ++step) {
-      if (step > 0 && SecondsSince(t0) >= options.max_seconds) break;
+      if (world == 1 && step > 0 && SecondsSince(t0) >= options.max_seconds) break;
+      int64_t batch_tokens = 0;
       for (int64_t i = 0; i < batch; ++i) {
         if (cursor == order.size()) {
           for (size_t k = order.size(); k > 1; --k) std::swap(order[k - 1], order[rng.Below(k)]);
           cursor = 0;
         }
         idx[i] = order[cursor++];
-        stats.tokens += static_cast<int64_t>(sequences[idx[i]].size()) - 1;
+        batch_tokens += static_cast<int64_t>(sequences[idx[i]].size()) - 1;
       }
-      Impl::PackedBatch pb = m.Pack(sequences, idx);
-      NetW net = rank == 0 ? Bind(m.layout, m.views) : m.EffectiveWith(lora_a, lora_b);
-      Tensor hidden = m.Hidden(net, pb.input, pb.positions, pb.blocked);
-      Tensor logits = torch::linear(hidden, net.head_w, net.head_b);
-      Tensor loss = torch::cross_entropy_loss(logits.reshape({-1, m.config.vocab_size}),
-                                              pb.target.reshape({-1}), {}, at::Reduction::Mean, kPad);
-      grad.zero_();
-      loss.backward();
-      losses.push_back(loss.detach());
+      stats.tokens += batch_tokens;
+      // This rank's shard of the global batch.
+      local.clear();
+      for (int64_t i = dp_rank; i < batch; i += world) local.push_back(idx[i]);
+      comm.zero_();
+      Tensor loss;
+      if (!local.empty()) {
+        Impl::PackedBatch pb = m.Pack(sequences, local);
+        NetW net = rank == 0 ? Bind(m.layout, m.views) : m.EffectiveWith(lora_a, lora_b);
+        Tensor hidden = m.Hidden(net, pb.input, pb.positions, pb.blocked);
+        Tensor logits = m.Head(net, hidden);
+        if (world == 1) {
+          loss = torch::cross_entropy_loss(logits.reshape({-1, m.config.vocab_size}), pb.target.reshape({-1}), {},
+                                           at::Reduction::Mean, kPad);
+        } else {
+          // Sum over this shard / tokens of the whole batch: the ranks' terms
+          // add up to the one-rank mean, and so do their gradients.
+          loss = torch::cross_entropy_loss(logits.reshape({-1, m.config.vocab_size}), pb.target.reshape({-1}), {},
+                                           at::Reduction::Sum, kPad)
+                     .div(static_cast<double>(batch_tokens));
+        }
+        loss.backward();
+      }
+      bool stop = false;
+      if (world > 1) {
+        torch::NoGradGuard ng;
+        if (loss.defined()) comm[ntrain].copy_(loss.detach());
+        comm[ntrain + 1].fill_(SecondsSince(t0) >= options.max_seconds ? 1.0 : 0.0);
+        DGC_RETURN_IF_ERROR(internal::AllReduceSumInPlace(*dp, comm));
+        losses.push_back(comm[ntrain].clone());
+        stop = comm[ntrain + 1].item<float>() > 0;
+      } else {
+        losses.push_back(loss.detach());
+      }
 
       torch::NoGradGuard ng;
       if (options.grad_clip > 0) {
@@ -1362,6 +1520,7 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
       if (options.weight_decay > 0) trainable.addcmul_(trainable, decay_mask, -lr * options.weight_decay);
       trainable.addcdiv_(exp_avg, denom, -lr / bc1);
       ++stats.steps;
+      if (stop) break;
     }
     Tensor all = torch::stack(losses).to(torch::kCPU, torch::kFloat64);
     const double* lp = all.data_ptr<double>();
@@ -1373,6 +1532,9 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
     stats.final_loss = sum / tail;
     stats.seconds = SecondsSince(t0);
     stats.tokens_per_second = stats.seconds > 0 ? stats.tokens / stats.seconds : 0;
+    stats.device = DeviceName(m.device);
+    stats.precision = compute == torch::kFloat32 ? "fp32" : "bf16";
+    stats.world_size = world;
     m.trained = true;
     m.trained_rank = rank;
     return stats;
@@ -1854,6 +2016,16 @@ double CpuMatmulGflops(int n) {
       best = std::min(best, SecondsSince(t0) / iters);
     }
     return 2.0 * n * n * n / best / 1e9;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+bool CudaBuild() { return at::hasCUDA(); }
+
+int CudaDeviceCount() {
+  try {
+    return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
   } catch (const std::exception&) {
     return 0;
   }

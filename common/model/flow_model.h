@@ -19,6 +19,8 @@
 
 namespace dgc::model {
 
+class DataParallelGroup;  // common/model/distributed.h
+
 struct NetworkConfig {
   int32_t vocab_size = 0;  // from the grammar
   int32_t max_length = 0;  // from the grammar
@@ -58,6 +60,30 @@ struct TrainOptions {
   // is trained and stored: half the bytes at the same rank, but per byte no
   // better (measured: trained rank 2 ~ seeded rank 4).
   bool lora_train_a = true;
+  // Where to train: "" keeps the model on its device; "cpu", "cuda",
+  // "cuda:N" or "auto" (the first GPU when there is one) moves the model
+  // there first, and it stays there (Sample and Loss then run there too).
+  // Serialised forms (ToBytes, ExportDelta) are the same on every device. A
+  // cuda device on a build or machine without CUDA is FailedPrecondition.
+  std::string device;
+  // Arithmetic of the training forward and backward passes. "fp32"; "bf16":
+  // matrix products (projections, attention, output head) in bfloat16 with
+  // float32 master weights, optimizer state, layer norms, softmax and loss
+  // (what CUDA autocast does, written out so it is the same code on every
+  // libtorch version); "auto" (default): bf16 on a CUDA device of compute
+  // capability 8.0 or later (A100, H100, ...), fp32 elsewhere (CPUs, V100).
+  std::string precision = "auto";
+  // Data-parallel training (not owned; must outlive Train; null: one
+  // process). Every rank passes the same sequences and options: each step
+  // every rank draws the same global batch of batch_size sequences, computes
+  // the gradient of its shard (sequence i of the batch goes to rank
+  // i % world_size), the gradients are summed across ranks (each rank's loss
+  // is its token-loss sum over the global batch's token count, so the sum is
+  // the one-rank gradient) and every rank applies the same update: the ranks
+  // end with the same weights as one rank would, up to float rounding. Rank
+  // 0's starting weights are broadcast first; the time budget is decided
+  // jointly (all stop after the same step). See distributed.h.
+  DataParallelGroup* data_parallel = nullptr;
 };
 
 struct TrainStats {
@@ -65,8 +91,11 @@ struct TrainStats {
   double seconds = 0;
   double first_loss = 0;          // mean token cross-entropy, first step
   double final_loss = 0;          // mean over the last few steps
-  int64_t tokens = 0;             // non-pad tokens seen
+  int64_t tokens = 0;             // non-pad tokens seen (the global batches, all ranks together)
   double tokens_per_second = 0;
+  std::string device;             // where it trained, e.g. "cpu", "cuda:0"
+  std::string precision;          // "fp32" or "bf16", as resolved
+  int32_t world_size = 1;         // data-parallel ranks
   nlohmann::json ToJson() const;
 };
 
@@ -107,6 +136,11 @@ class FlowModel {
 
   const NetworkConfig& config() const;
   int64_t parameter_count() const;
+  // The device the weights live on, e.g. "cpu" or "cuda:0".
+  std::string device() const;
+  // Moves weights, adapters and training state to `device` (as in Create).
+  // On failure the model is unchanged.
+  [[nodiscard]] Status To(const std::string& device);
 
   // Trains on `sequences` (each starts with kBos, ends with kEos, at most
   // max_length tokens), sampling batches with the seed. With lora_rank > 0
@@ -178,6 +212,10 @@ void ConfigureCpuThreads(int intra_op_threads = 1);
 // (best of a few): tells whether OpenBLAS is in use (tens of GFLOP/s on two
 // cores) or the reference BLAS (a few).
 double CpuMatmulGflops(int n = 512);
+
+// Whether this libtorch build has CUDA, and how many devices the machine shows.
+bool CudaBuild();
+int CudaDeviceCount();
 
 // One line naming libtorch's version, its intra-op thread count and the BLAS
 // it calls (OpenBLAS version, core type and threads when found), for logs and

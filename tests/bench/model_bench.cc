@@ -11,6 +11,9 @@
 //   dgc-model-bench                      # the full table (a few minutes)
 //   dgc-model-bench --widths=64 --depths=2 --extras=0
 //   dgc-model-bench --device=cuda        # the same on a GPU (a CUDA libtorch build)
+//   dgc-model-bench --compare=cpu,cuda   # one chunk's compression on each device, side by side:
+//                                        # tok/s, seconds per million packets, fidelity (step 7)
+//   dgc-model-bench --compare=cpu --ranks=2 --precision=fp32   # data-parallel over Gloo
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,9 +22,12 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/model/distributed.h"
 #include "common/model/flow_model.h"
 
 namespace dgc::model {
@@ -128,6 +134,11 @@ struct Flags {
   int sample_batch = 2048;
   bool extras = true;         // the W=64/D=2 sections after the table
   std::string device = "cpu"; // cpu, cuda, cuda:N, auto
+  std::string precision = "auto";  // TrainOptions::precision: auto, fp32, bf16
+  std::vector<std::string> compare;  // devices for the side-by-side compression table
+  int ranks = 1;               // data-parallel ranks (threads) of the compare fine-tune
+  int chunk_flows = 20000;     // flows of the compared chunk
+  int check_flows = 4096;      // flows regenerated for its fidelity check
 };
 
 std::vector<int> ParseList(const char* s) {
@@ -157,6 +168,7 @@ TrainOptions BaseTrain(const Flags& f) {
   o.max_seconds = f.train_seconds;
   o.batch_size = 64;
   o.learning_rate = 3e-3;
+  o.precision = f.precision;
   return o;
 }
 
@@ -168,6 +180,7 @@ TrainOptions FineTune(const Flags& f, int rank) {
   o.learning_rate = rank > 0 ? 1e-2 : 2e-3;
   o.lora_rank = rank;
   o.seed = 5;
+  o.precision = f.precision;
   return o;
 }
 
@@ -266,6 +279,201 @@ void Check(const Flags& f, const std::vector<std::vector<Token>>& data) {
                 same ? "bit-identical to the encoder's model" : "MISMATCH");
     if (!same) std::exit(1);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Side by side on devices (--compare): the work of compressing one chunk.
+
+// Jensen-Shannon distance (base 2, in [0, 1]) of two histograms.
+double Jsd(const std::map<int, double>& a, const std::map<int, double>& b) {
+  double na = 0, nb = 0;
+  for (auto& [k, v] : a) na += v;
+  for (auto& [k, v] : b) nb += v;
+  if (na == 0 || nb == 0) return 1;
+  std::map<int, std::pair<double, double>> all;
+  for (auto& [k, v] : a) all[k].first = v / na;
+  for (auto& [k, v] : b) all[k].second = v / nb;
+  double js = 0;
+  for (auto& [k, pq] : all) {
+    const double m = 0.5 * (pq.first + pq.second);
+    if (pq.first > 0) js += 0.5 * pq.first * std::log2(pq.first / m);
+    if (pq.second > 0) js += 0.5 * pq.second * std::log2(pq.second / m);
+  }
+  return std::sqrt(std::max(0.0, js));
+}
+
+// Fidelity of generated flows to real ones: mean JSD over the grammar's
+// fields (protocol, source-port class, destination port, packet count,
+// packet sizes, gaps): the bench's stand-in for the 17 metrics of `eval`.
+double Fidelity(const std::vector<std::vector<Token>>& real, const std::vector<std::vector<Token>>& synth) {
+  auto hist = [](const std::vector<std::vector<Token>>& flows) {
+    std::vector<std::map<int, double>> h(6);
+    for (const auto& s : flows) {
+      for (size_t i = 1; i < s.size() && s[i] != kEos; ++i) {
+        const int field = i <= 4 ? static_cast<int>(i) - 1 : (i % 2 == 1 ? 4 : 5);
+        h[field][s[i]] += 1;
+      }
+    }
+    return h;
+  };
+  auto a = hist(real), b = hist(synth);
+  double sum = 0;
+  for (int k = 0; k < 6; ++k) sum += Jsd(a[k], b[k]);
+  return sum / 6;
+}
+
+int64_t Packets(const std::vector<std::vector<Token>>& flows) {
+  int64_t n = 0;
+  for (const auto& s : flows) n += (static_cast<int64_t>(s.size()) - 6) / 2;
+  return n;
+}
+
+struct DeviceRow {
+  std::string device, precision;
+  double base_tok_s = 0, finetune_tok_s = 0, finetune_s = 0, sample_tok_s = 0, check_s = 0;
+  double s_per_mpkt = 0, fidelity = 0;
+  int world = 1;
+  std::string backend = "-";
+};
+
+// Fine-tunes `base` on `chunk` with f.ranks data-parallel ranks (threads,
+// Gloo or NCCL over a store on a port the system picks); returns rank 0's
+// model and stats.
+std::unique_ptr<FlowModel> FineTuneRanks(const Flags& f, const FlowModel& base, const std::string& device,
+                                         const std::vector<std::vector<Token>>& chunk, TrainOptions o,
+                                         TrainStats* stats, DeviceRow* row) {
+  if (f.ranks <= 1) {
+    auto m = Must(base.Clone(), "clone");
+    *stats = Must(m->Train(chunk, o), "fine-tune");
+    return m;
+  }
+  auto server = Must(StoreServer::Start("127.0.0.1", 0, 120), "store server");
+  std::vector<std::unique_ptr<FlowModel>> models(f.ranks);
+  std::vector<TrainStats> st(f.ranks);
+  std::vector<std::string> err(f.ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < f.ranks; ++r) {
+    threads.emplace_back([&, r]() {
+      DistributedOptions d;
+      d.rank = r;
+      d.world_size = f.ranks;
+      d.device = device == "cpu" ? "cpu" : "auto";
+      d.store_port = server->port();
+      d.host_store = false;
+      auto g = DataParallelGroup::Create(d);
+      if (!g.ok()) {
+        err[r] = std::string(g.status().message());
+        return;
+      }
+      if (r == 0) row->backend = (*g)->backend();
+      auto m = base.Clone();
+      if (!m.ok()) {
+        err[r] = std::string(m.status().message());
+        return;
+      }
+      TrainOptions t = o;
+      t.device = (*g)->device();
+      t.data_parallel = g->get();
+      auto s = (*m)->Train(chunk, t);
+      if (!s.ok()) {
+        err[r] = std::string(s.status().message());
+        return;
+      }
+      st[r] = *s;
+      models[r] = std::move(*m);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < f.ranks; ++r) {
+    if (!err[r].empty()) {
+      std::fprintf(stderr, "rank %d: %s\n", r, err[r].c_str());
+      std::exit(1);
+    }
+  }
+  *stats = st[0];
+  return std::move(models[0]);
+}
+
+DeviceRow CompareOn(const Flags& f, const std::string& device, const std::vector<std::vector<Token>>& base_data,
+                    const std::vector<std::vector<Token>>& chunk, const std::vector<std::vector<Token>>& real) {
+  DeviceRow row;
+  auto base = Must(FlowModel::Create(Config(64, 2), 1, device), "create");
+  row.device = base->device();
+  TrainStats bs = Must(base->Train(base_data, BaseTrain(f)), "base");
+  row.base_tok_s = bs.tokens_per_second;
+  row.precision = bs.precision;
+  // Compressing a chunk: fine-tune adapters (dgcctl compress defaults:
+  // rank 4, 60 steps), export the delta, rebuild parent + delta, regenerate
+  // the check window.
+  TrainOptions o = FineTune(f, 4);
+  TrainStats fs;
+  const double t0 = Now();
+  auto tuned = FineTuneRanks(f, *base, device, chunk, o, &fs, &row);
+  std::string delta = Must(tuned->ExportDelta(DeltaOptions()), "export");
+  auto rebuilt = Must(base->Clone(), "clone");
+  Status st = rebuilt->ApplyDelta(delta, "compare");
+  if (!st.ok()) {
+    std::fprintf(stderr, "apply: %s\n", std::string(st.message()).c_str());
+    std::exit(1);
+  }
+  row.finetune_s = Now() - t0;
+  row.finetune_tok_s = fs.tokens_per_second;
+  row.world = fs.world_size;
+  FlowishGrammar g;
+  SampleOptions so;
+  so.batch_size = f.sample_batch;
+  so.seed = 3;
+  const double t1 = Now();
+  auto synth = Must(rebuilt->Sample(std::vector<std::vector<Token>>(f.check_flows, {kBos}), g, so), "sample");
+  row.check_s = Now() - t1;
+  int64_t tokens = 0;
+  for (const auto& s : synth) tokens += static_cast<int64_t>(s.size()) - 1;
+  row.sample_tok_s = tokens / row.check_s;
+  row.fidelity = Fidelity(real, synth);
+  row.s_per_mpkt = (row.finetune_s + row.check_s) / static_cast<double>(Packets(chunk)) * 1e6;
+  return row;
+}
+
+int Compare(const Flags& f) {
+  std::string devices;
+  for (const auto& d : f.compare) devices += (devices.empty() ? "" : ",") + d;
+  std::printf("# %s\n# devices: %s; CUDA build %s, %d GPU(s)\n", CpuBackendInfo().c_str(), devices.c_str(),
+              CudaBuild() ? "yes" : "no", CudaDeviceCount());
+  auto base_data = FlowData(20000, 1, 0);
+  auto chunk = FlowData(f.chunk_flows, 2, 1);
+  auto real = FlowData(f.check_flows, 3, 1);  // held-out flows of the same chunk
+  std::printf("# chunk: %d flows, %lld packets; base W=64 D=2 trained %d steps; fine-tune rank 4, %d steps, "
+              "batch 64, %d rank(s); check regenerates %d flows\n",
+              f.chunk_flows, static_cast<long long>(Packets(chunk)), f.train_steps, f.finetune_steps, f.ranks,
+              f.check_flows);
+  std::vector<DeviceRow> rows;
+  for (const auto& d : f.compare) rows.push_back(CompareOn(f, d, base_data, chunk, real));
+  std::printf("\n| device | precision | ranks (backend) | base train tok/s | fine-tune tok/s | sample tok/s | "
+              "chunk s (fine-tune + delta / check) | s per Mpkt | fidelity (mean JSD) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& r : rows) {
+    std::printf("| %s | %s | %d (%s) | %.0f | %.0f | %.0f | %.2f / %.2f | %.1f | %.4f |\n", r.device.c_str(),
+                r.precision.c_str(), r.world, r.backend.c_str(), r.base_tok_s, r.finetune_tok_s, r.sample_tok_s,
+                r.finetune_s, r.check_s, r.s_per_mpkt, r.fidelity);
+  }
+  for (const auto& r : rows) {  // for scripts (tests/bench/gpu)
+    std::printf("DGC_ROW device=%s precision=%s ranks=%d backend=%s base_tok_s=%.0f finetune_tok_s=%.0f "
+                "sample_tok_s=%.0f s_per_mpkt=%.3f fidelity=%.4f\n",
+                r.device.c_str(), r.precision.c_str(), r.world, r.backend.c_str(), r.base_tok_s, r.finetune_tok_s,
+                r.sample_tok_s, r.s_per_mpkt, r.fidelity);
+  }
+  int rc = 0;
+  if (rows.size() >= 2) {
+    const double dfid = std::fabs(rows[1].fidelity - rows[0].fidelity);
+    std::printf("\n# %s vs %s: %.1fx faster per Mpkt, fine-tune %.1fx tok/s, sample %.1fx tok/s; "
+                "fidelity difference %.4f (must be <= 0.02): %s\n",
+                rows[1].device.c_str(), rows[0].device.c_str(), rows[0].s_per_mpkt / rows[1].s_per_mpkt,
+                rows[1].finetune_tok_s / rows[0].finetune_tok_s, rows[1].sample_tok_s / rows[0].sample_tok_s,
+                dfid, dfid <= 0.02 ? "OK" : "FAIL");
+    std::printf("DGC_COMPARE speedup=%.2f fidelity_diff=%.4f\n", rows[0].s_per_mpkt / rows[1].s_per_mpkt, dfid);
+    if (dfid > 0.02) rc = 3;
+  }
+  return rc;
 }
 
 void Run(const Flags& f) {
@@ -425,16 +633,32 @@ int main(int argc, char** argv) {
       f.extras = std::atoi(v) != 0;
     } else if (const char* v = val("--device")) {
       f.device = v;
+    } else if (const char* v = val("--precision")) {
+      f.precision = v;
+    } else if (const char* v = val("--compare")) {
+      for (const char* p = v; *p;) {
+        const char* e = std::strchr(p, ',');
+        f.compare.emplace_back(p, e ? e - p : std::strlen(p));
+        p = e ? e + 1 : p + std::strlen(p);
+      }
+    } else if (const char* v = val("--ranks")) {
+      f.ranks = std::max(1, std::atoi(v));
+    } else if (const char* v = val("--chunk-flows")) {
+      f.chunk_flows = std::atoi(v);
+    } else if (const char* v = val("--check-flows")) {
+      f.check_flows = std::atoi(v);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--widths=32,64,128] [--depths=1,2,3] [--train-seconds=8] [--train-steps=400]\n"
                    "          [--finetune-steps=60] [--sample-flows=4096] [--sample-batch=2048] [--extras=1]\n"
-                   "          [--device=cpu|cuda|cuda:N|auto]\n",
+                   "          [--device=cpu|cuda|cuda:N|auto] [--precision=auto|fp32|bf16]\n"
+                   "          [--compare=cpu,cuda [--ranks=N] [--chunk-flows=20000] [--check-flows=4096]]\n",
                    argv[0]);
       return 2;
     }
   }
   dgc::model::ConfigureCpuThreads();
+  if (!f.compare.empty()) return dgc::model::Compare(f);
   dgc::model::Run(f);
   return 0;
 }

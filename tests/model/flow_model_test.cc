@@ -570,5 +570,74 @@ TEST_F(DeltaTest, SaveMergesLiveAdapters) {
   EXPECT_LT(MaxAbsDiff(*(*back)->Logits(seqs, false), *child->Logits(seqs, false)), 1e-4);
 }
 
+// ---------------------------------------------------------------------------
+// Devices and precision (a CUDA machine runs tests/bench/gpu; here the CPU).
+
+TEST(FlowModelDeviceTest, CudaWithoutCudaIsAClearError) {
+  if (CudaDeviceCount() > 0) GTEST_SKIP() << "this machine has a GPU";
+  auto m = FlowModel::Create(ToyConfig(), 1, "cuda:0");
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(m.status().message()).find("CUDA"), std::string::npos) << m.status();
+  auto cpu = MakeModel(ToyConfig());
+  EXPECT_EQ(cpu->To("cuda").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cpu->device(), "cpu");  // unchanged
+  TrainOptions o = QuickTrain(2);
+  o.device = "cuda:1";
+  EXPECT_EQ(cpu->Train(ToyData(50, 1), o).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(FlowModelDeviceTest, AutoAndCpuDevicesTrainTheSame) {
+  auto a = MakeModel(ToyConfig()), b = MakeModel(ToyConfig());
+  TrainOptions o = QuickTrain(10);
+  o.device = "cpu";
+  auto sa = a->Train(ToyData(200, 2), o);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  EXPECT_EQ(sa->device, "cpu");
+  EXPECT_EQ(sa->precision, "fp32");  // auto: fp32 on a CPU
+  EXPECT_FALSE(sa->ToJson().contains("device"));  // stored reports keep the defaults implicit
+  ASSERT_TRUE(b->Train(ToyData(200, 2), QuickTrain(10)).ok());
+  EXPECT_EQ(a->ToBytes(), b->ToBytes());
+  EXPECT_EQ(a->device(), "cpu");
+  if (CudaDeviceCount() == 0) {
+    auto m = FlowModel::Create(ToyConfig(), 1, "auto");
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ((*m)->device(), "cpu");
+  }
+}
+
+TEST(FlowModelDeviceTest, Bf16TrainingLearnsAndKeepsFp32Weights) {
+  auto fp = MakeModel(ToyConfig()), bf = MakeModel(ToyConfig());
+  const auto data = ToyData(1000, 3);
+  TrainOptions o = QuickTrain(60);
+  auto sf = fp->Train(data, o);
+  o.precision = "bf16";
+  auto sb = bf->Train(data, o);
+  ASSERT_TRUE(sf.ok()) << sf.status();
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_EQ(sb->precision, "bf16");
+  EXPECT_EQ(sb->ToJson().value("precision", ""), "bf16");
+  EXPECT_LT(sb->final_loss, 0.7 * sb->first_loss);
+  // Same data and seed: bf16 products cost little accuracy.
+  EXPECT_NEAR(sb->final_loss, sf->final_loss, 0.1 * sf->final_loss);
+  auto held = ToyData(300, 4);
+  EXPECT_NEAR(*bf->Loss(held), *fp->Loss(held), 0.1 * *fp->Loss(held));
+  // The model is still float32 after training: a checkpoint round-trips and
+  // a delta of a bf16 fine-tune applies on the parent.
+  auto back = FlowModel::FromBytes(bf->ToBytes(), "bf16 model");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->ToBytes(), bf->ToBytes());
+  auto parent = bf->Clone().value();
+  TrainOptions lo = QuickTrain(20);
+  lo.precision = "bf16";
+  lo.lora_rank = 2;
+  ASSERT_TRUE(bf->Train(ToyData(300, 5, 2), lo).ok());
+  auto d = bf->ExportDelta(DeltaOptions());
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(parent->ApplyDelta(*d, "bf16 delta").ok());
+  o.precision = "fp16";
+  EXPECT_EQ(fp->Train(data, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dgc::model

@@ -1,0 +1,342 @@
+// Data-parallel training (common/model/distributed.h) over Gloo: ranks run
+// as threads in this process and meet over real loopback sockets (a TCP store
+// on a port the system picks, or a file store in a temp dir). Two ranks must
+// end with the model one rank makes from the same global batches and seed.
+#include "common/model/distributed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <thread>
+
+#include "common/model/flow_model.h"
+#include "gtest/gtest.h"
+#include "tests/testutil/testutil.h"
+
+namespace dgc::model {
+namespace {
+
+// Sequences of a toy language: kBos, a type t in [3, 7), 2-4 values from
+// the type's range, kEos (different lengths, so shards differ in tokens).
+constexpr int32_t kVocab = 3 + 4 + 4 * 8;
+constexpr int32_t kMaxLen = 8;
+
+std::vector<std::vector<Token>> Data(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<Token>> out;
+  for (int i = 0; i < n; ++i) {
+    const int t = static_cast<int>(rng() % 4);
+    std::vector<Token> s = {kBos, static_cast<Token>(3 + t)};
+    const int v = static_cast<int>(rng() % 8);
+    for (int j = 0; j < 2 + t % 3; ++j) s.push_back(static_cast<Token>(7 + t * 8 + (v + j) % 8));
+    s.push_back(kEos);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+NetworkConfig Config() {
+  NetworkConfig c;
+  c.vocab_size = kVocab;
+  c.max_length = kMaxLen;
+  c.width = 32;
+  c.depth = 2;
+  c.heads = 4;
+  return c;
+}
+
+TrainOptions Options(int lora_rank) {
+  TrainOptions o;
+  o.max_steps = 25;
+  o.max_seconds = 60;
+  o.batch_size = 24;  // 12 sequences a rank
+  o.learning_rate = 3e-3;
+  o.lora_rank = lora_rank;
+  o.seed = 11;
+  o.precision = "fp32";
+  return o;
+}
+
+// The float weights of a .dgcm checkpoint (MODEL_FORMATS.md), in order.
+std::vector<float> Weights(const std::string& bytes) {
+  std::vector<float> w;
+  size_t p = 8 + 4;
+  auto get32 = [&]() {
+    uint32_t v;
+    std::memcpy(&v, bytes.data() + p, 4);
+    p += 4;
+    return v;
+  };
+  const uint32_t json = get32();
+  p += json;
+  const uint32_t count = get32();
+  for (uint32_t i = 0; i < count; ++i) {
+    uint16_t nlen;
+    std::memcpy(&nlen, bytes.data() + p, 2);
+    p += 2 + nlen;
+    const uint8_t ndim = static_cast<uint8_t>(bytes[p++]);
+    size_t numel = 1;
+    for (int d = 0; d < ndim; ++d) numel *= get32();
+    const size_t at = w.size();
+    w.resize(at + numel);
+    std::memcpy(w.data() + at, bytes.data() + p, numel * 4);
+    p += numel * 4;
+  }
+  EXPECT_EQ(p + 8, bytes.size());
+  return w;
+}
+
+// max |a - b| / max |a|: the weights' error relative to their scale.
+double RelativeDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
+    scale = std::max(scale, std::fabs(double(a[i])));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+struct RankResult {
+  Status status;
+  std::string bytes;
+  std::string delta;
+  TrainStats stats;
+};
+
+// Trains one fresh model (seed 7) on `data` in each of `world` rank threads.
+std::vector<RankResult> RunRanks(int world, const std::function<DistributedOptions(int)>& make_options,
+                                 const std::vector<std::vector<Token>>& data, const TrainOptions& train) {
+  std::vector<RankResult> results(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r]() {
+      RankResult& out = results[r];
+      auto group = DataParallelGroup::Create(make_options(r));
+      if (!group.ok()) {
+        out.status = group.status();
+        return;
+      }
+      auto m = FlowModel::Create(Config(), 7);
+      if (!m.ok()) {
+        out.status = m.status();
+        return;
+      }
+      TrainOptions o = train;
+      o.data_parallel = group->get();
+      auto st = (*m)->Train(data, o);
+      if (!st.ok()) {
+        out.status = st.status();
+        return;
+      }
+      out.stats = *st;
+      out.bytes = (*m)->ToBytes();
+      auto d = (*m)->ExportDelta({});
+      out.status = d.status();
+      if (d.ok()) out.delta = *d;
+    });
+  }
+  for (auto& t : threads) t.join();
+  return results;
+}
+
+std::string OneRank(const std::vector<std::vector<Token>>& data, const TrainOptions& train, TrainStats* stats) {
+  auto m = FlowModel::Create(Config(), 7);
+  EXPECT_TRUE(m.ok()) << m.status();
+  auto st = (*m)->Train(data, train);
+  EXPECT_TRUE(st.ok()) << st.status();
+  if (st.ok()) *stats = *st;
+  return (*m)->ToBytes();
+}
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!BackendAvailable("gloo")) GTEST_SKIP() << "this build has no Gloo backend (apt install libgloo-dev)";
+    ConfigureCpuThreads(1);
+  }
+  // Ranks that meet at a store server on a port the system chose.
+  std::function<DistributedOptions(int)> TcpRanks(int world) {
+    auto server = StoreServer::Start("127.0.0.1", 0, 20);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    const int port = server_->port();
+    EXPECT_GT(port, 0);
+    return [port, world](int r) {
+      DistributedOptions o;
+      o.rank = r;
+      o.world_size = world;
+      o.backend = "gloo";
+      o.store_port = port;
+      o.host_store = false;
+      o.timeout_seconds = 20;
+      return o;
+    };
+  }
+  std::unique_ptr<StoreServer> server_;
+};
+
+TEST_F(DistributedTest, TwoRanksMatchOneRankFullTraining) {
+  const auto data = Data(300, 5);
+  TrainOptions o = Options(/*lora_rank=*/0);
+  TrainStats one_stats;
+  const std::vector<float> one = Weights(OneRank(data, o, &one_stats));
+  auto ranks = RunRanks(2, TcpRanks(2), data, o);
+  for (const auto& r : ranks) ASSERT_TRUE(r.status.ok()) << r.status;
+  // The ranks apply the same summed gradient: identical bits.
+  EXPECT_EQ(ranks[0].bytes, ranks[1].bytes);
+  EXPECT_EQ(ranks[0].delta, ranks[1].delta);
+  const double rel = RelativeDiff(one, Weights(ranks[0].bytes));
+  EXPECT_LT(rel, 1e-5) << "two ranks drifted from one rank";
+  EXPECT_EQ(ranks[0].stats.steps, one_stats.steps);
+  EXPECT_EQ(ranks[0].stats.tokens, one_stats.tokens);  // the global batches
+  EXPECT_EQ(ranks[0].stats.world_size, 2);
+  EXPECT_NEAR(ranks[0].stats.final_loss, one_stats.final_loss, 1e-4 * one_stats.final_loss);
+  EXPECT_NEAR(ranks[0].stats.first_loss, one_stats.first_loss, 1e-5 * one_stats.first_loss);
+  EXPECT_LT(one_stats.final_loss, one_stats.first_loss);
+  std::printf("full training: max relative weight difference, 2 ranks vs 1: %.3g\n", rel);
+}
+
+TEST_F(DistributedTest, TwoRanksMatchOneRankLoraOverFileStore) {
+  const auto data = Data(300, 6);
+  TrainOptions o = Options(/*lora_rank=*/4);
+  TrainStats one_stats;
+  auto one_model = FlowModel::Create(Config(), 7);
+  ASSERT_TRUE(one_model.ok());
+  ASSERT_TRUE((*one_model)->Train(data, o).ok());
+  const std::vector<float> one = Weights((*one_model)->ToBytes());
+  dgc::testing::TempDir dir;
+  const std::string store = dir.File("store");
+  auto ranks = RunRanks(
+      2,
+      [&](int r) {
+        DistributedOptions d;
+        d.rank = r;
+        d.world_size = 2;
+        d.backend = "gloo";
+        d.file_store_path = store;
+        d.timeout_seconds = 20;
+        return d;
+      },
+      data, o);
+  for (const auto& r : ranks) ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(ranks[0].bytes, ranks[1].bytes);
+  const double rel = RelativeDiff(one, Weights(ranks[0].bytes));
+  EXPECT_LT(rel, 1e-5);
+  // The delta of a data-parallel fine-tune applies to the parent like any other.
+  auto parent = FlowModel::Create(Config(), 7);
+  ASSERT_TRUE(parent.ok());
+  ASSERT_TRUE((*parent)->ApplyDelta(ranks[0].delta, "dp delta").ok());
+  std::printf("lora: max relative weight difference, 2 ranks vs 1: %.3g\n", rel);
+}
+
+TEST_F(DistributedTest, ThreeRanksWithASmallBatchStillAgree) {
+  // A batch of 2 across 3 ranks: rank 2 holds no sequence each step and
+  // still takes part in every all-reduce.
+  const auto data = Data(50, 8);
+  TrainOptions o = Options(0);
+  o.batch_size = 2;
+  o.max_steps = 8;
+  TrainStats one_stats;
+  const std::vector<float> one = Weights(OneRank(data, o, &one_stats));
+  auto ranks = RunRanks(3, TcpRanks(3), data, o);
+  for (const auto& r : ranks) ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(ranks[0].bytes, ranks[2].bytes);
+  EXPECT_LT(RelativeDiff(one, Weights(ranks[1].bytes)), 1e-5);
+}
+
+TEST_F(DistributedTest, RanksStopTogetherWhenTimeIsUp) {
+  const auto data = Data(100, 9);
+  TrainOptions o = Options(0);
+  o.max_steps = 1000;
+  o.max_seconds = 0;  // every rank's budget is spent after the first step
+  auto ranks = RunRanks(2, TcpRanks(2), data, o);
+  for (const auto& r : ranks) ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(ranks[0].stats.steps, 1);
+  EXPECT_EQ(ranks[1].stats.steps, 1);
+  EXPECT_EQ(ranks[0].bytes, ranks[1].bytes);
+}
+
+TEST_F(DistributedTest, RankZeroWeightsAreBroadcastFirst) {
+  // Rank 1 starts from another init; after training both hold the same model.
+  const auto data = Data(100, 10);
+  TrainOptions o = Options(0);
+  o.max_steps = 3;
+  auto opts = TcpRanks(2);
+  std::vector<std::string> bytes(2);
+  std::vector<Status> status(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r]() {
+      auto g = DataParallelGroup::Create(opts(r));
+      if (!g.ok()) {
+        status[r] = g.status();
+        return;
+      }
+      auto m = FlowModel::Create(Config(), r == 0 ? 7 : 99);
+      TrainOptions t = o;
+      t.data_parallel = g->get();
+      status[r] = (*m)->Train(data, t).status();
+      bytes[r] = (*m)->ToBytes();
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(status[0].ok()) << status[0];
+  ASSERT_TRUE(status[1].ok()) << status[1];
+  EXPECT_EQ(bytes[0], bytes[1]);
+}
+
+TEST_F(DistributedTest, MissingRankTimesOut) {
+  auto opts = TcpRanks(2);
+  DistributedOptions o = opts(0);
+  o.timeout_seconds = 1.5;
+  auto g = DataParallelGroup::Create(o);  // rank 1 never comes
+  ASSERT_FALSE(g.ok());
+  EXPECT_TRUE(g.status().code() == absl::StatusCode::kDeadlineExceeded ||
+              g.status().code() == absl::StatusCode::kUnavailable)
+      << g.status();
+}
+
+TEST(DistributedOptionsTest, BadOptionsAreErrors) {
+  DistributedOptions o;
+  o.rank = 2;
+  o.world_size = 2;
+  EXPECT_EQ(DataParallelGroup::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.rank = 0;
+  o.backend = "mpi";
+  o.store_port = 1;
+  EXPECT_EQ(DataParallelGroup::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.backend = "nccl";
+  o.device = "cpu";
+  auto nccl = DataParallelGroup::Create(o);
+  EXPECT_FALSE(nccl.ok());  // no NCCL in a CPU build; NCCL on a CPU device is refused anyway
+  o.backend = "gloo";
+  o.store_port = 0;  // no port and no file store
+  if (BackendAvailable("gloo")) {
+    EXPECT_EQ(DataParallelGroup::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(DistributedOptionsTest, OneRankGroupTrainsLikeNoGroup) {
+  if (!BackendAvailable("gloo")) GTEST_SKIP() << "no Gloo backend";
+  dgc::testing::TempDir dir;
+  DistributedOptions d;
+  d.world_size = 1;
+  d.backend = "gloo";
+  d.file_store_path = dir.File("store1");
+  auto g = DataParallelGroup::Create(d);
+  ASSERT_TRUE(g.ok()) << g.status();
+  const auto data = Data(100, 12);
+  TrainOptions o = Options(0);
+  o.max_steps = 5;
+  TrainStats s;
+  const std::string plain = OneRank(data, o, &s);
+  o.data_parallel = g->get();
+  const std::string grouped = OneRank(data, o, &s);
+  EXPECT_EQ(plain, grouped);
+}
+
+}  // namespace
+}  // namespace dgc::model
