@@ -95,6 +95,7 @@ nlohmann::json CompressOptions::ToJson() const {
           {"sample_flows", sample_flows},
           {"min_flows_to_finetune", min_flows_to_finetune},
           {"check_flows", check_flows},
+          {"min_delta_gain", min_delta_gain},
           {"fidelity_target", fidelity_target},
           {"seed", seed}};
 }
@@ -217,6 +218,15 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     std::string best_delta;
     std::unique_ptr<model::FlowModel> best_model;
     double best_mean = 2;
+    // What the parent alone scores on the same window and seed: a delta that
+    // does not beat it by min_delta_gain is not worth its bytes.
+    double parent_mean = 2;
+    if (o.check_fidelity && o.min_delta_gain > 0) {
+      auto synth = model::GenerateChunk(parent, tok, check.skeleton, gen);
+      if (!synth.ok()) return synth.status();
+      parent_mean = Fidelity(check.chunk, std::move(*synth))["mean"].get<double>();
+      report["parent_fidelity_mean"] = std::round(parent_mean * 1000) / 1000;
+    }
     for (int attempt = 0; attempt < (o.retry_on_miss && o.check_fidelity ? 2 : 1); ++attempt) {
       DGC_ASSIGN_OR_RETURN(auto trained, parent.Clone());
       DGC_ASSIGN_OR_RETURN(model::TrainStats st, trained->Train(seqs, train));
@@ -242,9 +252,18 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
       train.max_steps *= 2;  // missed the target: raise the budget once
       train.max_seconds *= 2;
     }
-    a.delta = std::move(best_delta);
-    a.model_id = absl::StrFormat("%s-%d", chunk.link, chunk.seq());
-    res.model = std::move(best_model);
+    if (o.check_fidelity && o.min_delta_gain > 0 && best_mean > parent_mean - o.min_delta_gain) {
+      // The parent regenerates this chunk as well: share it, keep no delta.
+      report["delta_dropped"] = absl::StrFormat("gain %.3f below min_delta_gain %.3f", parent_mean - best_mean,
+                                                o.min_delta_gain);
+      a.model_id = parent_id;
+      DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
+      best_mean = std::min(best_mean, parent_mean);
+    } else {
+      a.delta = std::move(best_delta);
+      a.model_id = absl::StrFormat("%s-%d", chunk.link, chunk.seq());
+      res.model = std::move(best_model);
+    }
     report["attempts"] = attempts;
     report["retried"] = attempts.size() > 1;
     if (o.check_fidelity) {

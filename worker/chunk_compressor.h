@@ -41,6 +41,10 @@ struct CompressOptions {
   int32_t check_flows = 4096;
   double fidelity_target = 0.10;   // mean of the 17 metrics
   bool retry_on_miss = true;       // raise the budget once (x2 steps and seconds) on a miss
+  // With the check on, a delta is kept only when it beats the parent alone
+  // by this much (mean of the 17, same window and seed); otherwise the chunk
+  // shares its parent's model. 0: always keep it.
+  double min_delta_gain = 0.01;
   model::GenerateOptions generate;
   uint64_t seed = 1;
 
@@ -53,7 +57,9 @@ struct ChunkResult {
   // delta): the parent of the next chunk, so compression and regeneration
   // never drift apart.
   std::unique_ptr<model::FlowModel> model;
-  bool finetuned = false;  // false: the chunk shares its parent's model
+  // True when the chunk was fine-tuned (the caller's pool is used up), even
+  // if the delta was then dropped for too small a gain.
+  bool finetuned = false;
   double seconds = 0;
 };
 
