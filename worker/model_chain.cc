@@ -6,39 +6,43 @@
 
 namespace dgc {
 
-ModelChain::ModelChain(ModelLibrary* library, const std::vector<model::ChunkArtifact>& artifacts)
-    : library_(library) {
-  for (const auto& a : artifacts) {
-    if (!a.delta.empty()) by_model_[a.model_id] = &a;
-  }
-}
-
 StatusOr<model::FlowModel*> ModelChain::Get(const std::string& id) {
   if (current_ && id == current_id_) return current_.get();
-  // Walk up to a base, or to the model we already hold.
-  std::vector<const model::ChunkArtifact*> path;
-  std::string at = id;
-  for (size_t guard = 0; guard <= by_model_.size() + 1; ++guard) {
-    if (current_ && at == current_id_) break;
-    auto it = by_model_.find(at);
-    if (it == by_model_.end()) break;
-    path.push_back(it->second);
-    at = it->second->parent_id;
-  }
-  if (!(current_ && at == current_id_)) {
-    if (!library_->HasModel(at)) {
-      return absl::NotFoundError(absl::StrCat("model ", at, " (an ancestor of ", id, ") is not in the library"));
+  DGC_ASSIGN_OR_RETURN(std::vector<library::ModelRecord> chain, library_->Ancestors(id));
+  // chain: id, its parent, ..., the full model. Start from the model held
+  // when it is on the chain (the common case: the next chunk's model is a
+  // child of the last one), else from the root.
+  size_t start = chain.size() - 1;
+  bool from_current = false;
+  if (current_) {
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if (chain[i].id == current_id_) {
+        start = i;
+        from_current = true;
+        break;
+      }
     }
-    DGC_ASSIGN_OR_RETURN(std::string bytes, library_->GetModel(at));
-    DGC_ASSIGN_OR_RETURN(current_, model::FlowModel::FromBytes(bytes, at));
-    current_id_ = at;
   }
-  std::reverse(path.begin(), path.end());
-  for (const auto* a : path) {
-    DGC_RETURN_IF_ERROR(current_->ApplyDelta(a->delta, absl::StrCat("delta of chunk ", a->model_id)));
-    current_id_ = a->model_id;
+  if (!from_current) {
+    const std::string& root = chain.back().id;
+    current_.reset();
+    current_id_.clear();
+    DGC_ASSIGN_OR_RETURN(std::string bytes, library_->GetModel(root));
+    DGC_ASSIGN_OR_RETURN(current_, model::FlowModel::FromBytes(bytes, "model " + root));
+    current_id_ = root;
+  }
+  for (size_t i = start; i-- > 0;) {
+    DGC_ASSIGN_OR_RETURN(library::ModelRecord m, library_->GetModelRecord(chain[i].id));
+    Status st = current_->ApplyDelta(m.blob, absl::StrCat("delta of model ", m.id));
+    if (!st.ok()) {
+      current_.reset();
+      current_id_.clear();
+      return st;
+    }
+    current_id_ = m.id;
     ++deltas_applied_;
   }
+  last_depth_ = chain.front().depth;
   return current_.get();
 }
 

@@ -1,17 +1,34 @@
 // dgcctl warmup and dgcctl compress: the offline and the online phase, all in
-// one process (the embedded default).
+// one process (the embedded default), over the RocksDB model library: per
+// chunk a fingerprint, a parent chosen by drift (continue, switch, base, or
+// retrain a new base), a fine-tune, and one WriteBatch commit. Inputs: files,
+// stdin (`tcpdump -w - | dgcctl compress -`), or a directory followed as
+// captures appear in it (--follow).
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/base/files.h"
 #include "common/base/time.h"
 #include "common/model/flow_model.h"
 #include "common/trace/merged_reader.h"
 #include "coordinator/dgcctl/commands.h"
-#include "coordinator/library/model_library.h"
+#include "common/trace/pseudonymize.h"
+#include "coordinator/library/fingerprint.h"
+#include "coordinator/library/rocksdb_model_library.h"
 #include "worker/chunk_compressor.h"
 #include "worker/model_chain.h"
 
@@ -49,16 +66,23 @@ void ApplyModelFlags(const ModelFlags& f, CompressOptions* o) {
   o->tokenizer.max_packets = f.packets_per_flow;
 }
 
-// Reads inputs into chunks, handing each to `sink` as it completes.
-Status ReadChunks(const std::vector<std::string>& inputs, const std::string& link, int64_t chunk_ns,
-                  const std::function<Status(Chunk&&)>& sink, uint64_t* late_dropped) {
-  DGC_ASSIGN_OR_RETURN(auto files, ExpandInputs(inputs));
-  DGC_ASSIGN_OR_RETURN(auto reader, MergedReader::Open(files));
+ChunkerOptions MakeChunkerOptions(const std::string& link, int64_t chunk_ns) {
   ChunkerOptions co;
   co.link = link;
   co.chunk_ns = chunk_ns;
   co.reorder_ns = std::min<int64_t>(chunk_ns, 60LL * kNanosPerSecond);
-  Chunker chunker(co, [&](Chunk&& c, bool amend) -> Status {
+  return co;
+}
+
+// Reads inputs (files, directories, "-" for stdin) into chunks, handing each
+// to `sink` as it completes (a stream is processed while it is read).
+// `pseudo`, when set, maps every address before the chunker sees it.
+Status ReadChunks(const std::vector<std::string>& inputs, const std::string& link, int64_t chunk_ns,
+                  const std::function<Status(Chunk&&)>& sink, uint64_t* late_dropped,
+                  Pseudonymizer* pseudo = nullptr) {
+  DGC_ASSIGN_OR_RETURN(auto files, ExpandInputs(inputs));
+  DGC_ASSIGN_OR_RETURN(auto reader, MergedReader::Open(files));
+  Chunker chunker(MakeChunkerOptions(link, chunk_ns), [&](Chunk&& c, bool amend) -> Status {
     if (amend) {  // a window already compressed: its late packets are counted, not modelled
       *late_dropped += c.packets.size();
       return absl::OkStatus();
@@ -67,7 +91,10 @@ Status ReadChunks(const std::vector<std::string>& inputs, const std::string& lin
   });
   PacketRecord p;
   uint32_t rb = 0;
-  while (reader->Next(&p, &rb)) DGC_RETURN_IF_ERROR(chunker.Add(p, rb));
+  while (reader->Next(&p, &rb)) {
+    if (pseudo) pseudo->Apply(&p);
+    DGC_RETURN_IF_ERROR(chunker.Add(p, rb));
+  }
   DGC_RETURN_IF_ERROR(chunker.Flush());
   for (const auto& w : reader->stats().warnings) std::cerr << "dgcctl: warning: " << w << "\n";
   return absl::OkStatus();
@@ -124,35 +151,525 @@ Example:
   });
 }
 
+namespace {
+
+int64_t WallNs() { return absl::ToUnixNanos(absl::Now()); }
+
+// "42 s", "7.5 min", "3.1 h", "120 d": lags range from seconds (live) to years
+// (an old capture replayed).
+std::string HumanSeconds(double s) {
+  if (s < 120) return absl::StrFormat("%.1f s", s);
+  if (s < 7200) return absl::StrFormat("%.1f min", s / 60);
+  if (s < 2 * 86400) return absl::StrFormat("%.1f h", s / 3600);
+  return absl::StrFormat("%.0f d", s / 86400);
+}
+
+library::Fingerprint MergeFingerprints(library::Fingerprint a, const library::Fingerprint& b) {
+  auto add = [](auto& x, const auto& y) {
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+  };
+  add(a.proto, b.proto);
+  add(a.port, b.port);
+  add(a.size, b.size);
+  add(a.rate, b.rate);
+  add(a.flow, b.flow);
+  a.packets += b.packets;
+  a.flows += b.flows;
+  return a;
+}
+
+// The per-chunk work of the embedded compress: skip chunks the library holds
+// already, fingerprint, choose a parent (ParentSelector over the library),
+// train (a fine-tune, or a new base on a retrain), commit in one WriteBatch.
+// Lives on the one thread that reads the input; not thread safe.
+class Pipeline {
+ public:
+  struct Config {
+    std::string link;
+    CompressOptions opt;
+    library::ParentSelector::Options selector;
+    std::string key_fingerprint;  // of --pseudonymize; "" when addresses are real
+    bool streaming = false;       // print lag on each chunk line
+    size_t recent_chunks = 6;     // raw chunks kept in memory for a retrain
+    // A link's first base is trained once its first chunks hold warmup_flows
+    // flows or number this many, whichever comes first: a quiet link must
+    // not wait days for its first commit.
+    size_t warmup_chunks = 6;
+    uint64_t recent_packets = 2000000;
+  };
+  struct Totals {
+    uint64_t chunks = 0, packets = 0, flows = 0, stored = 0, raw = 0, retried = 0, already = 0;
+    double fidelity_sum = 0;
+    int fidelity_n = 0;
+    std::map<std::string, uint64_t> decisions;
+    uint32_t max_depth = 0;
+    double max_lag = 0, max_wait = 0;
+    uint64_t deleted_raw_files = 0;
+  };
+
+  Pipeline(RocksDbModelLibrary* lib, Config config)
+      : lib_(lib), cfg_(std::move(config)), selector_(cfg_.selector), chain_(lib), pool_tokenizer_(cfg_.opt.tokenizer) {}
+
+  // Stores a base model from 'dgcctl warmup': the first chunk of a link with
+  // no model starts from it instead of training one.
+  Status UseBase(const std::string& bytes) {
+    base_id_ = BaseModelId(bytes);
+    return lib_->PutModel(base_id_, bytes);
+  }
+
+  // A chunk as the chunker completed it.
+  Status Add(Chunk&& c) {
+    Entry e;
+    e.emitted_ns = WallNs();
+    auto existing = lib_->GetChunk(c.link, c.start_ns);
+    if (existing.ok()) {
+      tot_.already++;
+      committed_until_ = std::max(committed_until_, c.end_ns());
+      std::cerr << absl::StrFormat("chunk %s  %8d packets  already committed (model %s)\n", FormatRfc3339(c.start_ns),
+                                   c.packets.size(), existing->model_id);
+      return absl::OkStatus();
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    std::vector<Flow> flows = BuildFlows(c.packets, c.end_ns());
+    e.flows = flows.size();
+    e.fp = library::Fingerprint::Compute(c.packets, flows, c.start_ns, c.duration_ns);
+    e.chunk = std::move(c);
+    if (!pending_.empty()) return AddPending(std::move(e));
+    return Route(std::move(e));
+  }
+
+  // End of input: chunks still waiting for a first base train it now.
+  Status Finish() { return pending_.empty() ? absl::OkStatus() : TrainFirstBase(); }
+
+  // End of the newest chunk committed (or found committed): raw input before
+  // it is no longer needed.
+  int64_t committed_until() const { return committed_until_; }
+  Totals& totals() { return tot_; }
+  const nlohmann::json& base_report() const { return base_report_; }
+
+ private:
+  struct Entry {
+    Chunk chunk;
+    library::Fingerprint fp;
+    size_t flows = 0;
+    int64_t emitted_ns = 0;
+  };
+
+  Status AddPending(Entry&& e) {
+    pending_flows_ += e.flows;
+    pending_.push_back(std::move(e));
+    if (pending_flows_ >= uint64_t(cfg_.opt.warmup_flows) || pending_.size() >= cfg_.warmup_chunks) {
+      return TrainFirstBase();
+    }
+    return absl::OkStatus();
+  }
+
+  Status Route(Entry&& e) {
+    using K = library::ParentDecision::Kind;
+    DGC_ASSIGN_OR_RETURN(auto cands, lib_->ParentCandidates(cfg_.link, cfg_.selector.recent_models));
+    library::ParentDecision d;
+    if (cands.recent.empty() && !cands.base) {
+      if (base_id_.empty()) return AddPending(std::move(e));  // no model at all: the first chunks train one
+      d.kind = K::kBase;
+      d.parent_id = base_id_;
+      d.reason = absl::StrCat("first chunk of link ", cfg_.link, ": the --base model ", base_id_);
+    } else {
+      d = selector_.Decide(e.fp, cands.recent, cands.base);
+    }
+    if (d.kind == K::kRetrain) return Retrain(std::move(e), d);
+    DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));
+    uint32_t depth = chain_.last_depth();
+    if (d.kind != K::kContinue || pool_parent_ != d.parent_id) pool_.clear();  // pooled flows belong to another model
+    DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, cfg_.opt, pool_));
+    if (r.finetuned) {
+      pool_.clear();
+      pool_parent_ = r.artifact.model_id;
+      depth++;
+    } else {
+      auto seqs = ChunkSequences(e.chunk, pool_tokenizer_, cfg_.opt.sample_flows,
+                                 cfg_.opt.seed ^ static_cast<uint64_t>(e.chunk.seq()));
+      pool_.insert(pool_.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
+      pool_parent_ = d.parent_id;
+    }
+    return Commit(std::move(e), d, std::move(r), std::nullopt, depth);
+  }
+
+  // Trains a full model on `chunks` (newest first is fine) and returns its record.
+  StatusOr<library::ModelRecord> TrainFull(const std::vector<const Entry*>& chunks, library::ModelKind kind,
+                                           const std::string& reason, std::unique_ptr<model::FlowModel>* out) {
+    std::vector<Chunk> train;
+    library::Fingerprint fp;
+    for (const Entry* e : chunks) {
+      train.push_back(e->chunk);
+      fp = MergeFingerprints(fp, e->fp);
+    }
+    nlohmann::json report;
+    DGC_ASSIGN_OR_RETURN(*out, TrainBase(train, cfg_.opt, &report));
+    library::ModelRecord m;
+    m.kind = kind;
+    m.blob = (*out)->ToBytes();
+    m.id = kind == library::ModelKind::kBase
+               ? BaseModelId(m.blob)
+               : absl::StrFormat("%s-%d-retrain", cfg_.link, chunks.front()->chunk.seq());
+    report["chunks"] = chunks.size();
+    report["reason"] = reason;
+    m.training_json = report.dump();
+    m.config_json = nlohmann::json{{"network", cfg_.opt.ToJson()["network"]}, {"tokenizer", cfg_.opt.tokenizer.ToJson()}}.dump();
+    m.fingerprint = fp.Encode();
+    base_report_ = report;
+    std::cerr << absl::StrFormat("%s %s: %d chunk(s), %d flows, %d steps in %.1f s, loss %.3f -> %.3f\n",
+                                 library::ModelKindName(kind), m.id, chunks.size(), report.value("flows", 0),
+                                 report.value("steps", 0), report.value("seconds", 0.0),
+                                 report.value("first_loss", 0.0), report.value("final_loss", 0.0));
+    return m;
+  }
+
+  // The chunk's model is the full model just trained on it: no delta.
+  StatusOr<ChunkResult> ShareFull(const Entry& e, model::FlowModel& full, const std::string& id) {
+    CompressOptions o = cfg_.opt;
+    o.min_flows_to_finetune = std::numeric_limits<int32_t>::max();
+    return CompressChunk(e.chunk, full, id, o, {});
+  }
+
+  Status TrainFirstBase() {
+    std::deque<Entry> pending = std::move(pending_);
+    pending_.clear();
+    uint64_t flows = pending_flows_;
+    pending_flows_ = 0;
+    std::vector<const Entry*> all;
+    for (const auto& e : pending) all.push_back(&e);
+    library::ParentDecision d;
+    d.kind = library::ParentDecision::Kind::kRetrain;
+    d.reason = absl::StrFormat("no model for link %s yet: a base trained on its first %d chunk(s), %d flows",
+                               cfg_.link, pending.size(), flows);
+    std::cerr << absl::StrFormat("training a base model on the first %d chunk(s), %d flows...\n", pending.size(),
+                                 flows);
+    std::unique_ptr<model::FlowModel> base;
+    DGC_ASSIGN_OR_RETURN(library::ModelRecord rec, TrainFull(all, library::ModelKind::kBase, d.reason, &base));
+    d.parent_id = rec.id;
+    Entry first = std::move(pending.front());
+    pending.pop_front();
+    DGC_ASSIGN_OR_RETURN(ChunkResult r, ShareFull(first, *base, rec.id));
+    pool_.clear();
+    pool_parent_ = rec.id;
+    DGC_RETURN_IF_ERROR(Commit(std::move(first), d, std::move(r), std::move(rec), 0));
+    while (!pending.empty()) {
+      Entry e = std::move(pending.front());
+      pending.pop_front();
+      DGC_RETURN_IF_ERROR(Route(std::move(e)));
+    }
+    return absl::OkStatus();
+  }
+
+  // Drift too large for every candidate, or the chain too deep: a new full
+  // model (kind retrain) on this chunk and the recent chunks that look like it
+  // (all recent chunks when the trigger is depth, not drift).
+  Status Retrain(Entry&& e, const library::ParentDecision& d) {
+    bool by_depth = absl::StrContains(d.reason, "max_depth");
+    std::vector<const Entry*> set = {&e};
+    uint64_t flows = e.flows;
+    for (const auto& r : recent_) {
+      if (flows >= uint64_t(cfg_.opt.warmup_flows)) break;
+      if (!by_depth && library::ComputeDrift(e.fp, r.fp).score > cfg_.selector.drift_threshold) continue;
+      set.push_back(&r);
+      flows += r.flows;
+    }
+    std::unique_ptr<model::FlowModel> full;
+    DGC_ASSIGN_OR_RETURN(library::ModelRecord rec, TrainFull(set, library::ModelKind::kRetrain, d.reason, &full));
+    library::ParentDecision dd = d;
+    dd.parent_id = rec.id;
+    DGC_ASSIGN_OR_RETURN(ChunkResult r, ShareFull(e, *full, rec.id));
+    pool_.clear();
+    pool_parent_ = rec.id;
+    return Commit(std::move(e), dd, std::move(r), std::move(rec), 0);
+  }
+
+  Status Commit(Entry&& e, const library::ParentDecision& d, ChunkResult&& r,
+                std::optional<library::ModelRecord> full, uint32_t depth) {
+    const Chunk& c = e.chunk;
+    RocksDbModelLibrary::ChunkCommit cc;
+    cc.artifact = std::move(r.artifact);
+    nlohmann::json& rep = cc.artifact.report;
+    if (!cfg_.key_fingerprint.empty()) rep["pseudonymized"] = cfg_.key_fingerprint;
+    // The replay rate of the attempt kept, next to the headline figures.
+    if (!rep.contains("replay_rate") && rep.contains("attempts") && rep.contains("fidelity_mean")) {
+      for (const auto& at : rep["attempts"]) {
+        if (at.contains("fidelity") && at["fidelity"].value("mean", -1.0) == rep["fidelity_mean"].get<double>()) {
+          rep["replay_rate"] = at["fidelity"].value("replay_rate", 0.0);
+        }
+      }
+    }
+    cc.fingerprint = e.fp;
+    cc.decision = d;
+    cc.new_full_model = std::move(full);
+    if (!cc.artifact.delta.empty()) {
+      cc.model_config_json = nlohmann::json{{"lora_rank", cfg_.opt.finetune.lora_rank}}.dump();
+    }
+    DGC_ASSIGN_OR_RETURN(auto result, lib_->CommitChunk(cc));
+    committed_until_ = std::max(committed_until_, c.end_ns());
+    if (result == RocksDbModelLibrary::CommitResult::kAlreadyCommitted) {
+      tot_.already++;  // another process committed it meanwhile
+      std::cerr << absl::StrFormat("chunk %s  already committed\n", FormatRfc3339(c.start_ns));
+      return absl::OkStatus();
+    }
+    uint64_t stored = 0;
+    if (auto rec = lib_->GetChunk(c.link, c.start_ns); rec.ok()) stored = rec->stored_bytes;
+    const auto& rp = cc.artifact.report;
+    tot_.chunks++;
+    tot_.packets += c.packets.size();
+    tot_.flows += rp.value("flows", 0);
+    tot_.stored += stored;
+    tot_.raw += c.raw_bytes;
+    tot_.retried += rp.value("retried", false) ? 1 : 0;
+    tot_.decisions[library::DecisionName(d.kind)]++;
+    tot_.max_depth = std::max(tot_.max_depth, depth);
+    std::string fid = "-";
+    if (rp.contains("fidelity_mean")) {
+      double f = rp["fidelity_mean"].get<double>();
+      tot_.fidelity_sum += f;
+      tot_.fidelity_n++;
+      fid = absl::StrFormat("%.3f%s", f, rp.value("retried", false) ? " (retried)" : "");
+    }
+    int64_t now = WallNs();
+    double lag = double(now - c.end_ns()) / 1e9, wait = double(now - e.emitted_ns) / 1e9;
+    tot_.max_lag = std::max(tot_.max_lag, lag);
+    tot_.max_wait = std::max(tot_.max_wait, wait);
+    std::string drift = d.drift >= 0 ? absl::StrFormat("%.3f", d.drift) : "-";
+    std::string stream = cfg_.streaming ? absl::StrFormat("  lag %s (wait %.1f s)", HumanSeconds(lag), wait) : "";
+    std::cerr << absl::StrFormat(
+        "chunk %s  %8d packets %6d flows  %6.1f s  %7d B stored  fidelity %s  %-8s drift %s  depth %d%s\n",
+        FormatRfc3339(c.start_ns), c.packets.size(), rp.value("flows", 0), r.seconds, stored, fid,
+        library::DecisionName(d.kind), drift, depth, stream);
+    if (d.kind == library::ParentDecision::Kind::kRetrain || d.kind == library::ParentDecision::Kind::kSwitch ||
+        d.kind == library::ParentDecision::Kind::kBase) {
+      std::cerr << "  " << library::DecisionName(d.kind) << ": " << d.reason << "\n";
+    }
+    // Kept for a retrain; bounded by count and packets.
+    recent_.push_front(std::move(e));
+    uint64_t packets = 0;
+    size_t keep = 0;
+    for (; keep < recent_.size() && keep < cfg_.recent_chunks; ++keep) {
+      packets += recent_[keep].chunk.packets.size();
+      if (packets > cfg_.recent_packets && keep > 0) break;
+    }
+    recent_.resize(keep);
+    return absl::OkStatus();
+  }
+
+  RocksDbModelLibrary* lib_;
+  Config cfg_;
+  library::ParentSelector selector_;
+  ModelChain chain_;
+  model::FlowTokenizer pool_tokenizer_;
+  std::string base_id_;
+  std::deque<Entry> pending_;  // chunks waiting for the link's first base
+  uint64_t pending_flows_ = 0;
+  std::vector<std::vector<model::Token>> pool_;  // flows of quiet chunks since the last fine-tune
+  std::string pool_parent_;                      // the model those quiet chunks shared
+  std::deque<Entry> recent_;                     // newest first
+  int64_t committed_until_ = std::numeric_limits<int64_t>::min();
+  nlohmann::json base_report_;
+  Totals tot_;
+};
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop = true; }
+
+struct FollowOptions {
+  std::string dir;
+  double poll_seconds = 1;
+  double settle_seconds = 2;
+  double idle_exit_seconds = 0;  // 0: follow until SIGINT/SIGTERM
+  double keep_raw_hours = -1;    // < 0: delete a capture once all its chunks are committed
+};
+
+bool FollowCandidate(const std::filesystem::path& p) {
+  std::string name = p.filename().string();
+  if (name.empty() || name[0] == '.') return false;
+  for (const char* s : {".part", ".tmp", ".partial", ".dgc.json"}) {
+    if (absl::EndsWith(name, s)) return false;
+  }
+  return true;
+}
+
+// Follows `o.dir`: capture files are read whole, in name order, once complete
+// (a later file exists, or it has not changed for settle_seconds); chunks
+// span files (one chunker). A file is deleted once every chunk holding its
+// packets is committed, unless keep_raw_hours keeps it (by its mtime).
+// Stops after idle_exit_seconds without a new file (then the open chunk is
+// committed as it is: the stream is taken as ended), or on SIGINT/SIGTERM
+// (then the open chunk is not committed: its files stay, and the next run
+// reads them again; committed chunks are skipped).
+Status Follow(const FollowOptions& o, const std::string& link, int64_t chunk_ns, Pipeline& pipe,
+              Pseudonymizer* pseudo, uint64_t* late) {
+  namespace fs = std::filesystem;
+  using Clock = std::chrono::steady_clock;
+  std::error_code ec;
+  if (!fs::is_directory(o.dir, ec)) return absl::NotFoundError(absl::StrCat("--follow: no directory ", o.dir));
+  Chunker chunker(MakeChunkerOptions(link, chunk_ns), [&](Chunk&& c, bool amend) -> Status {
+    if (amend) {
+      *late += c.packets.size();
+      return absl::OkStatus();
+    }
+    return pipe.Add(std::move(c));
+  });
+  struct Seen {
+    uintmax_t size = 0;
+    fs::file_time_type mtime;
+    Clock::time_point stable_since;
+  };
+  struct ReadFile {
+    std::string path;
+    int64_t max_ts = std::numeric_limits<int64_t>::min();
+  };
+  std::map<std::string, Seen> watching;  // not read yet
+  std::set<std::string> done;            // read (or unreadable)
+  std::deque<ReadFile> waiting;          // read, not deleted yet (name order)
+  auto last_activity = Clock::now();
+
+  auto retention = [&]() {
+    while (!waiting.empty()) {
+      const ReadFile& f = waiting.front();
+      if (f.max_ts != std::numeric_limits<int64_t>::min() && pipe.committed_until() <= f.max_ts) break;
+      if (o.keep_raw_hours >= 0) {
+        std::error_code e2;
+        auto mt = fs::last_write_time(f.path, e2);
+        if (!e2 && fs::file_time_type::clock::now() - mt <
+                       std::chrono::duration<double>(o.keep_raw_hours * 3600)) {
+          break;  // kept a while longer; later files wait behind it (name order)
+        }
+      }
+      std::error_code e3;
+      uintmax_t bytes = fs::file_size(f.path, e3);
+      if (fs::remove(f.path, e3)) {
+        pipe.totals().deleted_raw_files++;
+        std::cerr << absl::StrFormat("deleted raw capture %s (%d bytes): all its chunks are committed\n", f.path,
+                                     e3 ? 0 : bytes);
+      } else if (e3) {
+        std::cerr << "dgcctl compress: warning: could not delete " << f.path << ": " << e3.message() << "\n";
+      } else {
+        std::cerr << "dgcctl compress: warning: " << f.path << " was already gone (deleted by someone else)\n";
+      }
+      waiting.pop_front();
+    }
+  };
+
+  while (!g_stop) {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(o.dir, ec)) {
+      if (e.is_regular_file(ec) && FollowCandidate(e.path()) && !done.count(e.path().string())) {
+        names.push_back(e.path().string());
+      }
+    }
+    std::sort(names.begin(), names.end());
+    auto now = Clock::now();
+    for (size_t i = 0; i < names.size() && !g_stop; ++i) {
+      const std::string& path = names[i];
+      std::error_code e1;
+      uintmax_t size = fs::file_size(path, e1);
+      auto mtime = fs::last_write_time(path, e1);
+      if (e1) break;  // vanished meanwhile: look again next poll
+      auto [it, fresh] = watching.try_emplace(path, Seen{size, mtime, now});
+      if (!fresh && (it->second.size != size || it->second.mtime != mtime)) it->second = Seen{size, mtime, now};
+      bool complete = i + 1 < names.size() ||
+                      std::chrono::duration<double>(now - it->second.stable_since).count() >= o.settle_seconds;
+      if (!complete) break;  // name order: nothing after an unfinished file
+      watching.erase(it);
+      done.insert(path);
+      auto reader = MergedReader::Open({path});
+      if (!reader.ok()) {
+        std::cerr << "dgcctl compress: warning: skipping " << path << ": " << reader.status().message()
+                  << " (kept)\n";
+        continue;
+      }
+      ReadFile rf{path};
+      PacketRecord p;
+      uint32_t rb = 0;
+      uint64_t n = 0;
+      while ((*reader)->Next(&p, &rb)) {
+        if (pseudo) pseudo->Apply(&p);
+        rf.max_ts = std::max(rf.max_ts, p.ts_ns);
+        DGC_RETURN_IF_ERROR(chunker.Add(p, rb));
+        ++n;
+      }
+      for (const auto& w : (*reader)->stats().warnings) std::cerr << "dgcctl: warning: " << w << "\n";
+      std::cerr << absl::StrFormat("read %s: %d packets\n", path, n);
+      last_activity = Clock::now();  // idle counts from the end of the work, not its start
+      waiting.push_back(std::move(rf));
+      retention();
+    }
+    retention();
+    if (o.idle_exit_seconds > 0 &&
+        std::chrono::duration<double>(Clock::now() - last_activity).count() >= o.idle_exit_seconds) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.poll_seconds));
+  }
+  if (g_stop) {
+    std::cerr << "dgcctl compress: stopping; the open chunk is left to the next run (its captures are kept)\n";
+    return absl::OkStatus();
+  }
+  DGC_RETURN_IF_ERROR(chunker.Flush());
+  DGC_RETURN_IF_ERROR(pipe.Finish());
+  retention();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 void RegisterCompressCommand(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("compress", "compress captures into a model library (all in one process)");
   cmd->footer(R"(Each chunk of --chunk-seconds becomes a skeleton (exact per-bin counts) and a
-small delta of low-rank adapters fine-tuned from the previous chunk's model.
-Without --base, the first chunks train the base model. A chunk fine-tunes only
-when its flows plus those of the quiet chunks before it reach --min-flows;
-until then chunks share the previous model (quiet links stay cheap: one delta
-serves many quiet hours, trained on all their flows). After
-training, a window of the chunk holding about --check-flows flows is
-regenerated and scored (the 17 metrics of eval); a chunk whose mean misses
---target is trained once more with twice the budget.
+small delta of low-rank adapters fine-tuned from a parent model the library
+chooses by drift: the fingerprint of the chunk's traffic (protocols, ports,
+sizes, rates, flow sizes) against the link's latest model (continue), a nearer
+recent model (switch) or the base (base); when every candidate is too far, or
+the delta chain would pass --max-depth, a new base is trained on the chunk and
+the recent chunks like it (retrain). Each decision, its drift and reason are
+recorded (dgcctl describe chunk). Without --base, the first chunks train the
+base model. A chunk fine-tunes only when its flows plus those of the quiet
+chunks before it reach --min-flows; until then chunks share the previous model.
+After training, a window of the chunk holding about --check-flows flows is
+regenerated and scored (the 17 metrics of eval and the replay rate); a chunk
+whose mean misses --target is trained once more with twice the budget.
+
+Every chunk is committed in one RocksDB write: compressing the same input
+again changes nothing (its chunks are reported as already committed).
+
+Streaming: '-' reads a pcap stream from stdin, and --follow DIR reads capture
+files as they complete in DIR (in name order; a file is complete when a later
+one exists or it has not changed for --settle-seconds), compressing chunks as
+they complete and printing their lag (now - chunk end). With --follow, a
+capture is deleted once all its chunks are committed (--keep-raw-hours keeps
+it that long after it was written).
+
+--pseudonymize KEYFILE maps every address through a keyed prefix-preserving
+permutation (CryptoPAn with SipHash-2-4) before anything is trained or stored;
+the library keeps only the key's fingerprint, and 'dgcctl generate --key
+KEYFILE' maps generated addresses back.
 
 Examples:
   dgcctl compress trace.pcap --library lib/
   dgcctl compress /captures/week/ --library lib/ --base base.dgcm --chunk-seconds 3600
+  tcpdump -i eth0 -w - | dgcctl compress - --library lib/ --link eth0
+  dgcctl compress --follow /spool/tap0 --library lib/ --link tap0 --keep-raw-hours 24
   dgcctl generate --library lib/ -o synth.pcap)");
   struct Opts {
     std::vector<std::string> inputs;
-    std::string library, base, link = "default", output = "table";
+    std::string library, base, link = "default", output = "table", pseudonymize;
     double chunk_seconds = 600;
     ModelFlags model;
     CompressOptions opt;
+    library::ParentSelector::Options selector;
+    FollowOptions follow;
+    size_t warmup_chunks = 6;
     bool no_check = false, full_delta = false;
   };
   auto o = std::make_shared<Opts>();
   o->opt.finetune.max_steps = 60;
   o->opt.finetune.max_seconds = 20;
   o->opt.finetune.lora_rank = 4;
-  cmd->add_option("inputs", o->inputs, "capture files, directories, or - for stdin")->required();
+  cmd->add_option("inputs", o->inputs, "capture files, directories, or - for stdin");
   cmd->add_option("--library", o->library, "model library directory (created when missing)")->required();
   cmd->add_option("--base", o->base, "a base model from 'dgcctl warmup'");
   cmd->add_option("--link", o->link, "link name of these captures")->capture_default_str();
@@ -171,154 +688,146 @@ Examples:
   cmd->add_option("--min-flows", o->opt.min_flows_to_finetune, "flows (with those of quiet chunks before) a chunk needs to fine-tune; fewer: share the previous model")
       ->capture_default_str();
   cmd->add_option("--target", o->opt.fidelity_target, "fidelity target: mean of the 17 metrics")->capture_default_str();
-  cmd->add_flag("--no-check", o->no_check, "skip the fidelity check (faster, no retry)");
+  cmd->add_flag("--no-check", o->no_check, "skip the fidelity check (faster, no retry, no replay rate)");
   cmd->add_option("--check-flows", o->opt.check_flows,
                   "the check scores a window of the chunk with about this many flows (0: the whole chunk)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--seed", o->opt.seed, "random seed")->capture_default_str();
+  cmd->add_option("--drift-threshold", o->selector.drift_threshold,
+                  "drift against the latest model above which a nearer model is sought")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--retrain-threshold", o->selector.retrain_threshold,
+                  "drift against every candidate above which a new base is trained")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--max-depth", o->selector.max_depth, "longest delta chain; past it a new base is trained")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--warmup-chunks", o->warmup_chunks,
+                  "without --base: train the link's first base after this many chunks (or --warmup-flows flows)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--follow", o->follow.dir, "follow a directory: compress capture files as they complete in it");
+  cmd->add_option("--idle-exit", o->follow.idle_exit_seconds,
+                  "with --follow: stop after this many seconds without a new file (0: follow until interrupted)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--poll-seconds", o->follow.poll_seconds, "with --follow: how often the directory is listed")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--settle-seconds", o->follow.settle_seconds,
+                  "with --follow: a file unchanged this long is complete (the newest file)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--keep-raw-hours", o->follow.keep_raw_hours,
+                  "with --follow: keep a capture this many hours after it was written (default: delete it once "
+                  "its chunks are committed)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--pseudonymize", o->pseudonymize,
+                  "key file: map every address through a keyed prefix-preserving permutation before training");
   cmd->add_option("-o,--output", o->output, "summary format: table or json")
       ->capture_default_str()->check(CLI::IsMember({"table", "json"}));
   AddModelFlags(cmd, &o->model);
   cmd->callback([o, exit_code] {
+    if (o->follow.dir.empty() == o->inputs.empty()) {
+      return Fail("compress", absl::InvalidArgumentError("give capture inputs (or - for stdin), or --follow DIR, not both"),
+                  exit_code);
+    }
     model::ConfigureCpuThreads();
     auto t0 = std::chrono::steady_clock::now();
     CompressOptions& opt = o->opt;
     ApplyModelFlags(o->model, &opt);
     opt.check_fidelity = !o->no_check;
     if (o->full_delta) opt.finetune.lora_rank = 0;
-    auto lib = DirModelLibrary::Open(o->library);
+    std::optional<Pseudonymizer> pseudo;
+    if (!o->pseudonymize.empty()) {
+      auto p = Pseudonymizer::FromKeyFile(o->pseudonymize);
+      if (!p.ok()) return Fail("compress", p.status(), exit_code);
+      pseudo.emplace(std::move(*p));
+    }
+    auto lib = OpenModelLibrary(o->library);
     if (!lib.ok()) return Fail("compress", lib.status(), exit_code);
 
-    std::unique_ptr<model::FlowModel> current;
-    std::string current_id;
-    nlohmann::json base_report;
+    Pipeline::Config pc;
+    pc.link = o->link;
+    pc.opt = opt;
+    pc.selector = o->selector;
+    pc.warmup_chunks = o->warmup_chunks;
+    pc.key_fingerprint = pseudo ? pseudo->KeyFingerprint() : "";
+    pc.streaming = !o->follow.dir.empty() ||
+                   std::find(o->inputs.begin(), o->inputs.end(), "-") != o->inputs.end();
+    Pipeline pipe(lib->get(), pc);
     if (!o->base.empty()) {
       auto bytes = ReadFile(o->base);
       if (!bytes.ok()) return Fail("compress", bytes.status(), exit_code);
       auto m = model::FlowModel::FromBytes(*bytes, o->base);
       if (!m.ok()) return Fail("compress", m.status(), exit_code);
-      current = std::move(*m);
-      current_id = BaseModelId(*bytes);
-      Status st = (*lib)->PutModel(current_id, *bytes);
+      Status st = pipe.UseBase(*bytes);
       if (!st.ok()) return Fail("compress", st, exit_code);
-    } else {
-      // Continue the link's chain when the library already holds it.
-      ChunkQuery q;
-      q.link = o->link;
-      auto existing = (*lib)->Chunks(q);
-      if (!existing.ok()) return Fail("compress", existing.status(), exit_code);
-      if (!existing->empty()) {
-        ModelChain chain(lib->get(), *existing);
-        auto m = chain.Get(existing->back().model_id);
-        if (!m.ok()) return Fail("compress", m.status(), exit_code);
-        auto c = (*m)->Clone();
-        if (!c.ok()) return Fail("compress", c.status(), exit_code);
-        current = std::move(*c);
-        current_id = existing->back().model_id;
-      }
     }
-    struct Totals {
-      uint64_t chunks = 0, packets = 0, flows = 0, stored = 0, raw = 0, retried = 0;
-      double fidelity_sum = 0;
-      int fidelity_n = 0;
-    } tot;
-    std::deque<Chunk> pending;  // chunks waiting for a base model
-    uint64_t pending_flows = 0;
-    std::vector<std::vector<model::Token>> pool;  // flows of quiet chunks since the last fine-tune
-    model::FlowTokenizer pool_tokenizer(opt.tokenizer);
-    auto compress_one = [&](Chunk&& c) -> Status {
-      DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(c, *current, current_id, opt, pool));
-      if (r.finetuned) {
-        pool.clear();
-      } else {
-        auto seqs = ChunkSequences(c, pool_tokenizer, opt.sample_flows, opt.seed ^ static_cast<uint64_t>(c.seq()));
-        pool.insert(pool.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
-      }
-      DGC_RETURN_IF_ERROR((*lib)->PutChunk(r.artifact));
-      uint64_t stored = r.artifact.Encode().size();
-      const auto& rep = r.artifact.report;
-      tot.chunks++;
-      tot.packets += c.packets.size();
-      tot.flows += rep.value("flows", 0);
-      tot.stored += stored;
-      tot.raw += c.raw_bytes;
-      tot.retried += rep.value("retried", false) ? 1 : 0;
-      std::string fid = "-";
-      if (rep.contains("fidelity_mean")) {
-        double f = rep["fidelity_mean"].get<double>();
-        tot.fidelity_sum += f;
-        tot.fidelity_n++;
-        fid = absl::StrFormat("%.3f%s", f, rep.value("retried", false) ? " (retried)" : "");
-      }
-      std::cerr << absl::StrFormat("chunk %s  %8d packets %6d flows  %6.1f s  %7d B stored  fidelity %s\n",
-                                   FormatRfc3339(c.start_ns), c.packets.size(), rep.value("flows", 0), r.seconds,
-                                   stored, fid);
-      current = std::move(r.model);
-      current_id = r.artifact.model_id;
-      return absl::OkStatus();
-    };
-    auto train_base_from_pending = [&]() -> Status {
-      std::vector<Chunk> warm(pending.begin(), pending.end());
-      std::cerr << absl::StrFormat("training a base model on the first %d chunk(s), %d flows...\n", warm.size(),
-                                   pending_flows);
-      DGC_ASSIGN_OR_RETURN(current, TrainBase(warm, opt, &base_report));
-      std::string bytes = current->ToBytes();
-      current_id = BaseModelId(bytes);
-      DGC_RETURN_IF_ERROR((*lib)->PutModel(current_id, bytes));
-      std::cerr << absl::StrFormat("base %s: %d steps in %.1f s, loss %.3f -> %.3f\n", current_id,
-                                   base_report.value("steps", 0), base_report.value("seconds", 0.0),
-                                   base_report.value("first_loss", 0.0), base_report.value("final_loss", 0.0));
-      while (!pending.empty()) {
-        Chunk c = std::move(pending.front());
-        pending.pop_front();
-        DGC_RETURN_IF_ERROR(compress_one(std::move(c)));
-      }
-      return absl::OkStatus();
-    };
     uint64_t late = 0;
-    Status st = ReadChunks(o->inputs, o->link, static_cast<int64_t>(o->chunk_seconds * 1e9),
-                           [&](Chunk&& c) -> Status {
-                             if (current) return compress_one(std::move(c));
-                             pending_flows += BuildFlows(c.packets).size();
-                             pending.push_back(std::move(c));
-                             if (pending_flows >= uint64_t(opt.warmup_flows)) return train_base_from_pending();
-                             return absl::OkStatus();
-                           },
-                           &late);
-    if (st.ok() && !current && !pending.empty()) st = train_base_from_pending();
+    int64_t chunk_ns = static_cast<int64_t>(o->chunk_seconds * 1e9);
+    Status st;
+    if (!o->follow.dir.empty()) {
+      std::signal(SIGINT, OnStopSignal);
+      std::signal(SIGTERM, OnStopSignal);
+      st = Follow(o->follow, o->link, chunk_ns, pipe, pseudo ? &*pseudo : nullptr, &late);
+    } else {
+      st = ReadChunks(o->inputs, o->link, chunk_ns, [&](Chunk&& c) { return pipe.Add(std::move(c)); }, &late,
+                      pseudo ? &*pseudo : nullptr);
+      if (st.ok()) st = pipe.Finish();
+    }
     if (!st.ok()) return Fail("compress", st, exit_code);
+    const Pipeline::Totals& tot = pipe.totals();
     auto usage = (*lib)->GetUsage();
+    std::string base_model;
+    if (auto latest = (*lib)->LatestChunk(o->link); latest.ok()) {
+      if (auto chain = (*lib)->Ancestors(latest->model_id); chain.ok()) base_model = chain->back().id;
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    nlohmann::json decisions = nlohmann::json::object();
+    for (const auto& [k, v] : tot.decisions) decisions[k] = v;
     nlohmann::json j = {{"library", o->library},
                         {"link", o->link},
                         {"chunks", tot.chunks},
+                        {"already_committed", tot.already},
                         {"packets", tot.packets},
                         {"flows", tot.flows},
                         {"stored_bytes", tot.stored},
                         {"stored_bytes_per_million_packets", tot.packets ? tot.stored * 1e6 / tot.packets : 0.0},
                         {"raw_bytes", tot.raw},
-                        {"base_model", current_id.rfind("base-", 0) == 0 ? current_id : ""},
+                        {"base_model", base_model},
                         {"base_model_bytes", usage.ok() ? usage->model_bytes : 0},
                         {"fidelity_mean", tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0},
                         {"chunks_retried", tot.retried},
+                        {"decisions", decisions},
+                        {"max_chain_depth", tot.max_depth},
+                        {"max_depth_bound", o->selector.max_depth},
+                        {"max_lag_seconds", tot.max_lag},
+                        {"max_wait_seconds", tot.max_wait},
+                        {"deleted_raw_files", tot.deleted_raw_files},
+                        {"pseudonymized", pc.key_fingerprint},
                         {"late_packets_dropped", late},
                         {"seconds", secs},
                         {"cpu_seconds_per_million_packets", tot.packets ? secs * 1e6 / tot.packets : 0.0},
                         {"options", opt.ToJson()}};
-    if (!base_report.is_null()) j["base_training"] = base_report;
+    if (!pipe.base_report().is_null()) j["base_training"] = pipe.base_report();
     if (o->output == "json") {
       std::cout << j.dump(2) << "\n";
       return;
     }
+    std::string dec;
+    for (const auto& [k, v] : tot.decisions) absl::StrAppend(&dec, dec.empty() ? "" : ", ", k, " ", v);
     std::cout << absl::StrFormat(
-        "compressed %d packets (%d flows) into %d chunks in %.1f s\n"
+        "compressed %d packets (%d flows) into %d chunks in %.1f s (%d already committed)\n"
         "stored     %d bytes in chunks (%.0f B per million packets), base models %d bytes (paid once)\n"
         "raw        %d bytes captured: %.1fx smaller\n"
-        "fidelity   mean of the 17 metrics over chunks: %.3f (target %.2f), %d chunk(s) retried\n",
-        tot.packets, tot.flows, tot.chunks, secs, tot.stored, tot.packets ? tot.stored * 1e6 / tot.packets : 0.0,
-        usage.ok() ? usage->model_bytes : 0, tot.raw, tot.stored ? double(tot.raw) / tot.stored : 0.0,
-        tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0, opt.fidelity_target, tot.retried);
+        "fidelity   mean of the 17 metrics over chunks: %.3f (target %.2f), %d chunk(s) retried\n"
+        "parents    %s; deepest delta chain %d (bound %d)\n",
+        tot.packets, tot.flows, tot.chunks, secs, tot.already, tot.stored,
+        tot.packets ? tot.stored * 1e6 / tot.packets : 0.0, usage.ok() ? usage->model_bytes : 0, tot.raw,
+        tot.stored ? double(tot.raw) / tot.stored : 0.0, tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0,
+        opt.fidelity_target, tot.retried, dec.empty() ? "-" : dec, tot.max_depth, o->selector.max_depth);
+    if (pc.streaming) {
+      std::cout << absl::StrFormat("lag        at most %s after chunk end, %.1f s after the chunk completed\n",
+                                   HumanSeconds(tot.max_lag), tot.max_wait);
+    }
+    if (tot.deleted_raw_files) std::cout << "retention  " << tot.deleted_raw_files << " raw capture(s) deleted\n";
     if (late) std::cout << "warning: " << late << " packets arrived after their chunk was compressed\n";
   });
 }

@@ -1,7 +1,9 @@
 // dgcctl generate: regenerate a time range of a model library as a pcap.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <queue>
 
 #include "absl/strings/str_format.h"
@@ -11,8 +13,9 @@
 #include "common/model/flow_model.h"
 #include "common/trace/packet_filter.h"
 #include "common/trace/pcap_writer.h"
+#include "common/trace/pseudonymize.h"
 #include "coordinator/dgcctl/commands.h"
-#include "coordinator/library/model_library.h"
+#include "coordinator/library/rocksdb_model_library.h"
 #include "worker/chunk_compressor.h"
 #include "worker/model_chain.h"
 
@@ -26,14 +29,24 @@ and skeleton; packets outside the range are then dropped. The pcap is raw IP
 valid checksums, time-ordered. A sidecar <output>.dgc.json marks it synthetic.
 Same library and --seed: same output.
 
+Chunks are regenerated in time order per link; flows the model marks as
+continuing across a chunk edge take the 5-tuple of a flow the previous chunk
+left open (StitchFlows), so a range of many chunks has whole flows. Each
+model is rebuilt from its lineage: the full model at the root of its chain,
+then its deltas.
+
+A library compressed with --pseudonymize holds pseudonymous addresses;
+--key KEYFILE (the same key) maps them back to the real address space.
+
 Times: RFC 3339 (2026-11-26T15:00:00Z), epoch seconds, or relative (3h ago).
 
 Examples:
   dgcctl generate --library lib/ -o synth.pcap
   dgcctl generate --library lib/ --link tap0 --since "2d ago" --until "1d ago" -o day.pcap
-  dgcctl generate --library lib/ --filter "tcp port 443" -o https.pcap)");
+  dgcctl generate --library lib/ --filter "tcp port 443" -o https.pcap
+  dgcctl generate --library lib/ --key secret.key -o real-addresses.pcap)");
   struct Opts {
-    std::string library, link, since, until, filter, out;
+    std::string library, link, since, until, filter, out, key;
     uint64_t seed = 1;
     double min_p = model::GenerateOptions{}.min_p;
     bool ethernet = false;
@@ -49,6 +62,7 @@ Examples:
                   "never draw a token less likely than this fraction of the likeliest (0: plain sampling)")
       ->check(CLI::Range(0.0, 0.99))
       ->capture_default_str();
+  cmd->add_option("--key", o->key, "key file given to compress --pseudonymize: map addresses back");
   cmd->add_flag("--ethernet", o->ethernet, "write Ethernet frames instead of raw IP");
   cmd->add_option("-o,--output", o->out, "output pcap (- for stdout)")->required();
   cmd->callback([o, exit_code] {
@@ -72,20 +86,51 @@ Examples:
       range.until_ns = *t;
     }
     std::error_code ec;
-    if (!std::filesystem::is_directory(o->library, ec)) {
+    if (!std::filesystem::is_directory(o->library, ec) || std::filesystem::is_empty(o->library, ec)) {
       return fail(absl::NotFoundError("no model library at " + o->library));
     }
-    auto lib = DirModelLibrary::Open(o->library);
-    if (!lib.ok()) return fail(lib.status());
-    ChunkQuery all;
-    all.link = o->link;
-    auto everything = (*lib)->Chunks(all);
-    if (!everything.ok()) return fail(everything.status());
-    std::vector<const model::ChunkArtifact*> chunks;
-    for (const auto& a : *everything) {
-      if (a.start_ns + a.duration_ns > range.since_ns && a.start_ns < range.until_ns) chunks.push_back(&a);
+    std::optional<Pseudonymizer> key;
+    if (!o->key.empty()) {
+      auto k = Pseudonymizer::FromKeyFile(o->key);
+      if (!k.ok()) return fail(k.status());
+      key.emplace(std::move(*k));
     }
+    auto lib = OpenModelLibrary(o->library);
+    if (!lib.ok()) return fail(lib.status());
+    auto records = (*lib)->ListChunks(range);
+    if (!records.ok()) return fail(records.status());
+    // Artifacts without deltas: the models come from their lineage (ModelChain).
+    std::vector<model::ChunkArtifact> artifacts;
+    std::string pseudonymized;  // the key fingerprint the chunks were made with
+    for (const auto& r : *records) {
+      model::ChunkArtifact a;
+      a.link = r.link;
+      a.start_ns = r.start_ns;
+      a.duration_ns = r.duration_ns;
+      a.model_id = r.model_id;
+      a.parent_id = r.parent_id;
+      a.skeleton = r.skeleton;
+      a.report = nlohmann::json::parse(r.report_json, nullptr, /*allow_exceptions=*/false);
+      if (a.report.is_discarded() || !a.report.is_object()) a.report = nlohmann::json::object();
+      std::string fp = a.report.value("pseudonymized", "");
+      if (key && fp != key->KeyFingerprint()) {
+        return fail(absl::InvalidArgumentError(
+            fp.empty() ? absl::StrCat("--key: chunk ", r.link, "@", FormatRfc3339(r.start_ns),
+                                      " was not pseudonymized; drop --key")
+                       : absl::StrCat("--key: chunk ", r.link, "@", FormatRfc3339(r.start_ns),
+                                      " was pseudonymized with another key (", fp, "; this key is ",
+                                      key->KeyFingerprint(), ")")));
+      }
+      if (!fp.empty()) pseudonymized = fp;
+      artifacts.push_back(std::move(a));
+    }
+    std::vector<const model::ChunkArtifact*> chunks;
+    for (const auto& a : artifacts) chunks.push_back(&a);
     if (chunks.empty()) return fail(absl::NotFoundError("no chunk of the library overlaps the range"));
+    if (!pseudonymized.empty() && !key) {
+      std::cerr << "dgcctl generate: note: the library holds pseudonymized addresses (" << pseudonymized
+                << "); --key KEYFILE maps them back\n";
+    }
     std::stable_sort(chunks.begin(), chunks.end(),
                      [](const auto* a, const auto* b) { return a->start_ns < b->start_ns; });
     std::unique_ptr<PacketFilter> filter;
@@ -98,7 +143,7 @@ Examples:
     }
     auto writer = PcapWriter::Open(o->out, wo);
     if (!writer.ok()) return fail(writer.status());
-    ModelChain chain(lib->get(), *everything);
+    ModelChain chain(lib->get());
     // Packets wait in a min-heap until no later chunk can precede them.
     auto later = [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns > b.ts_ns; };
     std::priority_queue<PacketRecord, std::vector<PacketRecord>, decltype(later)> heap(later);
@@ -136,6 +181,9 @@ Examples:
       model::StitchFlows(&open, a->start_ns + a->duration_ns, &*packets);
       prev_end = a->start_ns + a->duration_ns;
       generated += packets->size();
+      if (key) {
+        for (auto& p : *packets) key->Invert(&p);
+      }
       for (auto& p : *packets) {
         if (p.ts_ns >= range.since_ns && p.ts_ns < range.until_ns) heap.push(p);
       }
@@ -156,6 +204,7 @@ Examples:
                              {"until", FormatRfc3339(std::min(range.until_ns, chunks.back()->start_ns + chunks.back()->duration_ns))},
                              {"filter", o->filter},
                              {"seed", o->seed},
+                             {"pseudonymized", pseudonymized.empty() ? "" : key ? "mapped back with --key" : pseudonymized},
                              {"packets", written}};
       Status s2 = WriteFileAtomic(o->out + ".dgc.json", side.dump(2) + "\n");
       if (!s2.ok()) std::cerr << "dgcctl generate: warning: " << s2.message() << "\n";

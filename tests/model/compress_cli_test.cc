@@ -1,9 +1,13 @@
 // A tiny end-to-end run of the embedded pipeline, as an operator would do it:
-// dgcctl compress a small trace into a library, dgcctl generate it back.
+// dgcctl compress a small trace into a (RocksDB) library, dgcctl generate it
+// back; re-runs, stdin, --follow with raw retention, and --pseudonymize.
 #include <filesystem>
+#include <set>
 
 #include "common/base/files.h"
 #include "common/trace/pcap_reader.h"
+#include "common/trace/pcap_writer.h"
+#include "common/trace/pseudonymize.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/testutil.h"
@@ -85,21 +89,190 @@ TEST_F(CompressCliTest, CompressesAndRegeneratesDeterministically) {
   }
 }
 
-TEST_F(CompressCliTest, CorruptArtifactIsAClearErrorNamingTheFile) {
+std::vector<PacketRecord> ReadAll(const std::string& path) {
+  std::vector<PacketRecord> out;
+  auto r = TraceReader::Open(path);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return out;
+  PacketRecord p;
+  while ((*r)->Next(&p)) out.push_back(p);
+  return out;
+}
+
+// Writes the packets of `in` with ts in [from, to) to `out` (raw IP).
+void WriteSlice(const std::string& in, const std::string& out, int64_t from, int64_t to) {
+  PcapWriterOptions wo;
+  wo.link = OutputLink::kRawIp;
+  auto w = PcapWriter::Open(out, wo);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (const auto& p : ReadAll(in)) {
+    if (p.ts_ns >= from && p.ts_ns < to) ASSERT_TRUE((*w)->Write(p).ok());
+  }
+  ASSERT_TRUE((*w)->Close().ok());
+}
+
+nlohmann::json Chunks(const std::string& lib) {
+  std::string out;
+  EXPECT_EQ(testing::Run(kCtl + " get chunks --library " + lib + " -o json 2>/dev/null", &out), 0) << out;
+  return nlohmann::json::parse(out);
+}
+
+TEST_F(CompressCliTest, CompressingTheSameInputTwiceIsANoOp) {
+  std::string lib = dir_.File("lib");
+  std::string out, err;
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check -o json 2>/dev/null",
+                         &out),
+            0)
+      << out;
+  auto first = nlohmann::json::parse(out);
+  ASSERT_GE(first["chunks"].get<int>(), 2);
+  auto before = Chunks(lib);
+  std::string a = dir_.File("a.pcap"), b = dir_.File("b.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + a + " 2>/dev/null"), 0);
+
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check -o json 2>" +
+                             dir_.File("err.txt"),
+                         &out),
+            0)
+      << out;
+  auto second = nlohmann::json::parse(out);
+  EXPECT_EQ(second["chunks"].get<int>(), 0);
+  EXPECT_EQ(second["already_committed"], first["chunks"]);
+  EXPECT_NE(ReadFile(dir_.File("err.txt"))->find("already committed"), std::string::npos);
+  EXPECT_EQ(Chunks(lib), before);  // nothing changed, commit times included
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + b + " 2>/dev/null"), 0);
+  EXPECT_EQ(*ReadFile(a), *ReadFile(b));
+  // Every chunk records how its parent was chosen.
+  for (const auto& c : before) EXPECT_NE(c["decision"].get<std::string>(), "") << c.dump();
+  EXPECT_EQ(before[0]["decision"], "retrain");  // the link's first base
+}
+
+TEST_F(CompressCliTest, CorruptLibraryIsAClearError) {
   std::string lib = dir_.File("lib");
   ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check >/dev/null 2>&1"), 0);
-  std::string victim;
-  for (const auto& e : fs::recursive_directory_iterator(lib + "/chunks")) {
-    if (e.path().extension() == ".dgca") victim = e.path().string();
-  }
-  ASSERT_FALSE(victim.empty());
-  std::string bytes = *ReadFile(victim);
-  bytes[bytes.size() / 2] ^= 0x20;
-  ASSERT_TRUE(WriteFileAtomic(victim, bytes).ok());
+  testing::WriteBytes(lib + "/CURRENT", "garbage without a newline");
   std::string err;
   EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + dir_.File("x.pcap") + " 2>&1", &err), 1);
-  EXPECT_NE(err.find(victim), std::string::npos) << err;
-  EXPECT_NE(err.find("corrupt"), std::string::npos) << err;
+  EXPECT_NE(err.find(lib), std::string::npos) << err;
+  EXPECT_NE(err.find("orrupt"), std::string::npos) << err;
+}
+
+TEST_F(CompressCliTest, ReadsAPcapStreamFromStdin) {
+  std::string lib = dir_.File("lib"), out;
+  ASSERT_EQ(testing::Run("cat " + trace_ + " | " + kCtl + " compress - --library " + lib + kTiny +
+                             "--no-check -o json 2>/dev/null",
+                         &out),
+            0)
+      << out;
+  auto j = nlohmann::json::parse(out);
+  EXPECT_GE(j["chunks"].get<int>(), 2);
+  EXPECT_EQ(j["packets"].get<uint64_t>(), ReadAll(trace_).size());
+  EXPECT_GE(j["max_lag_seconds"].get<double>(), 0.0);
+}
+
+TEST_F(CompressCliTest, FollowPicksUpFilesAsTheyAppearAndDeletesThemOnceCommitted) {
+  auto packets = ReadAll(trace_);
+  ASSERT_FALSE(packets.empty());
+  int64_t mid = packets.front().ts_ns + 60LL * 1000000000;
+  std::string spool = dir_.File("spool"), follow = dir_.File("follow"), lib = dir_.File("lib");
+  fs::create_directories(spool);
+  fs::create_directories(follow);
+  WriteSlice(trace_, spool + "/cap-1.pcap", INT64_MIN, mid);
+  WriteSlice(trace_, spool + "/cap-2.pcap", mid, INT64_MAX);
+  fs::copy_file(spool + "/cap-1.pcap", follow + "/cap-1.pcap");
+  // The second file arrives while compress runs, written aside then renamed.
+  std::string feeder = "(sleep 3; cp " + spool + "/cap-2.pcap " + follow + "/.cap-2.part; mv " + follow +
+                       "/.cap-2.part " + follow + "/cap-2.pcap) & ";
+  std::string out;
+  ASSERT_EQ(testing::Run(feeder + kCtl + " compress --follow " + follow + " --library " + lib + kTiny +
+                             "--no-check --idle-exit 6 --settle-seconds 0.5 --poll-seconds 0.2 -o json 2>" +
+                             dir_.File("err.txt"),
+                         &out),
+            0)
+      << out << *ReadFile(dir_.File("err.txt"));
+  auto j = nlohmann::json::parse(out);
+  std::string err = *ReadFile(dir_.File("err.txt"));
+  EXPECT_EQ(j["packets"].get<uint64_t>(), packets.size()) << err;
+  EXPECT_EQ(j["deleted_raw_files"].get<int>(), 2) << err;
+  EXPECT_FALSE(fs::exists(follow + "/cap-1.pcap"));
+  EXPECT_FALSE(fs::exists(follow + "/cap-2.pcap"));
+  EXPECT_NE(err.find("read " + follow + "/cap-2.pcap"), std::string::npos) << err;
+  EXPECT_NE(err.find(" lag "), std::string::npos) << err;
+  EXPECT_EQ(Chunks(lib).size(), size_t(j["chunks"].get<int>()));
+
+  // --keep-raw-hours keeps the captures; a second run over them commits nothing new.
+  std::string follow2 = dir_.File("follow2");
+  fs::create_directories(follow2);
+  fs::copy_file(spool + "/cap-1.pcap", follow2 + "/cap-1.pcap");
+  fs::copy_file(spool + "/cap-2.pcap", follow2 + "/cap-2.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " compress --follow " + follow2 + " --library " + lib + kTiny +
+                             "--no-check --idle-exit 1 --settle-seconds 0 --poll-seconds 0.2 --keep-raw-hours 1 -o json"
+                             " 2>/dev/null",
+                         &out),
+            0)
+      << out;
+  auto k = nlohmann::json::parse(out);
+  EXPECT_EQ(k["chunks"].get<int>(), 0);
+  EXPECT_EQ(k["already_committed"], j["chunks"]);
+  EXPECT_EQ(k["deleted_raw_files"].get<int>(), 0);
+  EXPECT_TRUE(fs::exists(follow2 + "/cap-1.pcap"));
+  EXPECT_TRUE(fs::exists(follow2 + "/cap-2.pcap"));
+}
+
+TEST_F(CompressCliTest, GenerateWithTheKeyInvertsThePseudonymizedAddresses) {
+  const std::string secret = "this-is-the-test-secret-0123456789";
+  testing::WriteBytes(dir_.File("key"), secret + "\n");
+  testing::WriteBytes(dir_.File("other"), "a-different-secret-0123456789abcdef\n");
+  std::string lib = dir_.File("lib"), out;
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--pseudonymize " +
+                             dir_.File("key") + " -o json 2>/dev/null",
+                         &out),
+            0)
+      << out;
+  auto j = nlohmann::json::parse(out);
+  std::string fp = j["pseudonymized"].get<std::string>();
+  EXPECT_EQ(fp.rfind("siphash24-cryptopan:", 0), 0u) << fp;
+  // The key never enters the library; every chunk carries the key fingerprint and its replay rate.
+  std::string grep;
+  EXPECT_NE(testing::Run("grep -rl '" + secret + "' " + lib, &grep), 0) << grep;
+  std::string raw_json;
+  ASSERT_EQ(testing::Run(kCtl + " describe chunk " + Chunks(lib)[0]["chunk"].get<std::string>() + " --library " +
+                             lib + " -o json 2>/dev/null",
+                         &raw_json),
+            0);
+  EXPECT_NE(raw_json.find(fp), std::string::npos) << raw_json;
+  EXPECT_NE(raw_json.find("replay_rate"), std::string::npos) << raw_json;
+
+  // With the key, every generated address is the inverse permutation of the
+  // address generated without it (the tiny model's addresses are noise, so
+  // the exact relation is what is checked; the permutation itself is covered
+  // by pseudonymize_test).
+  std::string pseudo = dir_.File("pseudo.pcap"), back = dir_.File("back.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + pseudo + " 2>/dev/null"), 0);
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " --key " + dir_.File("key") + " -o " + back +
+                             " 2>/dev/null"),
+            0);
+  auto ps = ReadAll(pseudo), bs = ReadAll(back);
+  ASSERT_EQ(ps.size(), bs.size());
+  ASSERT_GT(ps.size(), 100u);
+  auto key = Pseudonymizer::FromKeyFile(dir_.File("key"));
+  ASSERT_TRUE(key.ok());
+  size_t differ = 0;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    PacketRecord p = ps[i];
+    differ += p.src != bs[i].src;
+    key->Invert(&p);
+    ASSERT_EQ(p.src, bs[i].src) << i;
+    ASSERT_EQ(p.dst, bs[i].dst) << i;
+    ASSERT_EQ(p.ts_ns, bs[i].ts_ns) << i;
+  }
+  EXPECT_GT(differ, ps.size() * 9 / 10);
+  std::string err;
+  EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + " --key " + dir_.File("other") + " -o " +
+                             dir_.File("x.pcap") + " 2>&1",
+                         &err),
+            1);
+  EXPECT_NE(err.find("another key"), std::string::npos) << err;
 }
 
 TEST_F(CompressCliTest, MissingLibraryAndCorruptBaseAreClearErrors) {
