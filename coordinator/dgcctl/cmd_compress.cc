@@ -266,7 +266,8 @@ class Pipeline {
 
   Status Route(Entry&& e) {
     using K = library::ParentDecision::Kind;
-    DGC_ASSIGN_OR_RETURN(auto cands, lib_->ParentCandidates(cfg_.link, cfg_.selector.recent_models));
+    DGC_ASSIGN_OR_RETURN(auto cands, lib_->ParentCandidates(cfg_.link, cfg_.selector.recent_models,
+                                                               cfg_.selector.previous_full_models));
     library::ParentDecision d;
     if (cands.recent.empty() && !cands.base) {
       if (base_id_.empty()) return AddPending(std::move(e));  // no model at all: the first chunks train one
@@ -274,7 +275,7 @@ class Pipeline {
       d.parent_id = base_id_;
       d.reason = absl::StrCat("first chunk of link ", cfg_.link, ": the --base model ", base_id_);
     } else {
-      d = selector_.Decide(e.fp, cands.recent, cands.base);
+      d = selector_.Decide(e.fp, cands.recent, cands.base, cands.previous_full);
     }
     if (d.kind == K::kRetrain) return Retrain(std::move(e), d);
     DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));

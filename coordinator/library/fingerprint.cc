@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -168,7 +169,8 @@ const char* DecisionName(ParentDecision::Kind kind) {
 }
 
 ParentDecision ParentSelector::Decide(const Fingerprint& chunk, const std::vector<ParentCandidate>& recent,
-                                      const std::optional<ParentCandidate>& base) const {
+                                      const std::optional<ParentCandidate>& base,
+                                      const std::vector<ParentCandidate>& previous_full) const {
   const Options& o = options_;
   ParentDecision d;
   using K = ParentDecision::Kind;
@@ -212,8 +214,15 @@ ParentDecision ParentSelector::Decide(const Fingerprint& chunk, const std::vecto
       best_is_base = is_base;
     }
   };
-  for (size_t i = 0; i < recent.size() && i < size_t(std::max(o.recent_models, 1)); ++i) consider(recent[i], false);
-  if (base) consider(*base, true);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < recent.size() && i < size_t(std::max(o.recent_models, 1)); ++i) {
+    seen.insert(recent[i].model_id);
+    consider(recent[i], false);
+  }
+  if (base && seen.insert(base->model_id).second) consider(*base, true);
+  for (size_t i = 0; i < previous_full.size() && i < size_t(std::max(o.previous_full_models, 0)); ++i) {
+    if (seen.insert(previous_full[i].model_id).second) consider(previous_full[i], false);
+  }
   std::string why = absl::StrFormat("drift %s against latest model %s > %.2f", latest_drift->Describe(),
                                     latest.model_id, o.drift_threshold);
   if (!best || best_drift.score > o.retrain_threshold) {
@@ -224,10 +233,14 @@ ParentDecision ParentSelector::Decide(const Fingerprint& chunk, const std::vecto
                     : absl::StrCat(why, "; no usable candidate: train a new base");
     return d;
   }
-  d.kind = best == &latest ? K::kContinue : best_is_base || best->full ? K::kBase : K::kSwitch;
+  // The root of the latest chain is kBase wherever it was found; any other
+  // model (an earlier full model included) is a switch.
+  bool is_base = best_is_base || (base && best->model_id == base->model_id);
+  d.kind = best == &latest ? K::kContinue : is_base ? K::kBase : K::kSwitch;
   d.parent_id = best->model_id;
   d.drift = best_drift.score;
-  d.reason = absl::StrFormat("%s; nearest model %s at %s", why, best->model_id, best_drift.Describe());
+  d.reason = absl::StrFormat("%s; nearest model %s%s at %s", why, best->model_id,
+                             !is_base && best->full ? " (an earlier full model)" : "", best_drift.Describe());
   return d;
 }
 

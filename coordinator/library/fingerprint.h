@@ -71,8 +71,9 @@ struct ParentCandidate {
 struct ParentDecision {
   enum class Kind {
     kContinue,  // the latest model of the link
-    kSwitch,    // a recent model of the link nearer to this chunk than the latest
-    kBase,      // the link's base model
+    kSwitch,    // a recent model of the link, or one of its earlier full models,
+                // nearer to this chunk than the latest
+    kBase,      // the full model at the root of the latest model's chain
     kRetrain,   // train a new base on this chunk: drift too large, chain too deep, or no model
   };
   Kind kind = Kind::kRetrain;
@@ -97,6 +98,12 @@ class ParentSelector {
     uint32_t max_depth = 32;
     // How many recent distinct models of the link are candidates.
     int recent_models = 16;
+    // How many of the link's earlier full models (bases and retrains other
+    // than the root of the latest chain, newest first) are candidates too.
+    // Without them a retrain on a short episode (a DNS retry storm) hides
+    // the models of the traffic before it, and the return to that traffic
+    // retrains again instead of switching back.
+    int previous_full_models = 4;
     // A chunk with fewer packets than this keeps the latest model: its
     // histograms are too noisy to judge drift.
     uint64_t min_packets = 200;
@@ -107,9 +114,16 @@ class ParentSelector {
   const Options& options() const { return options_; }
 
   // `recent`: the link's recent models, newest first (recent[0] is the latest);
-  // `base`: the full model at the root of the latest model's chain, if any.
+  // `base`: the full model at the root of the latest model's chain, if any;
+  // `previous_full`: the link's earlier full models, newest first (at most
+  // options().previous_full_models of them are considered; entries equal to
+  // `base` or to a recent model are skipped). A chunk whose latest model is
+  // far goes to the nearest of all of them: kSwitch for a recent model or a
+  // previous full model, kBase for `base`, kRetrain when even the nearest is
+  // past retrain_threshold.
   ParentDecision Decide(const Fingerprint& chunk, const std::vector<ParentCandidate>& recent,
-                        const std::optional<ParentCandidate>& base) const;
+                        const std::optional<ParentCandidate>& base,
+                        const std::vector<ParentCandidate>& previous_full = {}) const;
 
  private:
   Options options_;

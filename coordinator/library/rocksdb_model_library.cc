@@ -635,19 +635,33 @@ StatusOr<std::vector<std::string>> RocksDbModelLibrary::Descendants(absl::string
 
 // --- parent selection -------------------------------------------------------
 
-StatusOr<RocksDbModelLibrary::Candidates> RocksDbModelLibrary::ParentCandidates(absl::string_view link, int n) {
+StatusOr<RocksDbModelLibrary::Candidates> RocksDbModelLibrary::ParentCandidates(absl::string_view link, int n,
+                                                                                int full_n) {
   Candidates out;
-  std::vector<std::string> ids;
-  std::set<std::string> seen;
+  std::vector<std::string> ids;       // recent distinct models, newest first
+  std::vector<std::string> full_ids;  // parents of retrain/base decisions, newest first
+  std::set<std::string> seen, seen_full;
   {
     std::string prefix = LinkPrefix(link);
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    const int recent_scan = 8 * n + 8;
+    // The root of the latest chain is usually among the full models found,
+    // so one more than asked for.
+    const size_t full_want = size_t(std::max(full_n, 0)) + 1;
     int scanned = 0;
     for (it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
-         it->Valid() && HasPrefix(it->key(), prefix) && int(ids.size()) < n && scanned < 8 * n + 8;
+         it->Valid() && HasPrefix(it->key(), prefix) && scanned < kFullModelScanChunks;
          it->Prev(), ++scanned) {
+      bool want_recent = int(ids.size()) < n && scanned < recent_scan;
+      bool want_full = full_n > 0 && full_ids.size() < full_want;
+      if (!want_recent && !want_full) break;
       DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
-      if (seen.insert(c.model_id).second) ids.push_back(c.model_id);
+      if (want_recent && seen.insert(c.model_id).second) ids.push_back(c.model_id);
+      bool from_full = c.decision == library::DecisionName(library::ParentDecision::Kind::kRetrain) ||
+                       c.decision == library::DecisionName(library::ParentDecision::Kind::kBase);
+      if (want_full && from_full && !c.parent_id.empty() && seen_full.insert(c.parent_id).second) {
+        full_ids.push_back(c.parent_id);
+      }
     }
     DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
   }
@@ -673,14 +687,23 @@ StatusOr<RocksDbModelLibrary::Candidates> RocksDbModelLibrary::ParentCandidates(
       out.base = std::move(c);
     }
   }
+  for (const auto& id : full_ids) {
+    if (int(out.previous_full.size()) >= full_n) break;
+    if (out.base && id == out.base->model_id) continue;
+    DGC_ASSIGN_OR_RETURN(auto m, FindModel(id));
+    if (!m || !library::IsFullModel(m->kind)) continue;  // expired since, or not full
+    DGC_ASSIGN_OR_RETURN(auto c, candidate(*m));
+    out.previous_full.push_back(std::move(c));
+  }
   return out;
 }
 
 StatusOr<library::ParentDecision> RocksDbModelLibrary::SelectParent(absl::string_view link,
                                                                     const library::Fingerprint& fp,
                                                                     const library::ParentSelector& selector) {
-  DGC_ASSIGN_OR_RETURN(Candidates c, ParentCandidates(link, selector.options().recent_models));
-  return selector.Decide(fp, c.recent, c.base);
+  const auto& o = selector.options();
+  DGC_ASSIGN_OR_RETURN(Candidates c, ParentCandidates(link, o.recent_models, o.previous_full_models));
+  return selector.Decide(fp, c.recent, c.base, c.previous_full);
 }
 
 // --- storage ----------------------------------------------------------------

@@ -150,13 +150,20 @@ class RocksDbModelLibrary final : public ModelLibrary {
   [[nodiscard]] StatusOr<std::vector<std::string>> Children(absl::string_view id);
 
   // --- parent selection --------------------------------------------------
-  // The link's recent distinct models (newest first, at most `n`) and the
-  // full model at the root of the latest one's chain, for ParentSelector.
+  // The link's recent distinct models (newest first, at most `n`), the full
+  // model at the root of the latest one's chain, and the link's earlier full
+  // models (newest first, at most `full_n`, the root excluded), for
+  // ParentSelector. Earlier full models are the parents of the chunks whose
+  // decision was "retrain" or "base", found by walking the link's chunks back
+  // from the newest, at most kFullModelScanChunks of them; models expired
+  // since are skipped.
   struct Candidates {
     std::vector<library::ParentCandidate> recent;
     std::optional<library::ParentCandidate> base;
+    std::vector<library::ParentCandidate> previous_full;
   };
-  [[nodiscard]] StatusOr<Candidates> ParentCandidates(absl::string_view link, int n);
+  static constexpr int kFullModelScanChunks = 4096;  // four weeks of 10-minute chunks
+  [[nodiscard]] StatusOr<Candidates> ParentCandidates(absl::string_view link, int n, int full_n = 4);
   // ParentCandidates + selector.Decide: what a new chunk of `link` with
   // fingerprint `fp` should be fine-tuned from.
   [[nodiscard]] StatusOr<library::ParentDecision> SelectParent(absl::string_view link,

@@ -12,12 +12,14 @@ namespace {
 constexpr int64_t kSec = 1000000000;
 constexpr int64_t kChunkNs = 600 * kSec;  // 10-minute chunks
 
-enum class Regime { kIot, kStreaming, kScan };
+enum class Regime { kIot, kStreaming, kScan, kDnsStorm };
 
 // Ten minutes of synthetic traffic. kIot: devices talking MQTT, DNS and NTP
 // at a few packets a second; kStreaming: the same plus a video stream (443,
 // full-size packets, 60/s); kScan: the IoT traffic plus a SYN scan of random
-// ports. `seed` changes every draw, not the regime.
+// ports; kDnsStorm: the IoT traffic plus a DNS retry storm (a device asking
+// 150 times a second, a new source port each time). `seed` changes every
+// draw, not the regime.
 std::vector<PacketRecord> Traffic(Regime regime, uint32_t seed, int64_t start_ns) {
   std::mt19937 rng(seed);
   std::vector<PacketRecord> out;
@@ -46,6 +48,13 @@ std::vector<PacketRecord> Traffic(Regime regime, uint32_t seed, int64_t start_ns
         int64_t ts = t0 + k * (kSec / 60);
         out.push_back(testing::MakePacket(ts, 0x97650001, 0x0a000040, kProtoTcp, 443, 51000,
                                           std::uniform_int_distribution<int>(1400, 1500)(rng), 0x10));
+      }
+    } else if (regime == Regime::kDnsStorm) {
+      for (int k = 0; k < 150; ++k) {
+        int64_t ts = t0 + k * (kSec / 150);
+        out.push_back(testing::MakePacket(ts, 0x0a000007, 0x08080808, kProtoUdp,
+                                          std::uniform_int_distribution<int>(1024, 65535)(rng), 53,
+                                          std::uniform_int_distribution<int>(70, 80)(rng)));
       }
     } else if (regime == Regime::kScan) {
       for (int k = 0; k < 20; ++k) {
@@ -145,6 +154,46 @@ TEST(ParentSelectorTest, RetrainsOnANewRegimeAndOnDeepChains) {
 
   auto first = sel.Decide(Of(Regime::kIot, 5), {}, std::nullopt);
   EXPECT_EQ(first.kind, ParentDecision::Kind::kRetrain);
+}
+
+TEST(ParentSelectorTest, SwitchesBackToTheEarlierFullModelAfterAShortEpisode) {
+  // Normal IoT traffic on the base, a DNS retry storm that retrains, then
+  // normal traffic again. After the retrain the storm model is both the
+  // latest model and the root of the latest chain; the base is only among
+  // the link's previous full models, and the return to normal must switch
+  // back to it, not retrain a third time.
+  ParentSelector sel;
+  ParentCandidate base = Model("base-a1", Of(Regime::kIot, 1), 0, true);
+  auto normal = sel.Decide(Of(Regime::kIot, 2, kChunkNs), {base}, base);
+  EXPECT_EQ(normal.kind, ParentDecision::Kind::kContinue) << normal.reason;
+  EXPECT_EQ(normal.parent_id, "base-a1");
+
+  Fingerprint storm_fp = Of(Regime::kDnsStorm, 3, 2 * kChunkNs);
+  auto storm = sel.Decide(storm_fp, {base}, base);
+  EXPECT_EQ(storm.kind, ParentDecision::Kind::kRetrain) << storm.reason;
+  EXPECT_GT(storm.drift, sel.options().retrain_threshold);
+
+  ParentCandidate retrain = Model("tap0-3-retrain", storm_fp, 0, true);
+  Fingerprint again = Of(Regime::kIot, 4, 3 * kChunkNs);
+  auto back = sel.Decide(again, {retrain}, retrain, {base});
+  EXPECT_EQ(back.kind, ParentDecision::Kind::kSwitch) << back.reason;
+  EXPECT_EQ(back.parent_id, "base-a1");
+  EXPECT_LT(back.drift, sel.options().drift_threshold);
+  EXPECT_NE(back.reason.find("earlier full model"), std::string::npos) << back.reason;
+
+  // The storm comes back later: the storm model is one of the earlier full
+  // models then, and it is chosen again.
+  ParentCandidate tuned = Model("tap0-5", Of(Regime::kIot, 5, 4 * kChunkNs), 1);
+  auto storm2 = sel.Decide(Of(Regime::kDnsStorm, 6, 5 * kChunkNs), {tuned, base}, base, {retrain, base});
+  EXPECT_EQ(storm2.kind, ParentDecision::Kind::kSwitch) << storm2.reason;
+  EXPECT_EQ(storm2.parent_id, "tap0-3-retrain");
+
+  // Without the earlier full models (the flaw this guards against), or with
+  // them turned off, the return to normal retrains.
+  EXPECT_EQ(sel.Decide(again, {retrain}, retrain).kind, ParentDecision::Kind::kRetrain);
+  ParentSelector::Options off;
+  off.previous_full_models = 0;
+  EXPECT_EQ(ParentSelector(off).Decide(again, {retrain}, retrain, {base}).kind, ParentDecision::Kind::kRetrain);
 }
 
 TEST(ParentSelectorTest, QuietChunksKeepTheLatestModel) {

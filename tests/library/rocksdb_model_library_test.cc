@@ -376,6 +376,120 @@ TEST_F(RocksDbModelLibraryTest, SelectsParentsFromFingerprints) {
   EXPECT_EQ(none->kind, library::ParentDecision::Kind::kRetrain);
 }
 
+// Two traffic regimes as fingerprints: normal (MQTT over TCP at a few
+// packets a second) and a DNS retry storm (small UDP queries at 150/s).
+library::Fingerprint NormalFingerprint(int i) {
+  library::Fingerprint f;
+  f.proto = {uint32_t(3500 + 13 * i), uint32_t(1400 + 7 * i), 0, 0, 0};
+  f.port[6] = 3500 + 13 * i;
+  f.port[0] = 1000 + 5 * i;
+  f.port[3] = 400 + 2 * i;
+  f.size[3] = 2000;
+  f.size[4] = 2900 + 20 * i;
+  f.rate[3] = 500 + i;
+  f.rate[4] = 100 - i;
+  f.flow[2] = 40;
+  f.flow[5] = 30 + i;
+  f.packets = 4900 + 20 * i;
+  f.flows = 70 + i;
+  return f;
+}
+library::Fingerprint StormFingerprint(int i) {
+  library::Fingerprint f = NormalFingerprint(i);
+  f.proto[1] += 90000;
+  f.port[0] += 90000;
+  f.size[2] += 90000;
+  f.rate = {};
+  f.rate[7] = 600;
+  f.flow[0] += 90000;
+  f.packets += 90000;
+  f.flows += 90000;
+  return f;
+}
+
+TEST_F(RocksDbModelLibraryTest, SwitchesBackToTheEarlierBaseAfterAShortEpisode) {
+  // A link's chunks as `dgcctl compress` commits them: chunk 0 trains the
+  // base; normal chunks continue it (some with a delta); a storm retrains;
+  // the storm's chunks fine-tune the retrain, pushing the base's models out
+  // of the `recent_models` window (2 here; 16 by default takes a longer
+  // episode); then normal traffic returns and must switch back to the base.
+  library::ParentSelector::Options so;
+  so.recent_models = 2;
+  library::ParentSelector sel(so);
+  std::string latest_model;
+  auto commit = [&](int i, const library::Fingerprint& fp, const library::ParentDecision& d, bool delta,
+                    std::optional<library::ModelRecord> full) {
+    RocksDbModelLibrary::ChunkCommit c;
+    model::ChunkArtifact& a = c.artifact;
+    a.link = "tap0";
+    a.start_ns = kChainT0 + i * kChainChunkNs;
+    a.duration_ns = kChainChunkNs;
+    a.skeleton = testing::Bytes(100, i);
+    a.report = {{"packets", fp.packets}, {"flows", fp.flows}};
+    a.parent_id = d.parent_id;
+    a.model_id = delta ? absl::StrCat("tap0-", i) : d.parent_id;
+    if (delta) a.delta = testing::Bytes(300, i);
+    c.fingerprint = fp;
+    c.decision = d;
+    c.new_full_model = std::move(full);
+    auto r = lib_->CommitChunk(c);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    latest_model = a.model_id;
+  };
+  auto full = [](const std::string& id, ModelKind kind, const library::Fingerprint& fp) {
+    library::ModelRecord m;
+    m.id = id;
+    m.kind = kind;
+    m.blob = testing::Bytes(5000, 1);
+    m.fingerprint = fp.Encode();
+    return m;
+  };
+  using K = library::ParentDecision::Kind;
+  library::ParentDecision first;
+  first.kind = K::kRetrain;
+  first.parent_id = "base-1";
+  commit(0, NormalFingerprint(0), first, false, full("base-1", ModelKind::kBase, NormalFingerprint(0)));
+  for (int i = 1; i < 6; ++i) {
+    auto d = lib_->SelectParent("tap0", NormalFingerprint(i), sel);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->kind, K::kContinue) << i << ": " << d->reason;
+    EXPECT_EQ(d->parent_id, latest_model);
+    commit(i, NormalFingerprint(i), *d, i % 2 == 0, std::nullopt);
+  }
+  auto storm = lib_->SelectParent("tap0", StormFingerprint(6), sel);
+  ASSERT_TRUE(storm.ok());
+  ASSERT_EQ(storm->kind, K::kRetrain) << storm->reason;
+  library::ParentDecision retrain = *storm;
+  retrain.parent_id = "tap0-6-retrain";
+  commit(6, StormFingerprint(6), retrain, false, full("tap0-6-retrain", ModelKind::kRetrain, StormFingerprint(6)));
+  for (int i = 7; i < 10; ++i) {
+    auto d = lib_->SelectParent("tap0", StormFingerprint(i), sel);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(d->kind, K::kContinue) << i << ": " << d->reason;
+    commit(i, StormFingerprint(i), *d, true, std::nullopt);
+  }
+  auto cands = lib_->ParentCandidates("tap0", so.recent_models, so.previous_full_models);
+  ASSERT_TRUE(cands.ok()) << cands.status();
+  ASSERT_TRUE(cands->base.has_value());
+  EXPECT_EQ(cands->base->model_id, "tap0-6-retrain");
+  ASSERT_EQ(cands->previous_full.size(), 1u);
+  EXPECT_EQ(cands->previous_full[0].model_id, "base-1");
+
+  auto back = lib_->SelectParent("tap0", NormalFingerprint(10), sel);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->kind, K::kSwitch) << back->reason;
+  EXPECT_EQ(back->parent_id, "base-1");
+  commit(10, NormalFingerprint(10), *back, true, std::nullopt);
+  // Normal traffic goes on from there; the base is the root again.
+  auto next = lib_->SelectParent("tap0", NormalFingerprint(11), sel);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->kind, K::kContinue) << next->reason;
+  EXPECT_EQ(next->parent_id, "tap0-10");
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty());
+}
+
 TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {
   ASSERT_TRUE(lib_->PutJob({"job-2", 3, "payload two"}).ok());
   ASSERT_TRUE(lib_->PutJob({"job-1", 1, std::string("\0bin", 4)}).ok());
