@@ -90,6 +90,7 @@ struct BodyWriter {
     }
     b.setBuild(AsText(m.build));
     b.setHostname(AsText(m.hostname));
+    b.setMaxJobs(m.max_jobs);
   }
   void operator()(const RegisterAck& m) {
     auto b = body.initRegisterAck();
@@ -283,6 +284,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       }
       m.build = FromText(r.getBuild());
       m.hostname = FromText(r.getHostname());
+      m.max_jobs = r.getMaxJobs();
       return Message(std::move(m));
     }
     case s::Envelope::Body::REGISTER_ACK: {

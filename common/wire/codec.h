@@ -81,6 +81,7 @@ struct Register {
   std::vector<Gpu> gpus;
   std::string build;
   std::string hostname;
+  uint32_t max_jobs = 0;  // 0: derived; cpu_threads == 0 with no GPU: leaving
 };
 
 struct RegisterAck {

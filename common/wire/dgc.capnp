@@ -99,6 +99,9 @@ struct Register {
   gpus @2 :List(Gpu);
   build @3 :Text;            # dgc version of the worker
   hostname @4 :Text;
+  maxJobs @5 :UInt32;        # jobs it runs at once (its capacity); 0: derived from
+                             # cpuThreads and gpus. A Register with no CPU thread and
+                             # no GPU means the worker is leaving: requeue its leases.
 }
 
 struct RegisterAck {

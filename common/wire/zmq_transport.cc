@@ -272,6 +272,7 @@ Status ZmqSocket::SetupCurveServer(ZmqContext& context, const SecurityOptions& s
   static std::atomic<uint64_t> next_domain{0};
   std::string domain = absl::StrCat("dgc-", next_domain.fetch_add(1));
   DGC_RETURN_IF_ERROR(context.AllowClients(domain, security.allowed_client_keys));
+  zap_domain_ = domain;
   try {
     socket_.set(zmq::sockopt::zap_domain, domain);
     socket_.set(zmq::sockopt::curve_server, true);

@@ -142,6 +142,9 @@ class ZmqSocket {
   // The bound or connected endpoint; after Bind, with the real port.
   const std::string& endpoint() const { return endpoint_; }
   SocketType type() const { return type_; }
+  // The ZAP domain of a CurveZMQ server socket ("" otherwise): pass it to
+  // ZmqContext::AllowClients to replace the allow-list (SIGHUP).
+  const std::string& zap_domain() const { return zap_domain_; }
 
   // Sends one multipart message. Unavailable when it cannot be queued within
   // send_timeout_ms; NotFound (ROUTER) when the first frame names no
@@ -167,6 +170,7 @@ class ZmqSocket {
   zmq::socket_t socket_;
   SocketType type_;
   std::string endpoint_;
+  std::string zap_domain_;
 };
 
 // A ROUTER carrying dgc messages: each inbound message is [peer id, frame].

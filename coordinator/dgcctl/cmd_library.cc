@@ -163,10 +163,18 @@ Status RunLineage(const LineageArgs& a) {
 
 struct GetArgs {
   std::string noun, library, link, since, until, output = "table";
+  std::string state;   // jobs of this state (coordinator)
+  RemoteFlags remote;  // without --library: ask the coordinator
 };
 
 Status RunGet(const GetArgs& a) {
   DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  if (a.library.empty() || a.noun == "jobs" || a.noun == "job" || a.noun == "workers" || a.noun == "worker") {
+    nlohmann::json args = nlohmann::json::object();
+    if (!a.state.empty()) args["state"] = a.state;
+    if (!a.link.empty()) args["link"] = a.link;
+    return RunRemote(a.remote, "get", a.noun, "", args.dump(), a.output);
+  }
   DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
   if (a.noun == "models" || a.noun == "model") {
     DGC_ASSIGN_OR_RETURN(auto models, lib->ListModels());
@@ -224,10 +232,15 @@ Status RunGet(const GetArgs& a) {
 
 struct DescribeArgs {
   std::string noun, id, library, output = "table";
+  RemoteFlags remote;  // jobs and workers: ask the coordinator
 };
 
 Status RunDescribe(const DescribeArgs& a) {
   DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  if (a.noun == "job" || a.noun == "jobs" || a.noun == "worker" || a.noun == "workers") {
+    return RunRemote(a.remote, "describe", a.noun, a.id, "", a.output);
+  }
+  if (a.library.empty()) return absl::InvalidArgumentError("describe model|chunk needs --library");
   DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
   auto parse = [](const std::string& s) {
     auto j = nlohmann::json::parse(s.empty() ? "null" : s, nullptr, false);
@@ -415,9 +428,11 @@ Examples:
 
   // get
   auto ga = std::make_shared<GetArgs>();
-  CLI::App* get = app.add_subcommand("get", "list models or chunks of a model library");
-  get->add_option("noun", ga->noun, "models or chunks")->required();
-  get->add_option("--library", ga->library, "model library directory")->required();
+  CLI::App* get = app.add_subcommand("get", "list models or chunks of a library, or a coordinator's jobs or workers");
+  get->add_option("noun", ga->noun, "models, chunks, jobs or workers")->required();
+  get->add_option("--library", ga->library, "model library directory (without it: ask the coordinator)");
+  get->add_option("--state", ga->state, "jobs in this state only (queued, leased, done, failed, cancelled)");
+  AddRemoteFlags(get, &ga->remote);
   get->add_option("--link", ga->link, "chunks of this link only");
   get->add_option("--since", ga->since, "chunks ending after (RFC 3339, epoch seconds, or '3h ago')");
   get->add_option("--until", ga->until, "chunks starting before");
@@ -428,15 +443,18 @@ switch, base, retrain) and DRIFT its distance to that parent in [0,1].
 Examples:
   dgcctl get models --library lib/
   dgcctl get chunks --library lib/ --link tap0 --since "2024-03-09T00:00:00Z" --until "2024-03-10T00:00:00Z"
-  dgcctl get chunks --library lib/ --since "1d ago" -o json | jq -r '.[] | select(.decision=="retrain") | .chunk')");
+  dgcctl get chunks --library lib/ --since "1d ago" -o json | jq -r '.[] | select(.decision=="retrain") | .chunk'
+  dgcctl get jobs --coordinator tcp://127.0.0.1:7071 --state failed
+  dgcctl get workers -o json)");
   Wire(get, "get", exit_code, [ga] { return RunGet(*ga); });
 
   // describe
   auto da = std::make_shared<DescribeArgs>();
-  CLI::App* desc = app.add_subcommand("describe", "everything the library knows of one model or chunk");
-  desc->add_option("noun", da->noun, "model or chunk")->required();
-  desc->add_option("id", da->id, "model id, or chunk as LINK@TIME or LINK/SEQ")->required();
-  desc->add_option("--library", da->library, "model library directory")->required();
+  CLI::App* desc = app.add_subcommand("describe", "everything known of one model, chunk, job or worker");
+  desc->add_option("noun", da->noun, "model, chunk (a library), job or worker (a coordinator)")->required();
+  desc->add_option("id", da->id, "model id, chunk as LINK@TIME or LINK/SEQ, job id, worker name")->required();
+  desc->add_option("--library", da->library, "model library directory (models and chunks)");
+  AddRemoteFlags(desc, &da->remote);
   desc->add_option("-o,--output", da->output, "table or json")->capture_default_str();
   desc->footer(R"(A chunk shows its counts, model, parent, the parent-selection decision with its
 drift and reason (why a retrain fired), and its fidelity report.
@@ -444,7 +462,8 @@ drift and reason (why a retrain fired), and its fidelity report.
 Examples:
   dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
   dgcctl describe chunk tap0/2840000 --library lib/ -o json | jq .report.fidelity_mean
-  dgcctl describe model tap0-2840000 --library lib/)");
+  dgcctl describe model tap0-2840000 --library lib/
+  dgcctl describe job 42 --coordinator tcp://127.0.0.1:7071)");
   Wire(desc, "describe", exit_code, [da] { return RunDescribe(*da); });
 
   // expire

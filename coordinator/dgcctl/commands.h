@@ -4,7 +4,10 @@
 #ifndef DGC_COORDINATOR_DGCCTL_COMMANDS_H_
 #define DGC_COORDINATOR_DGCCTL_COMMANDS_H_
 
+#include <string>
+
 #include "CLI/CLI.hpp"
+#include "absl/status/status.h"
 
 namespace dgc::ctl {
 
@@ -17,6 +20,22 @@ void RegisterCompressCommand(CLI::App& app, int* exit_code);    // cmd_compress.
 void RegisterGenerateCommand(CLI::App& app, int* exit_code);    // cmd_generate.cc
 // lineage, get, describe, expire on a RocksDB model library.
 void RegisterLibraryCommands(CLI::App& app, int* exit_code);    // cmd_library.cc
+// cancel, retry, retrain, drain against a coordinator; keygen.
+void RegisterRemoteCommands(CLI::App& app, int* exit_code);     // cmd_remote.cc
+
+// How a verb reaches a coordinator's operator API (cmd_remote.cc).
+struct RemoteFlags {
+  std::string coordinator;  // default: $DGC_COORDINATOR, else tcp://127.0.0.1:7071
+  std::string secret_key_file, server_key_file;
+  double timeout_seconds = 10;
+};
+void AddRemoteFlags(CLI::App* cmd, RemoteFlags* flags);
+// Sends one request (verb: get, describe, cancel, retry, retrain, drain) and
+// prints the answer as a table or JSON on stdout. Errors: no answer within
+// the timeout (Unavailable), the coordinator's refusal (its message).
+[[nodiscard]] absl::Status RunRemote(const RemoteFlags& flags, const std::string& verb, const std::string& noun,
+                                     const std::string& name, const std::string& args_json,
+                                     const std::string& output);
 
 }  // namespace dgc::ctl
 

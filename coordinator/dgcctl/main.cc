@@ -16,6 +16,7 @@ __attribute__((weak)) void RegisterWarmupCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterCompressCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterGenerateCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterLibraryCommands(CLI::App&, int*);
+__attribute__((weak)) void RegisterRemoteCommands(CLI::App&, int*);
 }  // namespace dgc::ctl
 
 int main(int argc, char** argv) {
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
   dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
   dgcctl lineage MODEL --library lib/               a model's chain to its base, and descendants
   dgcctl expire --library lib/ --max-age 90d --dry-run
+  dgcctl get jobs --coordinator tcp://127.0.0.1:7071   jobs of a running coordinator (also: workers)
+  dgcctl cancel job 42; dgcctl retry job 42; dgcctl drain worker-3; dgcctl retrain tap0
+  dgcctl keygen worker-1 --out keys/                a CurveZMQ key pair
 
 Run 'dgcctl VERB --help' for the options of each verb.)");
   app.require_subcommand(1);
@@ -47,6 +51,7 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
   if (RegisterStorageCommand) RegisterStorageCommand(app, &exit_code);
   if (RegisterSynthTraceCommand) RegisterSynthTraceCommand(app, &exit_code);
   if (RegisterLibraryCommands) RegisterLibraryCommands(app, &exit_code);
+  if (RegisterRemoteCommands) RegisterRemoteCommands(app, &exit_code);
   app.parse_complete_callback([&] { dgc::InitLogging("dgcctl", log_level); });
   try {
     app.parse(argc, argv);

@@ -1,6 +1,9 @@
 #include "coordinator/scheduler/job_store.h"
 
+#include "coordinator/library/rocksdb_model_library.h"
+#include "coordinator/scheduler/rocksdb_job_store.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/testutil.h"
 
 namespace dgc {
 namespace {
@@ -67,6 +70,52 @@ TEST(InMemoryJobStoreTest, PutGetListDelete) {
   store.set_put_status(absl::UnavailableError("disk full"));
   EXPECT_TRUE(absl::IsUnavailable(store.Put(a)));
   EXPECT_EQ(store.size(), 1u);
+}
+
+TEST(RocksDbJobStoreTest, PutGetListDeleteInIdOrderAndSurviveAReopen) {
+  testing::TempDir dir;
+  {
+    auto lib = RocksDbModelLibrary::Open(dir.File("lib"));
+    ASSERT_TRUE(lib.ok()) << lib.status();
+    RocksDbJobStore store(lib->get());
+    JobRecord a = Sample();
+    for (JobId id : {42, 7, 100000}) {
+      a.id = id;
+      ASSERT_TRUE(store.Put(a).ok());
+    }
+    a.id = 7;
+    a.state = JobState::kDone;
+    ASSERT_TRUE(store.Put(a).ok());  // replaces
+    EXPECT_TRUE(absl::IsNotFound(store.Get(1).status()));
+    EXPECT_TRUE(store.Delete(42).ok());
+    EXPECT_TRUE(absl::IsNotFound(store.Delete(42)));
+  }
+  auto lib = RocksDbModelLibrary::Open(dir.File("lib"));
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  RocksDbJobStore store(lib->get());
+  auto all = store.List();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, 7u);  // numeric order, not text order
+  EXPECT_EQ((*all)[0].state, JobState::kDone);
+  EXPECT_EQ((*all)[1].id, 100000u);
+  EXPECT_EQ(EncodeJobRecord(*store.Get(100000)), EncodeJobRecord((*all)[1]));
+}
+
+TEST(RocksDbJobStoreTest, CorruptRecordIsDataLossNamingTheJob) {
+  testing::TempDir dir;
+  auto lib = RocksDbModelLibrary::Open(dir.File("lib"));
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  library::JobRecord bad;
+  bad.id = RocksDbJobStore::Key(5);
+  bad.version = RocksDbJobStore::kPayloadVersion;
+  bad.payload = "{not json";
+  ASSERT_TRUE((*lib)->PutJob(bad).ok());
+  RocksDbJobStore store(lib->get());
+  auto r = store.Get(5);
+  ASSERT_TRUE(absl::IsDataLoss(r.status())) << r.status();
+  EXPECT_NE(r.status().message().find(RocksDbJobStore::Key(5)), std::string::npos);
+  EXPECT_TRUE(absl::IsDataLoss(store.List().status()));
 }
 
 }  // namespace

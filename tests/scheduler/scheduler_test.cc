@@ -1,17 +1,49 @@
 #include "coordinator/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <memory>
 
+#include "coordinator/library/rocksdb_model_library.h"
+#include "coordinator/scheduler/rocksdb_job_store.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/testutil.h"
 
 namespace dgc {
 namespace {
 
 constexpr int64_t kSec = 1'000'000'000;
 
-class SchedulerTest : public ::testing::Test {
+// Wraps a real store and injects errors per operation (the fault knobs of
+// InMemoryJobStore, for any backend).
+class FaultInjectingJobStore final : public JobStore {
+ public:
+  void set_backend(JobStore* backend) { backend_ = backend; }
+  Status Put(const JobRecord& job) override { return put_status_.ok() ? backend_->Put(job) : put_status_; }
+  StatusOr<JobRecord> Get(JobId id) const override { return backend_->Get(id); }
+  StatusOr<std::vector<JobRecord>> List() const override {
+    if (!list_status_.ok()) return list_status_;
+    return backend_->List();
+  }
+  Status Delete(JobId id) override { return backend_->Delete(id); }
+  void set_put_status(Status s) { put_status_ = std::move(s); }
+  void set_list_status(Status s) { list_status_ = std::move(s); }
+
+ private:
+  JobStore* backend_ = nullptr;
+  Status put_status_;
+  Status list_status_;
+};
+
+// Every test runs against each JobStore backend: "memory" and "rocksdb" (the
+// library's jobs column family in a temp dir, reopened on Restart()).
+class SchedulerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    if (GetParam() == "memory") {
+      store_.set_backend(&memory_);
+    } else {
+      OpenLibrary();
+    }
     options_.lease_ns = 30 * kSec;
     options_.worker_timeout_ns = 90 * kSec;
     options_.large_job_packets = 1'000'000;
@@ -20,6 +52,7 @@ class SchedulerTest : public ::testing::Test {
   // A new scheduler over the same store: what a restarted coordinator sees.
   void Restart() {
     sched_.reset();
+    if (GetParam() == "rocksdb") OpenLibrary();
     auto s = Scheduler::Create(options_, &store_, &clock_);
     ASSERT_TRUE(s.ok()) << s.status();
     sched_ = *std::move(s);
@@ -59,13 +92,30 @@ class SchedulerTest : public ::testing::Test {
     return report;
   }
 
+  void OpenLibrary() {
+    rocks_store_.reset();
+    library_.reset();
+    auto lib = RocksDbModelLibrary::Open(dir_.path() + "/lib");
+    ASSERT_TRUE(lib.ok()) << lib.status();
+    library_ = *std::move(lib);
+    rocks_store_ = std::make_unique<RocksDbJobStore>(library_.get());
+    store_.set_backend(rocks_store_.get());
+  }
+
   SchedulerOptions options_;
   ManualClock clock_;
-  InMemoryJobStore store_;
+  testing::TempDir dir_;
+  InMemoryJobStore memory_;
+  std::unique_ptr<RocksDbModelLibrary> library_;
+  std::unique_ptr<RocksDbJobStore> rocks_store_;
+  FaultInjectingJobStore store_;
   std::unique_ptr<Scheduler> sched_;
 };
 
-TEST_F(SchedulerTest, HandsOutALinksJobsOneAtATimeInChunkOrderWithTheParentChained) {
+INSTANTIATE_TEST_SUITE_P(Stores, SchedulerTest, ::testing::Values("memory", "rocksdb"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(SchedulerTest, HandsOutALinksJobsOneAtATimeInChunkOrderWithTheParentChained) {
   AddWorker("w1", 0, 64);  // 8 slots: capacity is not what holds jobs back
   JobId j3 = Submit("tap0", 3), j1 = Submit("tap0", 1), j2 = Submit("tap0", 2);
   auto a = Schedule();
@@ -86,7 +136,7 @@ TEST_F(SchedulerTest, HandsOutALinksJobsOneAtATimeInChunkOrderWithTheParentChain
   EXPECT_EQ(sched_->FindJob(j3)->parent_job, j2);
 }
 
-TEST_F(SchedulerTest, DifferentLinksAndShardsRunInParallel) {
+TEST_P(SchedulerTest, DifferentLinksAndShardsRunInParallel) {
   AddWorker("w1", 0, 64);
   Submit("tap0", 1);
   Submit("tap1", 1);
@@ -99,7 +149,7 @@ TEST_F(SchedulerTest, DifferentLinksAndShardsRunInParallel) {
   EXPECT_EQ(sched_->streams(), 3u);
 }
 
-TEST_F(SchedulerTest, RetrainJobsGoFirstThenOldestChunk) {
+TEST_P(SchedulerTest, RetrainJobsGoFirstThenOldestChunk) {
   AddWorker("w1", 1);  // one slot: one job per round shows the order
   JobId late = Submit("a", 50);
   JobId early = Submit("b", 10);
@@ -114,7 +164,7 @@ TEST_F(SchedulerTest, RetrainJobsGoFirstThenOldestChunk) {
   EXPECT_EQ(order, (std::vector<JobId>{retrain, early, late}));
 }
 
-TEST_F(SchedulerTest, RetrainAtTheSameChunkRunsBeforeItsCompressJob) {
+TEST_P(SchedulerTest, RetrainAtTheSameChunkRunsBeforeItsCompressJob) {
   AddWorker("w1", 0, 64);
   JobId compress = Submit("tap0", 5);
   JobId retrain = Submit("tap0", 5, JobKind::kRetrain);
@@ -128,7 +178,7 @@ TEST_F(SchedulerTest, RetrainAtTheSameChunkRunsBeforeItsCompressJob) {
   EXPECT_EQ(a[0].parent_job, retrain);
 }
 
-TEST_F(SchedulerTest, GivesWorkersJobsUpToTheirCapacity) {
+TEST_P(SchedulerTest, GivesWorkersJobsUpToTheirCapacity) {
   AddWorker("cpu", 0, 16);  // 16 / 8 = 2 slots
   AddWorker("gpu", 1);      // 1 slot
   for (int i = 0; i < 10; ++i) Submit("link" + std::to_string(i), 1);
@@ -141,7 +191,7 @@ TEST_F(SchedulerTest, GivesWorkersJobsUpToTheirCapacity) {
   EXPECT_EQ(Schedule().size(), 1u);
 }
 
-TEST_F(SchedulerTest, SubmitIsIdempotentPerChunkAndKind) {
+TEST_P(SchedulerTest, SubmitIsIdempotentPerChunkAndKind) {
   JobId a = Submit("tap0", 1);
   JobSpec again;
   again.link = "tap0";
@@ -155,7 +205,7 @@ TEST_F(SchedulerTest, SubmitIsIdempotentPerChunkAndKind) {
   EXPECT_TRUE(absl::IsInvalidArgument(sched_->Submit(bad).status()));
 }
 
-TEST_F(SchedulerTest, RequeuesJobWhenWorkerLeaseExpires) {
+TEST_P(SchedulerTest, RequeuesJobWhenWorkerLeaseExpires) {
   AddWorker("w1", 1);
   AddWorker("w2", 1);
   JobId j = Submit("tap0", 1);
@@ -177,7 +227,7 @@ TEST_F(SchedulerTest, RequeuesJobWhenWorkerLeaseExpires) {
   EXPECT_EQ(again[0].attempt, 2u);
 }
 
-TEST_F(SchedulerTest, HeartbeatExtendsTheLeasesItListsOnly) {
+TEST_P(SchedulerTest, HeartbeatExtendsTheLeasesItListsOnly) {
   AddWorker("w1", 0, 16);
   JobId j1 = Submit("a", 1), j2 = Submit("b", 1);
   ASSERT_EQ(Schedule().size(), 2u);
@@ -190,7 +240,7 @@ TEST_F(SchedulerTest, HeartbeatExtendsTheLeasesItListsOnly) {
   EXPECT_TRUE(absl::IsNotFound(sched_->Heartbeat("stranger", {})));
 }
 
-TEST_F(SchedulerTest, FailsJobAfterMaxFailuresWithItsReason) {
+TEST_P(SchedulerTest, FailsJobAfterMaxFailuresWithItsReason) {
   AddWorker("w1", 1);
   JobId j = Submit("tap0", 1);
   for (uint32_t i = 1; i <= 3; ++i) {
@@ -206,7 +256,7 @@ TEST_F(SchedulerTest, FailsJobAfterMaxFailuresWithItsReason) {
   EXPECT_EQ(sched_->counts()[JobState::kFailed], 1u);
 }
 
-TEST_F(SchedulerTest, NonRetryableFailureFailsAtOnceAndStaleFailureIsIgnored) {
+TEST_P(SchedulerTest, NonRetryableFailureFailsAtOnceAndStaleFailureIsIgnored) {
   AddWorker("w1", 1);
   JobId j = Submit("tap0", 1);
   auto a = Schedule();
@@ -218,7 +268,7 @@ TEST_F(SchedulerTest, NonRetryableFailureFailsAtOnceAndStaleFailureIsIgnored) {
   EXPECT_TRUE(absl::IsNotFound(sched_->Fail("w1", 999, 1, "x").status()));
 }
 
-TEST_F(SchedulerTest, FailedJobBlocksItsStreamUntilRetried) {
+TEST_P(SchedulerTest, FailedJobBlocksItsStreamUntilRetried) {
   AddWorker("w1", 0, 64);
   JobId j1 = Submit("tap0", 1);
   JobId j2 = Submit("tap0", 2);
@@ -237,7 +287,7 @@ TEST_F(SchedulerTest, FailedJobBlocksItsStreamUntilRetried) {
   EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Retry(j2)));
 }
 
-TEST_F(SchedulerTest, CancelledJobIsSkippedAndItsHolderIsNamed) {
+TEST_P(SchedulerTest, CancelledJobIsSkippedAndItsHolderIsNamed) {
   AddWorker("w1", 0, 64);
   JobId j1 = Submit("tap0", 1);
   JobId j2 = Submit("tap0", 2);
@@ -261,7 +311,7 @@ TEST_F(SchedulerTest, CancelledJobIsSkippedAndItsHolderIsNamed) {
   EXPECT_EQ(*queued_holder, "");
 }
 
-TEST_F(SchedulerTest, RetryOfACancelledJobIsRefusedWhenANewerJobCoversTheChunk) {
+TEST_P(SchedulerTest, RetryOfACancelledJobIsRefusedWhenANewerJobCoversTheChunk) {
   JobId j1 = Submit("tap0", 1);
   ASSERT_TRUE(sched_->Cancel(j1).ok());
   JobId j1b = Submit("tap0", 1);
@@ -272,7 +322,7 @@ TEST_F(SchedulerTest, RetryOfACancelledJobIsRefusedWhenANewerJobCoversTheChunk) 
   EXPECT_EQ(State(j1), JobState::kQueued);
 }
 
-TEST_F(SchedulerTest, DrainedWorkerGetsNoNewWorkButKeepsItsLeases) {
+TEST_P(SchedulerTest, DrainedWorkerGetsNoNewWorkButKeepsItsLeases) {
   AddWorker("w1", 0, 16);
   Submit("a", 1);
   Submit("b", 1);
@@ -292,7 +342,7 @@ TEST_F(SchedulerTest, DrainedWorkerGetsNoNewWorkButKeepsItsLeases) {
   EXPECT_TRUE(absl::IsNotFound(sched_->SetDraining("nobody", true)));
 }
 
-TEST_F(SchedulerTest, SecondResultForACommittedJobIsADuplicate) {
+TEST_P(SchedulerTest, SecondResultForACommittedJobIsADuplicate) {
   AddWorker("w1", 1);
   JobId j = Submit("tap0", 1);
   auto a = Schedule();
@@ -306,7 +356,7 @@ TEST_F(SchedulerTest, SecondResultForACommittedJobIsADuplicate) {
   EXPECT_TRUE(absl::IsNotFound(sched_->Complete("w1", 999, 1, "x").status()));
 }
 
-TEST_F(SchedulerTest, SlowWorkerFinishingAfterItsReplacementIsADuplicate) {
+TEST_P(SchedulerTest, SlowWorkerFinishingAfterItsReplacementIsADuplicate) {
   AddWorker("slow", 1);
   JobId j = Submit("tap0", 1);
   auto first = Schedule();
@@ -323,7 +373,7 @@ TEST_F(SchedulerTest, SlowWorkerFinishingAfterItsReplacementIsADuplicate) {
   EXPECT_EQ(sched_->FindJob(j)->result_ref, "fast-model");
 }
 
-TEST_F(SchedulerTest, LateResultFromAnExpiredLeaseCommitsAndEndsTheNewLease) {
+TEST_P(SchedulerTest, LateResultFromAnExpiredLeaseCommitsAndEndsTheNewLease) {
   AddWorker("slow", 1);
   JobId j = Submit("tap0", 1);
   auto first = Schedule();
@@ -342,7 +392,7 @@ TEST_F(SchedulerTest, LateResultFromAnExpiredLeaseCommitsAndEndsTheNewLease) {
   EXPECT_EQ(sched_->FindJob(j)->result_ref, "slow-model");
 }
 
-TEST_F(SchedulerTest, LargeJobTakesAWholeIdleMultiGpuWorker) {
+TEST_P(SchedulerTest, LargeJobTakesAWholeIdleMultiGpuWorker) {
   AddWorker("single", 1);
   AddWorker("quad", 4);
   JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
@@ -362,7 +412,7 @@ TEST_F(SchedulerTest, LargeJobTakesAWholeIdleMultiGpuWorker) {
   EXPECT_EQ(sched_->FindWorker("quad")->used_slots, 4u);
 }
 
-TEST_F(SchedulerTest, SmallJobsPackOntoSingleGpuAndCpuWorkersBeforeMultiGpuOnes) {
+TEST_P(SchedulerTest, SmallJobsPackOntoSingleGpuAndCpuWorkersBeforeMultiGpuOnes) {
   AddWorker("quad", 4);
   AddWorker("cpu", 0, 16);  // 2 slots
   for (int i = 0; i < 3; ++i) Submit("l" + std::to_string(i), 1);
@@ -372,7 +422,7 @@ TEST_F(SchedulerTest, SmallJobsPackOntoSingleGpuAndCpuWorkersBeforeMultiGpuOnes)
   EXPECT_EQ(sched_->FindWorker("quad")->used_slots, 1u);
 }
 
-TEST_F(SchedulerTest, SmallJobsStayOffMultiGpuWorkersWhileALargeJobWaits) {
+TEST_P(SchedulerTest, SmallJobsStayOffMultiGpuWorkersWhileALargeJobWaits) {
   AddWorker("quad", 4);
   Submit("s1", 1);
   auto a = Schedule();
@@ -388,7 +438,7 @@ TEST_F(SchedulerTest, SmallJobsStayOffMultiGpuWorkersWhileALargeJobWaits) {
   EXPECT_EQ(a[0].slots, 4u);
 }
 
-TEST_F(SchedulerTest, LargeJobsRunOnAnyWorkerWhenThereIsNoMultiGpuWorker) {
+TEST_P(SchedulerTest, LargeJobsRunOnAnyWorkerWhenThereIsNoMultiGpuWorker) {
   AddWorker("single", 1);
   JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
   auto a = Schedule();
@@ -397,7 +447,7 @@ TEST_F(SchedulerTest, LargeJobsRunOnAnyWorkerWhenThereIsNoMultiGpuWorker) {
   EXPECT_EQ(a[0].slots, 1u);
 }
 
-TEST_F(SchedulerTest, TickForgetsSilentWorkersAndRemoveRequeuesWithoutAFailure) {
+TEST_P(SchedulerTest, TickForgetsSilentWorkersAndRemoveRequeuesWithoutAFailure) {
   AddWorker("w1", 1);
   AddWorker("w2", 1);
   JobId j = Submit("tap0", 1);
@@ -413,7 +463,7 @@ TEST_F(SchedulerTest, TickForgetsSilentWorkersAndRemoveRequeuesWithoutAFailure) 
   EXPECT_TRUE(sched_->Workers().empty());
 }
 
-TEST_F(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {
+TEST_P(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {
   AddWorker("w1", 0, 64);
   JobId a1 = Submit("a", 1), a2 = Submit("a", 2);
   JobId b1 = Submit("b", 1);
@@ -442,7 +492,7 @@ TEST_F(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {
   EXPECT_GT(Submit("d", 1), c1);  // ids continue after the restart
 }
 
-TEST_F(SchedulerTest, LeaseOfAWorkerThatNeverReturnsAfterARestartExpires) {
+TEST_P(SchedulerTest, LeaseOfAWorkerThatNeverReturnsAfterARestartExpires) {
   AddWorker("gone", 1);
   JobId j = Submit("tap0", 1);
   ASSERT_EQ(Schedule().size(), 1u);
@@ -455,7 +505,7 @@ TEST_F(SchedulerTest, LeaseOfAWorkerThatNeverReturnsAfterARestartExpires) {
   EXPECT_EQ(a[0].worker, "new");
 }
 
-TEST_F(SchedulerTest, StoreErrorLeavesTheJobAsItWas) {
+TEST_P(SchedulerTest, StoreErrorLeavesTheJobAsItWas) {
   AddWorker("w1", 1);
   JobId j = Submit("tap0", 1);
   store_.set_put_status(absl::UnavailableError("disk full"));
@@ -474,7 +524,7 @@ TEST_F(SchedulerTest, StoreErrorLeavesTheJobAsItWas) {
   EXPECT_TRUE(absl::IsUnavailable(Scheduler::Create(options_, &store_, &clock_).status()));
 }
 
-TEST_F(SchedulerTest, RejectsOptionsThatCannotWork) {
+TEST_P(SchedulerTest, RejectsOptionsThatCannotWork) {
   SchedulerOptions o;
   o.max_failures = 0;
   EXPECT_TRUE(absl::IsInvalidArgument(Scheduler::Create(o, &store_, &clock_).status()));

@@ -1,0 +1,153 @@
+// dgc-coordinator: owns the model library (RocksDB) and the jobs, schedules
+// chunk compression onto workers, serves the operator API and /metrics.
+// The contract (flags, ports, metrics): deploy/PROCESSES.md.
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio.hpp>
+
+#include "CLI/CLI.hpp"
+#include "common/base/logging.h"
+#include "common/runtime/health_server.h"
+#include "common/runtime/process.h"
+#include "coordinator/server.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dgc-coordinator: the model library, the job scheduler and the operator API of dgc"};
+  app.footer(R"(Workers and ingest nodes connect to --listen, dgcctl to --api. Jobs and
+models live in --library (RocksDB); a restarted coordinator resumes every job.
+
+Examples:
+  dgc-coordinator --library /var/lib/dgc/library
+  dgc-coordinator --library lib/ --listen tcp://0.0.0.0:7070 --curve-secret-key-file coord.key \
+      --curve-allow-dir clients/
+  dgc-coordinator --config /etc/dgc/coordinator.conf
+
+Exit status: 0 after SIGTERM or SIGINT (clean shutdown), 1 on a configuration
+or startup error.)");
+  dgc::runtime::CommonFlags common;
+  dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kCoordinator, &common);
+  dgc::CoordinatorOptions o;
+  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0;
+  // Training knobs sent to the workers with every job (defaults: dgcctl compress's).
+  int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 32, check_flows = 4096;
+  int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
+  double seconds = 20, warmup_seconds = 120;
+  uint64_t seed = 1;
+  bool no_check = false;
+  app.add_option("--listen", o.listen, "ZeroMQ endpoint for workers and ingest")->capture_default_str();
+  app.add_option("--api", o.api, "ZeroMQ endpoint for dgcctl")->capture_default_str();
+  app.add_option("--library", o.library_dir, "model library directory (RocksDB; created if absent)")->required();
+  app.add_option("--lease-seconds", lease_s, "a job whose worker sends no heartbeat this long is requeued")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--heartbeat-seconds", heartbeat_s, "the heartbeat interval workers are told to use")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-attempts", o.max_attempts, "a job failing this often is marked failed")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--fidelity-target", o.fidelity_target, "mean distance over the 17 metrics a chunk must reach")
+      ->capture_default_str();
+  app.add_option("--raw-retention-seconds", raw_retention_s, "raw chunks are deleted this long after their model is committed")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--shared-dir", o.shared_dir, "chunks go to workers by path under DIR (mounted on both)");
+  app.add_option("--base", o.base_model_file,
+                 "a base model from 'dgcctl warmup' for new links (default: a link's first chunk trains one)");
+  app.add_option("--steps", steps, "fine-tune steps per chunk")->capture_default_str();
+  app.add_option("--seconds", seconds, "fine-tune time budget per chunk")->capture_default_str();
+  app.add_option("--rank", rank, "adapter rank")->capture_default_str();
+  app.add_option("--sample-flows", sample_flows, "flows per chunk the fine-tune sees, at most")->capture_default_str();
+  app.add_option("--min-flows", min_flows, "fewer flows: share the previous model")->capture_default_str();
+  app.add_flag("--no-check", no_check, "workers skip the fidelity check");
+  app.add_option("--check-flows", check_flows, "flows the fidelity check scores (0: whole chunk)")->capture_default_str();
+  app.add_option("--warmup-steps", warmup_steps, "base training steps (a new link's first chunk)")->capture_default_str();
+  app.add_option("--warmup-seconds", warmup_seconds, "base training time budget")->capture_default_str();
+  app.add_option("--warmup-flows", warmup_flows, "flows a base is trained on, at most")->capture_default_str();
+  app.add_option("--width", width, "model width of a base trained here")->capture_default_str();
+  app.add_option("--depth", depth, "transformer blocks")->capture_default_str();
+  app.add_option("--heads", heads, "attention heads")->capture_default_str();
+  app.add_option("--packets-per-flow", packets_per_flow, "packets of each flow with their own tokens")->capture_default_str();
+  app.add_option("--seed", seed, "random seed")->capture_default_str();
+  if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-coordinator"); rc >= 0) return rc;
+  dgc::InitLogging("dgc-coordinator", common.log_level);
+
+  o.lease_ns = static_cast<int64_t>(lease_s * 1e9);
+  o.heartbeat_ns = static_cast<int64_t>(heartbeat_s * 1e9);
+  o.raw_retention_ns = static_cast<int64_t>(raw_retention_s * 1e9);
+  o.job_options = {{"steps", steps}, {"seconds", seconds}, {"rank", rank}, {"sample_flows", sample_flows},
+                   {"min_flows", min_flows}, {"check", !no_check}, {"check_flows", check_flows},
+                   {"warmup_steps", warmup_steps}, {"warmup_seconds", warmup_seconds},
+                   {"warmup_flows", warmup_flows}, {"width", width}, {"depth", depth}, {"heads", heads},
+                   {"packets_per_flow", packets_per_flow}, {"seed", seed}};
+  auto security = dgc::runtime::ServerSecurity(common);
+  if (!security.ok()) {
+    spdlog::error("{}", std::string(security.status().message()));
+    return 1;
+  }
+  o.security = *security;
+  o.curve_allow_dir = common.curve_allow_dir;
+
+  // Block the signals before any thread starts, so only the loop handles them.
+  boost::asio::io_context io(1);
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+  dgc::runtime::ProcessMetrics metrics;
+  dgc::runtime::LoopLiveness liveness;
+  std::unique_ptr<dgc::Coordinator> coordinator;
+  std::atomic<dgc::Coordinator*> ready_view{nullptr};
+  auto health = dgc::runtime::HealthServer::Start(
+      common.metrics, &metrics.registry(), [&] { return liveness.Probe(); },
+      [&]() -> std::string {
+        dgc::Coordinator* c = ready_view.load();
+        return c ? c->Ready() : "starting: opening the library";
+      });
+  if (!health.ok()) {
+    spdlog::error("{}", std::string(health.status().message()));
+    return 1;
+  }
+  spdlog::info("metrics listening on {}", (*health)->address());
+  auto zmq = dgc::wire::ZmqContext::Create();
+  if (!zmq.ok()) {
+    spdlog::error("{}", std::string(zmq.status().message()));
+    return 1;
+  }
+  int exit_code = 0;
+  {
+    auto c = dgc::Coordinator::Create(io, **zmq, metrics, o);
+    if (!c.ok()) {
+      spdlog::error("{}", std::string(c.status().message()));
+      return 1;
+    }
+    coordinator = *std::move(c);
+    ready_view = coordinator.get();
+    std::function<void()> wait_signal = [&] {
+      signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          dgc::Status st = coordinator->ReloadAllowList();
+          if (!st.ok()) spdlog::error("SIGHUP: {}", std::string(st.message()));
+          wait_signal();
+          return;
+        }
+        spdlog::info("signal {}: shutting down", sig);
+        ready_view = nullptr;
+        coordinator->Stop();
+        io.stop();
+      });
+    };
+    wait_signal();
+    boost::asio::steady_timer beat(io);
+    std::function<void()> tick = [&] {
+      liveness.Beat();
+      beat.expires_after(std::chrono::milliseconds(200));
+      beat.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) tick();
+      });
+    };
+    tick();
+    spdlog::info("ready");
+    io.run();
+    ready_view = nullptr;
+    coordinator.reset();  // closes the library (RocksDB flushes) before the context goes
+  }
+  spdlog::info("stopped");
+  return exit_code;
+}

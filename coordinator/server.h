@@ -1,0 +1,180 @@
+// The coordinator's control loop (dgc-coordinator): the ingest chunk stream
+// with credit-based flow control, the worker pool (registration, heartbeats,
+// leases), results committed once through the model library, and the
+// operator API dgcctl talks to. deploy/PROCESSES.md is its contract.
+//
+// Threads: everything here lives on one boost::asio::io_context (the
+// process's control loop): ZeroMQ sockets are watched through their fds,
+// the scheduler ticks on a timer. Only Ready() may be called from another
+// thread (the health server's).
+//
+// Durability: jobs live in the library's RocksDB (RocksDbJobStore); a chunk's
+// bytes are written (atomically) beside the library before its job is stored
+// and before the ingest gets its ChunkAck, so an acknowledged chunk is never
+// lost; a restarted coordinator resumes every job from the store.
+#ifndef DGC_COORDINATOR_SERVER_H_
+#define DGC_COORDINATOR_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include "common/base/status.h"
+#include "common/runtime/process.h"
+#include "common/wire/codec.h"
+#include "common/wire/parent_bundle.h"
+#include "common/wire/zmq_transport.h"
+#include "coordinator/library/rocksdb_model_library.h"
+#include "coordinator/scheduler/clock.h"
+#include "coordinator/scheduler/rocksdb_job_store.h"
+#include "coordinator/scheduler/scheduler.h"
+#include "nlohmann/json.hpp"
+
+namespace dgc {
+
+struct CoordinatorOptions {
+  std::string listen = "tcp://127.0.0.1:7070";  // workers and ingest
+  std::string api = "tcp://127.0.0.1:7071";     // dgcctl
+  std::string library_dir;                      // required
+  std::string shared_dir;                       // "": chunks travel over the wire
+  std::string base_model_file;                  // "": each new stream trains its base (a retrain job)
+  int64_t lease_ns = 60LL * 1'000'000'000;
+  int64_t heartbeat_ns = 5LL * 1'000'000'000;
+  uint32_t max_attempts = 3;
+  double fidelity_target = 0.10;
+  int64_t raw_retention_ns = 0;
+  uint32_t ingest_credits = 8;         // chunks an ingest may have in flight
+  size_t max_queued_jobs = 100000;     // beyond: no credit (ingest spools)
+  nlohmann::json job_options = nlohmann::json::object();  // training knobs sent to workers
+  wire::SecurityOptions security;
+  std::string curve_allow_dir;         // re-read by ReloadAllowList
+};
+
+class Coordinator {
+ public:
+  // Opens the library, recovers the jobs, binds both sockets and starts the
+  // timers. Errors: the library's (Unavailable when another process holds
+  // it), the transport's (PermissionDenied for a non-loopback endpoint
+  // without keys, Unavailable when the address is in use), InvalidArgument
+  // for a --base file that is not a model. `io`, `zmq` and `metrics` must
+  // outlive the coordinator.
+  [[nodiscard]] static StatusOr<std::unique_ptr<Coordinator>> Create(boost::asio::io_context& io,
+                                                                     wire::ZmqContext& zmq,
+                                                                     runtime::ProcessMetrics& metrics,
+                                                                     CoordinatorOptions options);
+  ~Coordinator();
+
+  // Stops accepting (closes the sockets and timers); the library is closed
+  // (flushed) by the destructor. Loop thread.
+  void Stop();
+  // Re-reads --curve-allow-dir (SIGHUP). Loop thread.
+  [[nodiscard]] Status ReloadAllowList();
+
+  // "" once ready (library open, sockets bound, jobs recovered). Any thread.
+  std::string Ready() const { return ready_.load() ? "" : "starting"; }
+  std::string listen_endpoint() const;
+  std::string api_endpoint() const;
+
+ private:
+  struct WorkerPeer {
+    std::string peer;      // ROUTER routing id of its current connection
+    std::string hostname;
+    std::string build;
+    double tokens_per_second = 0;
+    // Models this worker holds in its cache, newest first (it keeps 8; the
+    // newest 4 are assumed): a parent among them is sent by id, not bytes.
+    std::deque<std::string> cached_models;
+    void Remember(const std::string& id) {
+      for (auto it = cached_models.begin(); it != cached_models.end(); ++it) {
+        if (*it == id) {
+          cached_models.erase(it);
+          break;
+        }
+      }
+      cached_models.push_front(id);
+      if (cached_models.size() > 4) cached_models.pop_back();
+    }
+    bool Holds(const std::string& id) const {
+      for (const auto& m : cached_models) {
+        if (m == id) return true;
+      }
+      return false;
+    }
+  };
+  struct Metrics;
+
+  Coordinator(boost::asio::io_context& io, wire::ZmqContext& zmq, runtime::ProcessMetrics& metrics,
+              CoordinatorOptions options);
+  Status Init();
+
+  void DrainRouter();
+  void DrainApi();
+  void OnWorkerMessage(const std::string& peer, wire::Decoded& msg);
+  void OnChunk(const std::string& peer, wire::ChunkData& data);
+  void OnRegister(const std::string& peer, const wire::Register& reg);
+  void OnHeartbeat(const std::string& peer, const wire::Heartbeat& hb);
+  void OnResult(const std::string& peer, wire::JobResult& result);
+  void OnFailed(const std::string& peer, const wire::JobFailed& failed);
+  wire::OperatorReply OnOperator(const wire::OperatorRequest& req);
+
+  void ScheduleAndSend();
+  Status SendAssignment(const Assignment& a);
+  StatusOr<std::string> ParentModelId(const JobRecord& job, JobId parent_job);
+  StatusOr<std::string> ParentBundleBytes(const std::string& model_id);
+  void Tick();
+  void UpdateGauges();
+  void DeleteRawLater(const std::string& path, int64_t committed_ns);
+  void Send(const std::string& peer, const wire::Message& msg);
+
+  static std::string StreamKey(const std::string& link, uint32_t shard);
+  // The link a stream's chunks have in the library: the link itself when the
+  // link is not sharded, else "LINK#i" (the library's ids may hold no '/').
+  static std::string LibraryLink(const std::string& link, uint32_t shard, uint32_t shard_count);
+  std::string RawPath(const wire::ChunkMeta& meta) const;
+  nlohmann::json WorkerJson(const WorkerInfo& w) const;
+
+  boost::asio::io_context& io_;
+  wire::ZmqContext& zmq_;
+  runtime::ProcessMetrics& process_metrics_;
+  CoordinatorOptions options_;
+  SystemClock clock_;
+  std::unique_ptr<RocksDbModelLibrary> library_;
+  std::unique_ptr<RocksDbJobStore> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<wire::ZmqRouter> router_;
+  std::unique_ptr<wire::ZmqRouter> api_;
+  std::unique_ptr<runtime::ZmqWatcher> router_watch_;
+  std::unique_ptr<runtime::ZmqWatcher> api_watch_;
+  boost::asio::steady_timer tick_timer_;
+  std::unique_ptr<Metrics> metrics_;
+  std::atomic<bool> ready_{false};
+  bool stopped_ = false;
+
+  std::string base_model_id_;  // from --base
+  std::unordered_map<std::string, WorkerPeer> workers_;              // worker id -> connection
+  std::set<std::string> streams_with_base_;                          // StreamKey: a retrain job exists
+  std::set<std::string> retrain_requested_;                          // StreamKey: dgcctl retrain
+  std::unordered_map<std::string, uint32_t> shard_counts_;           // StreamKey -> shards of its link
+  std::unordered_map<JobId, int64_t> lease_started_ns_;              // steady clock, for durations
+  std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
+  // Recently sent parent chains by model id (a few; most jobs extend the last).
+  std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;
+  uint64_t zap_denied_seen_ = 0;
+  bool scheduling_ = false;
+};
+
+}  // namespace dgc
+
+#endif  // DGC_COORDINATOR_SERVER_H_

@@ -1,0 +1,375 @@
+// The distributed runtime with real processes on 127.0.0.1: ingest ->
+// coordinator -> workers end to end against the embedded `dgcctl compress`,
+// and the fault cases of issue 6 (a worker killed mid-job, the coordinator
+// killed and restarted, the coordinator away while ingest runs, a client
+// without an allowed key, hostile messages). Every wait is bounded.
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/wire/codec.h"
+#include "common/wire/zmq_transport.h"
+#include "gtest/gtest.h"
+#include "tests/runtime/cluster.h"
+#include "tests/testutil/testutil.h"
+
+namespace dgc::testing {
+namespace {
+
+using std::chrono::seconds;
+namespace fs = std::filesystem;
+
+constexpr int kChunkSeconds = 30;
+
+struct Coord {
+  std::unique_ptr<Process> proc;
+  std::string listen, api, metrics;
+};
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = new TempDir();
+    trace_ = shared_->File("t.pcap");
+    base_ = shared_->File("base.dgcm");
+    ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " synth-trace -o " + trace_ + " --seconds 120 --seed 3 >/dev/null"), 0);
+    std::string out;
+    ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " warmup " + trace_ + " -o " + base_ + " --chunk-seconds " +
+                      std::to_string(kChunkSeconds) + " --warmup-steps 30 --warmup-flows 3000 2>&1",
+                  &out),
+              0)
+        << out;
+    // The windows the trace makes, as file-mode ingest cuts them.
+    ASSERT_EQ(testing::Run(BinaryPath("dgc-ingest") + " " + trace_ + " --out " + shared_->File("probe") + " --link probe " +
+                      "--chunk-seconds " + std::to_string(kChunkSeconds) + " -o json --no-progress",
+                  &out),
+              0);
+    chunks_ = nlohmann::json::parse(out).value("chunks", 0);
+    ASSERT_GT(chunks_, 2);
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+  }
+  void SetUp() override {
+    if (!HaveTool("curl")) GTEST_SKIP() << "curl not installed";
+  }
+
+  Coord StartCoordinator(const std::string& lib, std::vector<std::string> extra = {},
+                         const std::string& listen = "tcp://127.0.0.1:0", const std::string& api = "tcp://127.0.0.1:0") {
+    Coord c;
+    std::vector<std::string> args = {"--library", lib, "--listen", listen, "--api", api, "--metrics", "127.0.0.1:0",
+                                     "--base", base_, "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5"};
+    if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
+    args.insert(args.end(), extra.begin(), extra.end());
+    c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"));
+    auto l = c.proc->WaitForLog("listening on (tcp://[0-9.:]+) \\(workers", seconds(20));
+    auto a = c.proc->WaitForLog("operator API on (tcp://[0-9.:]+)", seconds(1));
+    auto m = c.proc->WaitForLog("metrics listening on ([0-9.:]+)", seconds(1));
+    EXPECT_TRUE(l && a && m) << c.proc->ReadLog();
+    c.listen = l.value_or("");
+    c.api = a.value_or("");
+    c.metrics = m.value_or("");
+    return c;
+  }
+  std::unique_ptr<Process> StartWorker(const std::string& coordinator, const std::string& name,
+                                       std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--coordinator", coordinator, "--name", name, "--metrics", "127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(BinaryPath("dgc-worker"), args, dir_.File(name + ".log"));
+  }
+  std::unique_ptr<Process> StartIngest(const std::string& coordinator, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {trace_, "--coordinator", coordinator, "--spool-dir", dir_.File("spool"),
+                                     "--link", "test", "--chunk-seconds", std::to_string(kChunkSeconds),
+                                     "--metrics", "127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(BinaryPath("dgc-ingest"), args, dir_.File("ingest.log"));
+  }
+  static std::vector<nlohmann::json> Jobs(const std::string& api, const std::string& kind = "compress") {
+    std::vector<nlohmann::json> out;
+    auto j = Ctl("get jobs --coordinator " + api + " --timeout 3");
+    if (!j) return out;
+    for (const auto& r : *j) {
+      if (r.value("kind", "") == kind) out.push_back(r);
+    }
+    return out;
+  }
+  // Every chunk of the trace has a compress job, and every one is done.
+  static bool AllDone(const std::string& api) {
+    auto jobs = Jobs(api);
+    if (static_cast<int>(jobs.size()) != chunks_) return false;
+    for (const auto& j : jobs) {
+      if (j.value("state", "") != "done") return false;
+    }
+    return true;
+  }
+  std::string Logs() {
+    std::string s;
+    for (const auto& e : fs::directory_iterator(dir_.path())) {
+      if (e.path().extension() == ".log") {
+        std::string out;
+        testing::Run("tail -n 25 " + e.path().string(), &out);
+        s += "== " + e.path().filename().string() + "\n" + out;
+      }
+    }
+    return s;
+  }
+  // The library after the coordinator stopped: chunks of `link` and models.
+  static std::pair<int, int> LibraryCounts(const std::string& lib) {
+    auto chunks = Ctl("get chunks --library " + lib);
+    auto models = Ctl("get models --library " + lib);
+    int finetune = 0;
+    if (models) {
+      for (const auto& m : *models) finetune += m.value("kind", "") == "finetune";
+    }
+    return {chunks ? static_cast<int>(chunks->size()) : -1, finetune};
+  }
+
+  static TempDir* shared_;
+  static std::string trace_, base_;
+  static int chunks_;
+  TempDir dir_;
+};
+
+TempDir* RuntimeTest::shared_ = nullptr;
+std::string RuntimeTest::trace_;
+std::string RuntimeTest::base_;
+int RuntimeTest::chunks_ = 0;
+
+double EvalMean(const std::string& real, const std::string& synth) {
+  std::string out;
+  if (testing::Run(BinaryPath("dgcctl") + " eval " + real + " " + synth + " -o json 2>/dev/null", &out) != 0) return -1;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded() || !j.contains("scores") || !j["scores"].is_object()) return -1;
+  return j["scores"].value("mean", -1.0);
+}
+
+TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) {
+  Coord c = StartCoordinator(dir_.File("lib"));
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  std::string metrics = HttpGet(c.metrics, "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "dgc_chunks_committed_total"), chunks_) << metrics;
+  EXPECT_GT(MetricValue(metrics, "dgc_chunk_stored_bytes_total").value_or(0), 0);
+  EXPECT_GT(MetricValue(metrics, "dgc_chunk_raw_bytes_total").value_or(0), 0);
+  auto workers = Ctl("get workers --coordinator " + c.api);
+  ASSERT_TRUE(workers);
+  EXPECT_EQ(workers->size(), 2u);
+  // Clean shutdown: exit 0 within the 10 s the contract allows.
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  EXPECT_EQ(LibraryCounts(dir_.File("lib")).first, chunks_);
+
+  // The embedded path on the same input, base and knobs.
+  std::string out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " + base_ +
+                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) + " --steps 10 --no-check 2>&1",
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " generate --library " + dir_.File("emb") + " -o " + dir_.File("emb.pcap") +
+                " 2>&1", &out), 0) << out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " generate --library " + dir_.File("lib") + " -o " + dir_.File("dist.pcap") +
+                " 2>&1", &out), 0) << out;
+  double emb = EvalMean(trace_, dir_.File("emb.pcap"));
+  double dist = EvalMean(trace_, dir_.File("dist.pcap"));
+  ASSERT_GE(emb, 0);
+  ASSERT_GE(dist, 0);
+  std::cerr << "fidelity mean: embedded " << emb << ", distributed " << dist << "\n";
+  EXPECT_NEAR(dist, emb, 0.02);
+}
+
+TEST_F(RuntimeTest, WorkerKilledMidJobItsJobCompletesOnTheOther) {
+  // Long jobs (a 4 s budget each) so the kill lands mid-job.
+  Coord c = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "4"});
+  auto victim = StartWorker(c.listen, "victim");
+  ASSERT_TRUE(WaitUntil([&] { return Ctl("get workers --coordinator " + c.api).value_or(nlohmann::json()).size() == 1; },
+                        seconds(20)));
+  auto ingest = StartIngest(c.listen);
+  uint64_t job = 0;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const auto& j : Jobs(c.api)) {
+          if (j.value("state", "") == "leased" && j.value("worker", "") == "victim") {
+            job = j.value("id", 0ull);
+            return true;
+          }
+        }
+        return false;
+      },
+      seconds(30)))
+      << Logs();
+  victim->Signal(SIGKILL);
+  EXPECT_EQ(victim->Wait(seconds(5)), 128 + SIGKILL);
+  auto survivor = StartWorker(c.listen, "survivor");
+  EXPECT_EQ(ingest->Wait(seconds(30)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  auto j = Ctl("describe job " + std::to_string(job) + " --coordinator " + c.api);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->value("worker", ""), "survivor");
+  EXPECT_GE(j->value("attempts", 0u), 2u);
+  std::string metrics = HttpGet(c.metrics, "/metrics");
+  EXPECT_GE(MetricValue(metrics, "dgc_lease_expiries_total").value_or(0), 1);
+  EXPECT_EQ(MetricValue(metrics, "dgc_chunks_committed_total"), chunks_);
+}
+
+TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommitsNothingTwice) {
+  Coord c = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "1.5"});
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  auto ingest = StartIngest(c.listen);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        int done = 0;
+        for (const auto& j : Jobs(c.api)) done += j.value("state", "") == "done";
+        return done >= 1;
+      },
+      seconds(60)))
+      << Logs();
+  c.proc->Signal(SIGKILL);
+  EXPECT_EQ(c.proc->Wait(seconds(5)), 128 + SIGKILL);
+  std::this_thread::sleep_for(seconds(2));  // workers finish jobs and hold their results
+  Coord again = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "1.5"}, c.listen, c.api);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(again.api); }, seconds(120))) << Logs();
+  // One job per chunk (no chunk submitted twice), one library chunk per window.
+  std::set<int64_t> seqs;
+  for (const auto& j : Jobs(again.api)) EXPECT_TRUE(seqs.insert(j.value("seq", 0ll)).second) << j.dump();
+  for (Process* p : {w1.get(), w2.get(), again.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), again.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0);
+  auto [lib_chunks, finetune] = LibraryCounts(dir_.File("lib"));
+  EXPECT_EQ(lib_chunks, chunks_);
+  EXPECT_LE(finetune, chunks_);  // a model per chunk at most (quiet chunks share their parent's)
+}
+
+TEST_F(RuntimeTest, IngestSpoolsWhileTheCoordinatorIsAwayAndDrainsWhenItReturns) {
+  // Learn a free port pair, then leave it empty while ingest runs.
+  std::string listen, api;
+  {
+    Coord probe = StartCoordinator(dir_.File("probe-lib"));
+    listen = probe.listen;
+    api = probe.api;
+    probe.proc->Signal(SIGTERM);
+    ASSERT_EQ(probe.proc->Wait(seconds(10)), 0);
+  }
+  auto ingest = StartIngest(listen);
+  auto addr = ingest->WaitForLog("metrics listening on ([0-9.:]+)", seconds(10));
+  ASSERT_TRUE(addr);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::string m = HttpGet(*addr, "/metrics");
+        return MetricValue(m, "dgc_spool_bytes").value_or(0) > 0 &&
+               MetricValue(m, "dgc_ingest_chunks_total").value_or(0) == chunks_;
+      },
+      seconds(30)))
+      << Logs();
+  std::this_thread::sleep_for(seconds(4));  // past the ack timeout: still waiting, nothing lost
+  ASSERT_TRUE(ingest->Running()) << Logs();
+  EXPECT_EQ(MetricValue(HttpGet(*addr, "/metrics"), "dgc_ingest_coordinator_connected"), 0);
+  Coord c = StartCoordinator(dir_.File("lib"), {}, listen, api);
+  auto w = StartWorker(c.listen, "w1");
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  EXPECT_TRUE(fs::is_empty(dir_.File("spool") + "/test"));
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+}
+
+TEST_F(RuntimeTest, ClientWithoutAnAllowedKeyIsRefused) {
+  std::string keys = dir_.File("keys"), allow = dir_.File("allow");
+  for (const char* k : {"coordinator", "good", "bad"}) {
+    ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " keygen " + k + " --out " + keys + " >/dev/null"), 0);
+  }
+  fs::create_directories(allow);
+  fs::copy_file(keys + "/good.pub", allow + "/good.pub");
+  Coord c = StartCoordinator(dir_.File("lib"), {"--curve-secret-key-file", keys + "/coordinator.key",
+                                                "--curve-allow-dir", allow});
+  std::string server = " --curve-server-key-file " + keys + "/coordinator.pub --coordinator " + c.api + " --timeout 2";
+  std::string err;
+  EXPECT_TRUE(Ctl("get workers --curve-secret-key-file " + keys + "/good.key" + server, &err)) << err;
+  EXPECT_FALSE(Ctl("get workers --curve-secret-key-file " + keys + "/bad.key" + server, &err));
+  EXPECT_NE(err.find("no answer"), std::string::npos) << err;
+  EXPECT_FALSE(Ctl("get workers --coordinator " + c.api + " --timeout 2"));  // plain TCP: no handshake
+  // A worker with a key outside the list never registers.
+  auto w = StartWorker(c.listen, "intruder", {"--curve-secret-key-file", keys + "/bad.key",
+                                              "--curve-server-key-file", keys + "/coordinator.pub"});
+  std::this_thread::sleep_for(seconds(2));
+  EXPECT_EQ(Ctl("get workers --curve-secret-key-file " + keys + "/good.key" + server).value_or(nlohmann::json()).size(),
+            0u);
+  EXPECT_GE(MetricValue(HttpGet(c.metrics, "/metrics"), "dgc_messages_rejected_total{reason=\"unauthorized\"}")
+                .value_or(0),
+            1);
+}
+
+TEST_F(RuntimeTest, HostileMessagesAreCountedAndTheCoordinatorKeepsServing) {
+  Coord c = StartCoordinator(dir_.File("lib"));
+  auto ctx = wire::ZmqContext::Create();
+  ASSERT_TRUE(ctx.ok());
+  {
+    auto sock = wire::ZmqSocket::Connect(**ctx, wire::SocketType::kDealer, c.listen, {});
+    ASSERT_TRUE(sock.ok());
+    ASSERT_TRUE((*sock)->SendFrames({"garbage that is no capnp"}).ok());
+    ASSERT_TRUE((*sock)->SendFrames({std::string(8, '\xff')}).ok());
+    wire::Register r;
+    r.worker_id = "x";
+    r.cpu_threads = 1;
+    auto old = wire::EncodeWithVersion(r, 99);
+    ASSERT_TRUE(old.ok());
+    ASSERT_TRUE((*sock)->SendFrames({*old}).ok());
+    wire::ChunkData bad;  // inconsistent metadata
+    bad.meta.link = "x";
+    bad.meta.duration_ns = 0;
+    bad.payload = "x";
+    auto enc = wire::Encode(bad);
+    ASSERT_TRUE((*sock)->SendFrames({*enc}).ok());
+    auto reply = (*sock)->ReceiveFrames(5000);  // the refusal
+    ASSERT_TRUE(reply.ok() && reply->has_value());
+    auto ack = wire::Decode((**reply)[0]);
+    ASSERT_TRUE(ack.ok());
+    auto* a = std::get_if<wire::ChunkAck>(&ack->message);
+    ASSERT_TRUE(a);
+    EXPECT_FALSE(a->accepted);
+  }
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::string m = HttpGet(c.metrics, "/metrics");
+        return MetricValue(m, "dgc_messages_rejected_total{reason=\"version\"}").value_or(0) >= 1 &&
+               MetricValue(m, "dgc_messages_rejected_total{reason=\"malformed\"}").value_or(0) +
+                       MetricValue(m, "dgc_messages_rejected_total{reason=\"truncated\"}").value_or(0) >=
+                   3;
+      },
+      seconds(10)))
+      << HttpGet(c.metrics, "/metrics");
+  int code = 0;
+  HttpGet(c.metrics, "/healthz", &code);
+  EXPECT_EQ(code, 200);
+  HttpGet(c.metrics, "/readyz", &code);
+  EXPECT_EQ(code, 200);
+  EXPECT_TRUE(Ctl("get jobs --coordinator " + c.api));
+}
+
+TEST_F(RuntimeTest, StartupErrorsExitOneAndVersionExitsZero) {
+  std::string out;
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-coordinator") + " --version 2>&1", &out), 0);
+  EXPECT_NE(out.find("0."), std::string::npos);
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-coordinator") + " --listen tcp://127.0.0.1:0 2>&1", &out), 1);  // no --library
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-coordinator") + " --library " + dir_.File("l") +
+                " --listen tcp://0.0.0.0:0 --api tcp://127.0.0.1:0 --metrics 127.0.0.1:0 2>&1", &out), 1);
+  EXPECT_NE(out.find("insecure"), std::string::npos) << out;
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://10.1.2.3:7070 --metrics 127.0.0.1:0 2>&1", &out), 1);
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://127.0.0.1:1 --device cuda:0 2>&1", &out), 1);
+  // A config file: one long-flag = value per line.
+  WriteBytes(dir_.File("c.conf"), "library = \"" + dir_.File("l") + "\"\nlisten = \"tcp://0.0.0.0:0\"\n");
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-coordinator") + " --config " + dir_.File("c.conf") +
+                " --api tcp://127.0.0.1:0 --metrics 127.0.0.1:0 2>&1", &out), 1);
+  EXPECT_NE(out.find("insecure"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace dgc::testing

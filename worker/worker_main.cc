@@ -1,0 +1,126 @@
+// dgc-worker: takes chunk-compression jobs from the coordinator and runs them
+// (fine-tune, delta, fidelity check). The contract: deploy/PROCESSES.md.
+#include <sched.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio.hpp>
+
+#include "CLI/CLI.hpp"
+#include "common/base/logging.h"
+#include "common/model/flow_model.h"
+#include "common/runtime/health_server.h"
+#include "common/runtime/process.h"
+#include "spdlog/spdlog.h"
+#include "worker/worker_server.h"
+
+namespace {
+
+// CPUs this process may use: its affinity mask (a cgroup quota is not read).
+uint32_t UsableCpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return static_cast<uint32_t>(std::max(1, CPU_COUNT(&set)));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dgc-worker: compress chunks for a dgc coordinator"};
+  app.footer(R"(Registers with the coordinator, heartbeats, and runs up to --max-jobs jobs
+at once. On SIGTERM it tells the coordinator to requeue its jobs and exits.
+
+Examples:
+  dgc-worker --coordinator tcp://127.0.0.1:7070 --name worker-1
+  dgc-worker --coordinator tcp://dgc-coordinator:7070 --curve-secret-key-file w.key \
+      --curve-server-key-file coordinator.pub --metrics 0.0.0.0:9462)");
+  dgc::runtime::CommonFlags common;
+  dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kWorker, &common);
+  dgc::WorkerOptions o;
+  std::string device = "auto";
+  uint32_t threads = 0;
+  o.name = dgc::runtime::HostName();
+  app.add_option("--coordinator", o.coordinator, "the coordinator's --listen endpoint")->required();
+  app.add_option("--device", device, "auto, cpu or cuda:N")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (0: the CPUs this process may use)")->capture_default_str();
+  app.add_option("--max-jobs", o.max_jobs, "jobs run at once; advertised as capacity")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--name", o.name, "worker name shown by 'dgcctl get workers'")->capture_default_str();
+  app.add_option("--shared-dir", o.shared_dir, "directory shared with the coordinator (chunks by path)");
+  if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-worker"); rc >= 0) return rc;
+  dgc::InitLogging("dgc-worker", common.log_level);
+
+  if (device.rfind("cuda", 0) == 0) {
+    // This build trains on the CPU (CUDA workers are step 7).
+    spdlog::error("--device {}: this build has no CUDA; use --device cpu or auto", device);
+    return 1;
+  } else if (device != "auto" && device != "cpu") {
+    spdlog::error("--device {}: use auto, cpu or cuda:N", device);
+    return 1;
+  }
+  o.threads = threads ? threads : UsableCpus();
+  auto security = dgc::runtime::ClientSecurity(common.curve_secret_key_file, common.curve_server_key_file,
+                                               common.insecure);
+  if (!security.ok()) {
+    spdlog::error("{}", std::string(security.status().message()));
+    return 1;
+  }
+  o.security = *security;
+  if (auto st = dgc::runtime::CheckClientEndpoint(o.coordinator, o.security); !st.ok()) {
+    spdlog::error("{}", std::string(st.message()));
+    return 1;
+  }
+  dgc::model::ConfigureCpuThreads();
+
+  boost::asio::io_context io(1);
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  dgc::runtime::ProcessMetrics metrics;
+  dgc::runtime::LoopLiveness liveness;
+  auto zmq = dgc::wire::ZmqContext::Create();
+  if (!zmq.ok()) {
+    spdlog::error("{}", std::string(zmq.status().message()));
+    return 1;
+  }
+  bool idle_at_exit = true;
+  {
+    dgc::WorkerServer worker(io, **zmq, metrics, o);
+    auto health = dgc::runtime::HealthServer::Start(
+        common.metrics, &metrics.registry(), [&] { return liveness.Probe(); }, [&] { return worker.Ready(); });
+    if (!health.ok()) {
+      spdlog::error("{}", std::string(health.status().message()));
+      return 1;
+    }
+    spdlog::info("metrics listening on {}", (*health)->address());
+    if (auto st = worker.Start(); !st.ok()) {
+      spdlog::error("{}", std::string(st.message()));
+      return 1;
+    }
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}: leaving (the coordinator requeues this worker's jobs)", sig);
+      idle_at_exit = worker.Stop(std::chrono::milliseconds(8000));
+      io.stop();
+    });
+    boost::asio::steady_timer beat(io);
+    std::function<void()> tick = [&] {
+      liveness.Beat();
+      beat.expires_after(std::chrono::milliseconds(200));
+      beat.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) tick();
+      });
+    };
+    tick();
+    io.run();
+    if (!idle_at_exit) {
+      // A training step cannot be interrupted and its job is requeued
+      // already: exit within the 10 s the contract allows, without joining.
+      spdlog::warn("a job is still training: exiting without waiting for it");
+      spdlog::shutdown();
+      _exit(0);
+    }
+  }
+  spdlog::info("stopped");
+  return 0;
+}
