@@ -52,11 +52,27 @@ Examples:
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-worker"); rc >= 0) return rc;
   dgc::InitLogging("dgc-worker", common.log_level);
 
-  if (device.rfind("cuda", 0) == 0) {
-    // This build trains on the CPU (CUDA workers are step 7).
-    spdlog::error("--device {}: this build has no CUDA; use --device cpu or auto", device);
-    return 1;
-  } else if (device != "auto" && device != "cpu") {
+  // The GPUs this process sees are advertised whatever --device says; jobs
+  // train on the one --device names (auto: the first GPU, else the CPU).
+  std::vector<dgc::model::CudaDeviceInfo> cuda = dgc::model::CudaDevices();
+  for (const auto& d : cuda) o.gpus.push_back({static_cast<uint32_t>(d.index), d.memory_bytes, d.name});
+  if (device == "auto") {
+    o.device = cuda.empty() ? "cpu" : "cuda:0";
+  } else if (device == "cpu") {
+    o.device = "cpu";
+  } else if (device.rfind("cuda", 0) == 0) {
+    int index = device == "cuda" ? 0 : -1;
+    if (device.size() > 5 && device[4] == ':') index = std::atoi(device.c_str() + 5);
+    if (cuda.empty()) {
+      spdlog::error("--device {}: no CUDA device here (this libtorch has no CUDA or no GPU is visible); use --device cpu or auto", device);
+      return 1;
+    }
+    if (index < 0 || index >= static_cast<int>(cuda.size())) {
+      spdlog::error("--device {}: this machine has {} CUDA device(s)", device, cuda.size());
+      return 1;
+    }
+    o.device = "cuda:" + std::to_string(index);
+  } else {
     spdlog::error("--device {}: use auto, cpu or cuda:N", device);
     return 1;
   }

@@ -142,6 +142,7 @@ void WorkerServer::SendRegister() {
   wire::Register r;
   r.worker_id = options_.name;
   r.cpu_threads = options_.threads;
+  r.gpus = options_.gpus;
   r.max_jobs = options_.max_jobs;
   r.build = runtime::Version();
   r.hostname = runtime::HostName();
@@ -352,6 +353,7 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   // ids derive from it, so shards of one link never collide.
   chunk->link = job.meta.shard_count > 1 ? absl::StrCat(job.meta.link, "#", job.meta.shard) : job.meta.link;
   CompressOptions opt = OptionsFromJson(job.options_json);
+  opt.finetune.device = opt.warmup.device = options_.device;
   nlohmann::json report;
   if (job.kind == wire::JobKind::kRetrain) {
     auto base = TrainBase({*chunk}, opt, &report);

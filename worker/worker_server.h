@@ -37,6 +37,8 @@ struct WorkerOptions {
   std::string coordinator;   // required
   std::string name;          // worker id
   uint32_t threads = 1;      // CPU threads advertised
+  std::vector<wire::Gpu> gpus;  // GPUs advertised (the scheduler sends large jobs to multi-GPU workers)
+  std::string device = "cpu";   // where jobs train and sample: cpu or cuda:N (TrainOptions::device)
   uint32_t max_jobs = 1;     // jobs at once (pool size)
   std::string shared_dir;
   wire::SecurityOptions security;

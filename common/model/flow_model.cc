@@ -19,6 +19,9 @@
 
 #include <dlfcn.h>
 #include <torch/torch.h>
+#ifdef DGC_TORCH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -1987,6 +1990,25 @@ using OpenBlasSetThreads = void (*)(int);
 using OpenBlasGetInt = int (*)();
 using OpenBlasGetStr = char* (*)();
 }  // namespace
+
+std::vector<CudaDeviceInfo> CudaDevices() {
+  std::vector<CudaDeviceInfo> out;
+  if (!torch::cuda::is_available()) return out;
+  const int n = static_cast<int>(torch::cuda::device_count());
+  for (int i = 0; i < n; ++i) {
+    CudaDeviceInfo d;
+    d.index = i;
+#ifdef DGC_TORCH_CUDA
+    const cudaDeviceProp* p = at::cuda::getDeviceProperties(i);
+    d.name = p->name;
+    d.memory_bytes = p->totalGlobalMem;
+#else
+    d.name = "cuda:" + std::to_string(i);
+#endif
+    out.push_back(std::move(d));
+  }
+  return out;
+}
 
 void ConfigureCpuThreads(int intra_op_threads) {
   // One torch intra-op thread: at this model size the per-op work is small

@@ -203,6 +203,16 @@ class FlowModel {
   std::unique_ptr<Impl> impl_;
 };
 
+// The CUDA devices this process can use, as a worker advertises them to the
+// coordinator. Empty on a CPU-only libtorch (Debian's) or a machine without
+// a visible GPU.
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;
+  uint64_t memory_bytes = 0;
+};
+std::vector<CudaDeviceInfo> CudaDevices();
+
 // Configures libtorch's threads for this process the way that measured
 // fastest on CPU: torch intra-op threads = 1, OpenBLAS uses the cores (unless
 // OPENBLAS_NUM_THREADS says otherwise). Other values are for benchmarks.
