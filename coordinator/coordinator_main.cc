@@ -134,15 +134,8 @@ or startup error.)");
       });
     };
     wait_signal();
-    boost::asio::steady_timer beat(io);
-    std::function<void()> tick = [&] {
-      liveness.Beat();
-      beat.expires_after(std::chrono::milliseconds(200));
-      beat.async_wait([&](const boost::system::error_code& ec) {
-        if (!ec) tick();
-      });
-    };
-    tick();
+    dgc::runtime::LivenessTicker ticker(io, liveness);
+    ticker.Start();
     spdlog::info("ready");
     io.run();
     ready_view = nullptr;

@@ -69,15 +69,8 @@ int RunNetworkMode(dgc::NetIngestOptions o, const dgc::runtime::CommonFlags& com
       spdlog::info("signal {}: writing the partial chunk and shipping what the coordinator takes", sig);
       ingest.Stop(std::chrono::milliseconds(5000));
     });
-    boost::asio::steady_timer beat(io);
-    std::function<void()> tick = [&] {
-      liveness.Beat();
-      beat.expires_after(std::chrono::milliseconds(200));
-      beat.async_wait([&](const boost::system::error_code& ec) {
-        if (!ec) tick();
-      });
-    };
-    tick();
+    dgc::runtime::LivenessTicker ticker(io, liveness);
+    ticker.Start();
     io.run();
   }
   spdlog::info("stopped");

@@ -119,15 +119,8 @@ Examples:
       idle_at_exit = worker.Stop(std::chrono::milliseconds(8000));
       io.stop();
     });
-    boost::asio::steady_timer beat(io);
-    std::function<void()> tick = [&] {
-      liveness.Beat();
-      beat.expires_after(std::chrono::milliseconds(200));
-      beat.async_wait([&](const boost::system::error_code& ec) {
-        if (!ec) tick();
-      });
-    };
-    tick();
+    dgc::runtime::LivenessTicker ticker(io, liveness);
+    ticker.Start();
     io.run();
     if (!idle_at_exit) {
       // A training step cannot be interrupted and its job is requeued

@@ -150,6 +150,18 @@ int64_t LoopLiveness::NowSteadyNs() {
       .count();
 }
 
+LivenessTicker::LivenessTicker(boost::asio::io_context& io, LoopLiveness& liveness,
+                               std::chrono::milliseconds period)
+    : timer_(io), liveness_(liveness), period_(period) {}
+
+void LivenessTicker::Start() {
+  liveness_.Beat();
+  timer_.expires_after(period_);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Start();
+  });
+}
+
 std::string LoopLiveness::Probe(std::chrono::milliseconds max_age) const {
   int64_t age_ns = NowSteadyNs() - last_ns_.load();
   if (age_ns <= std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count()) return "";

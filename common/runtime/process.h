@@ -92,6 +92,21 @@ class LoopLiveness {
   std::atomic<int64_t> last_ns_{NowSteadyNs()};
 };
 
+// Beats `liveness` from the io_context every `period` while the loop runs,
+// so /healthz sees a stuck loop. Lives on the io_context's thread; the timer
+// stops when this object goes or the context stops.
+class LivenessTicker {
+ public:
+  LivenessTicker(boost::asio::io_context& io, LoopLiveness& liveness,
+                 std::chrono::milliseconds period = std::chrono::milliseconds(200));
+  void Start();
+
+ private:
+  boost::asio::steady_timer timer_;
+  LoopLiveness& liveness_;
+  std::chrono::milliseconds period_;
+};
+
 // Calls `on_readable` on the io_context's thread whenever `socket` may have
 // messages: when its ZMQ_FD fires, and from a fallback timer every `poll`
 // (ZMQ_FD is edge-triggered and a send can swallow an edge). `on_readable`
