@@ -42,10 +42,13 @@ struct ModelFlags {
   double warmup_seconds = 120;
   int warmup_flows = 20000;
   int packets_per_flow = 16;
+  std::string device = "cpu";
 };
 
 void AddModelFlags(CLI::App* cmd, ModelFlags* f) {
   cmd->add_option("--width", f->width, "model width of a base trained here")->capture_default_str();
+  cmd->add_option("--device", f->device, "where to train and sample: cpu, cuda, cuda:N or auto (a GPU when there is one)")
+      ->capture_default_str();
   cmd->add_option("--depth", f->depth, "transformer blocks")->capture_default_str();
   cmd->add_option("--heads", f->heads, "attention heads")->capture_default_str();
   cmd->add_option("--warmup-steps", f->warmup_steps, "base training steps")->capture_default_str();
@@ -64,6 +67,7 @@ void ApplyModelFlags(const ModelFlags& f, CompressOptions* o) {
   o->warmup.max_seconds = f.warmup_seconds;
   o->warmup_flows = f.warmup_flows;
   o->tokenizer.max_packets = f.packets_per_flow;
+  o->warmup.device = o->finetune.device = f.device;
 }
 
 ChunkerOptions MakeChunkerOptions(const std::string& link, int64_t chunk_ns) {
