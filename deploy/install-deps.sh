@@ -23,7 +23,7 @@ PACKAGES=(
   prometheus-cpp-dev libboost-dev libboost-system-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  tshark tcpdump python3 prometheus
+  tshark tcpdump python3 prometheus curl
   python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
 
