@@ -5,7 +5,9 @@
 
 #include "common/trace/chunk_format.h"
 #include "common/trace/pcap_writer.h"
+#ifdef DGC_HAVE_WIRE
 #include "common/wire/codec.h"
+#endif
 
 namespace {
 void Write(const std::string& path, const std::string& bytes) {
@@ -51,7 +53,8 @@ int main(int argc, char** argv) {
   c.packets.resize(1);
   Write(dir + "/chunk_decode/seed-1", dgc::EncodeChunk(c));
 
-  // One message of every kind for fuzz_wire.
+#ifdef DGC_HAVE_WIRE
+  // One message of every kind for fuzz_wire (not in the trace-only build).
   namespace w = dgc::wire;
   w::ChunkMeta meta{"seed", 1, 2, 28333334, c.start_ns, 60 * 1000000000LL, 8, 800, 4, false};
   w::JobAssign assign;
@@ -87,5 +90,6 @@ int main(int argc, char** argv) {
     auto bytes = w::Encode(m);
     if (bytes.ok()) Write(dir + "/wire/seed-" + std::to_string(n++), *bytes);
   }
+#endif
   return 0;
 }
