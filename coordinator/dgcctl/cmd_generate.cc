@@ -53,7 +53,7 @@ Examples:
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--library", o->library, "model library directory")->required();
-  cmd->add_option("--link", o->link, "only this link (default: every link)");
+  cmd->add_option("--link", o->link, "only this link, with all its shards LINK#i (default: every link)");
   cmd->add_option("--since", o->since, "start of the range");
   cmd->add_option("--until", o->until, "end of the range (exclusive)");
   cmd->add_option("--filter", o->filter, "keep only packets matching this BPF expression");
@@ -73,8 +73,10 @@ Examples:
     model::ConfigureCpuThreads();
     auto t0 = std::chrono::steady_clock::now();
     int64_t now = absl::ToUnixNanos(absl::Now());
+    // A link sharded over several ingest nodes is stored as LINK#0, LINK#1,
+    // ... (one stream per shard; every flow on one shard): --link LINK
+    // regenerates all its shards, merged by time.
     ChunkQuery range;
-    range.link = o->link;
     if (!o->since.empty()) {
       auto t = ParseTime(o->since, now);
       if (!t.ok()) return fail(t.status());
@@ -103,6 +105,7 @@ Examples:
     std::vector<model::ChunkArtifact> artifacts;
     std::string pseudonymized;  // the key fingerprint the chunks were made with
     for (const auto& r : *records) {
+      if (!o->link.empty() && r.link != o->link && r.link.rfind(o->link + "#", 0) != 0) continue;
       model::ChunkArtifact a;
       a.link = r.link;
       a.start_ns = r.start_ns;

@@ -287,5 +287,26 @@ TEST_F(CompressCliTest, MissingLibraryAndCorruptBaseAreClearErrors) {
   EXPECT_NE(err.find("base.dgcm"), std::string::npos) << err;
 }
 
+TEST_F(CompressCliTest, GenerateOfALinkMergesItsShards) {
+  // A link sharded over two ingest nodes is stored as tap#0 and tap#1.
+  const std::string lib = dir_.File("lib");
+  for (const char* link : {"tap#0", "tap#1", "other"}) {
+    ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check --link '" +
+                           link + "' >/dev/null 2>&1"),
+              0)
+        << link;
+  }
+  auto packets = [&](const std::string& args) {
+    const std::string out = dir_.File("g.pcap");
+    EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + args + " -o " + out + " 2>/dev/null"), 0) << args;
+    return CountPackets(out);
+  };
+  const uint64_t one = packets(" --link 'tap#1'");
+  const uint64_t both = packets(" --link tap");
+  EXPECT_GT(one, 0u);
+  EXPECT_GT(both, one);                          // both shards, merged by time
+  EXPECT_GT(packets(""), both);                  // every link
+}
+
 }  // namespace
 }  // namespace dgc
