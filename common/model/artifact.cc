@@ -59,6 +59,16 @@ bool DecompressMeta(uint16_t version, const char* z, size_t z_size, size_t raw_s
 
 }  // namespace
 
+std::string CompressReport(const std::string& json) { return CompressMeta(json); }
+
+std::optional<std::string> DecompressReport(const std::string& compressed, size_t raw_size) {
+  std::string out;
+  if (raw_size > kMaxPart || !DecompressMeta(2, compressed.data(), compressed.size(), raw_size, &out)) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 std::string ChunkArtifact::Encode() const {
   nlohmann::json meta = {{"link", link},         {"start_ns", start_ns}, {"duration_ns", duration_ns},
                          {"model_id", model_id}, {"parent_id", parent_id}, {"report", report}};

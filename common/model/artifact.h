@@ -6,6 +6,7 @@
 #define DGC_COMMON_MODEL_ARTIFACT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/base/status.h"
@@ -34,6 +35,13 @@ struct ChunkArtifact {
   // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.
   [[nodiscard]] static StatusOr<ChunkArtifact> Decode(const std::string& bytes, const std::string& name);
 };
+
+// A chunk's report (JSON text) compressed the way format 2 compresses the
+// artifact's metadata (zstd -19 with the built-in dictionary): what the
+// RocksDB library stores for it. Decompress returns nullopt unless the bytes
+// decompress to exactly `raw_size` bytes.
+std::string CompressReport(const std::string& json);
+std::optional<std::string> DecompressReport(const std::string& compressed, size_t raw_size);
 
 }  // namespace dgc::model
 

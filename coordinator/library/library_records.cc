@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/byte_io.h"
 #include "common/base/time.h"
+#include "common/model/artifact.h"
 
 namespace dgc::library {
 namespace {
@@ -14,7 +15,9 @@ constexpr uint8_t kTagModel = 'M';
 constexpr uint8_t kTagChunk = 'C';
 constexpr uint8_t kTagJob = 'J';
 constexpr uint8_t kModelVersion = 1;
-constexpr uint8_t kChunkVersion = 1;
+// 2: the report is stored zstd-compressed with the artifact dictionary
+// (model::CompressReport), its raw size first; 1: plain JSON (still read).
+constexpr uint8_t kChunkVersion = 2;
 constexpr uint8_t kJobVersion = 1;
 constexpr uint64_t kMaxField = 1ull << 31;
 
@@ -232,7 +235,8 @@ std::string EncodeChunk(const ChunkRecord& c) {
   Str(&w, c.parent_id);
   w.U8(static_cast<uint8_t>(c.state));
   Str(&w, c.skeleton);
-  Str(&w, c.report_json);
+  w.Varint(c.report_json.size());
+  Str(&w, model::CompressReport(c.report_json));
   F64(&w, c.drift);
   Str(&w, c.decision);
   Str(&w, c.reason);
@@ -245,7 +249,6 @@ std::string EncodeChunk(const ChunkRecord& c) {
 StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value) {
   Reader r(value);
   DGC_ASSIGN_OR_RETURN(uint8_t version, Header(&r, kTagChunk, kChunkVersion, "chunk", key));
-  (void)version;
   ChunkRecord c;
   c.link = r.Str();
   c.start_ns = r.S();
@@ -259,7 +262,16 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
   c.parent_id = r.Str();
   uint8_t state = r.B();
   c.skeleton = r.Str();
-  c.report_json = r.Str();
+  if (version >= 2) {
+    uint64_t raw = r.U();
+    std::string z = r.Str();
+    if (!r.ok()) return Corrupt("chunk", key, "truncated or trailing bytes");
+    auto report = model::DecompressReport(z, raw);
+    if (!report) return Corrupt("chunk", key, "report does not decompress");
+    c.report_json = std::move(*report);
+  } else {
+    c.report_json = r.Str();
+  }
   c.drift = r.D();
   c.decision = r.Str();
   c.reason = r.Str();

@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "common/base/byte_io.h"
+
 #include "gtest/gtest.h"
 
 namespace dgc::library {
@@ -81,6 +83,49 @@ TEST(LibraryRecordsTest, BadBytesAreErrorsNamingTheKey) {
   auto model = DecodeModel("base-1", "garbage!");
   EXPECT_EQ(model.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(model.status().message().find("base-1"), std::string::npos);
+}
+
+TEST(LibraryRecordsTest, ReadsVersionOneChunksWithAPlainReport) {
+  // Version 1 stored the report as plain JSON; version 2 compresses it.
+  auto str = [](ByteWriter* w, const std::string& v) {
+    w->Varint(v.size());
+    w->Bytes(v.data(), v.size());
+  };
+  const std::string report = R"({"flows":3,"packets":10,"shared":true})";
+  ByteWriter w;
+  w.U8('C');  // the chunk record tag
+  w.U8(1);
+  str(&w, "tap0");
+  w.SignedVarint(42);
+  w.SignedVarint(60);
+  w.SignedVarint(0);
+  w.Varint(10);
+  w.Varint(800);
+  w.Varint(3);
+  w.Varint(1000);
+  str(&w, "base-1");
+  str(&w, "base-1");
+  w.U8(1);  // committed
+  str(&w, "SK");
+  str(&w, report);
+  double drift = 0.25;
+  w.Bytes(&drift, sizeof drift);
+  str(&w, "continue");
+  str(&w, "");
+  str(&w, "");
+  w.SignedVarint(7);
+  w.Varint(123);
+  auto c = DecodeChunk(ChunkKey("tap0", 42), w.Take());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->report_json, report);
+  EXPECT_EQ(c->skeleton, "SK");
+  EXPECT_EQ(c->decision, "continue");
+  // Written again it is version 2, with a smaller report than the JSON.
+  std::string v2 = EncodeChunk(*c);
+  EXPECT_EQ(static_cast<uint8_t>(v2[1]), 2);
+  auto again = DecodeChunk(ChunkKey("tap0", 42), v2);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->report_json, report);
 }
 
 TEST(LibraryRecordsTest, ValidatesIds) {
