@@ -201,17 +201,8 @@ void Coordinator::Send(const std::string& peer, const wire::Message& msg) {
 
 void Coordinator::DrainRouter() {
   if (!router_) return;
-  for (int i = 0; i < 256 && router_; ++i) {
-    auto in = router_->Receive(0);
-    if (!in.ok()) {
-      std::string reason = runtime::ProcessMetrics::RejectReason(in.status());
-      process_metrics_.Reject(reason);
-      spdlog::warn("rejected a message ({}): {}", reason, std::string(in.status().message()));
-      continue;
-    }
-    if (!in->has_value()) break;
-    OnWorkerMessage((*in)->peer, (*in)->message);
-  }
+  runtime::DrainSocket(router_, 256, process_metrics_, "a message",
+                       [this](wire::ZmqRouter::Inbound& in) { OnWorkerMessage(in.peer, in.message); });
   uint64_t denied = zmq_.zap_denied();
   for (; zap_denied_seen_ < denied; ++zap_denied_seen_) {
     process_metrics_.Reject("unauthorized");
@@ -220,25 +211,17 @@ void Coordinator::DrainRouter() {
 }
 
 void Coordinator::DrainApi() {
-  if (!api_) return;
-  for (int i = 0; i < 64 && api_; ++i) {
-    auto in = api_->Receive(0);
-    if (!in.ok()) {
-      process_metrics_.Reject(runtime::ProcessMetrics::RejectReason(in.status()));
-      spdlog::warn("rejected an operator message: {}", std::string(in.status().message()));
-      continue;
-    }
-    if (!in->has_value()) break;
-    auto* req = std::get_if<wire::OperatorRequest>(&(*in)->message.message);
+  runtime::DrainSocket(api_, 64, process_metrics_, "an operator message", [this](wire::ZmqRouter::Inbound& in) {
+    auto* req = std::get_if<wire::OperatorRequest>(&in.message.message);
     if (!req) {
-      spdlog::warn("operator API: unexpected {}", wire::MessageKindName((*in)->message.kind()));
-      continue;
+      spdlog::warn("operator API: unexpected {}", wire::MessageKindName(in.message.kind()));
+      return;
     }
     wire::OperatorReply reply = OnOperator(*req);
     reply.request_id = req->request_id;
-    Status st = api_->Send((*in)->peer, reply);
+    Status st = api_->Send(in.peer, reply);
     if (!st.ok()) spdlog::warn("operator reply: {}", std::string(st.message()));
-  }
+  });
 }
 
 void Coordinator::OnWorkerMessage(const std::string& peer, wire::Decoded& msg) {

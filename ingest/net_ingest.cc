@@ -305,25 +305,18 @@ Status NetIngest::Connect() {
 }
 
 void NetIngest::Drain() {
-  for (int i = 0; i < 256 && dealer_; ++i) {
-    auto in = dealer_->Receive(0);
-    if (!in.ok()) {
-      metrics_.Reject(runtime::ProcessMetrics::RejectReason(in.status()));
-      spdlog::warn("rejected a message from the coordinator: {}", Str(in.status()));
-      continue;
-    }
-    if (!in->has_value()) break;
+  runtime::DrainSocket(dealer_, 256, metrics_, "a message from the coordinator", [this](wire::Decoded& in) {
     last_heard_ns_ = SteadyNs();
     if (!connected_) spdlog::info("coordinator {} answers: shipping the spool", options_.coordinator);
     connected_ = true;
     connected_gauge_.Set(1);
-    auto& msg = (*in)->message;
+    auto& msg = in.message;
     if (auto* c = std::get_if<wire::Credit>(&msg)) {
       credits_ = c->credits;
       offer_sent_ns_ = 0;
     } else if (auto* a = std::get_if<wire::ChunkAck>(&msg)) {
       auto it = in_flight_.find(InFlightKey(a->link, a->shard, a->seq));
-      if (it == in_flight_.end()) continue;  // a late duplicate ack
+      if (it == in_flight_.end()) return;  // a late duplicate ack
       std::error_code ec;
       if (a->accepted) {
         fs::remove(it->second.path, ec);
@@ -336,7 +329,7 @@ void NetIngest::Drain() {
       metrics_.Reject("malformed");
       spdlog::warn("unexpected {} from the coordinator", wire::MessageKindName(wire::KindOf(msg)));
     }
-  }
+  });
   Pump();
 }
 

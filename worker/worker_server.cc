@@ -152,17 +152,10 @@ void WorkerServer::SendRegister() {
 }
 
 void WorkerServer::Drain() {
-  for (int i = 0; i < 64 && dealer_; ++i) {
-    auto in = dealer_->Receive(0);
-    if (!in.ok()) {
-      metrics_.Reject(runtime::ProcessMetrics::RejectReason(in.status()));
-      spdlog::warn("rejected a message from the coordinator: {}", Str(in.status()));
-      continue;
-    }
-    if (!in->has_value()) break;
+  runtime::DrainSocket(dealer_, 64, metrics_, "a message from the coordinator", [this](wire::Decoded& msg) {
     last_heard_ns_ = SteadyNs();
-    OnMessage(**in);
-  }
+    OnMessage(msg);
+  });
 }
 
 void WorkerServer::OnMessage(wire::Decoded& msg) {

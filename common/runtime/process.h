@@ -19,6 +19,7 @@
 #include <prometheus/registry.h>
 
 #include "CLI/CLI.hpp"
+#include "spdlog/spdlog.h"
 #include "common/base/status.h"
 #include "common/wire/zmq_transport.h"
 
@@ -79,6 +80,27 @@ class ProcessMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* rejected_;
 };
+
+// Receives what `socket` (a ZmqRouter or ZmqDealer) holds, without waiting
+// and at most `limit` messages, handing each decoded one to `on_message`. A
+// message that does not decode is counted in `metrics` by its reason and
+// logged as "rejected <what> (<reason>): <error>", never fatal. Stops early
+// when `socket` is reset (on_message may close it). On the loop's thread.
+template <typename Socket, typename OnMessage>
+void DrainSocket(const std::unique_ptr<Socket>& socket, int limit, ProcessMetrics& metrics, const char* what,
+                 OnMessage&& on_message) {
+  for (int i = 0; i < limit && socket; ++i) {
+    auto in = socket->Receive(0);
+    if (!in.ok()) {
+      std::string reason = ProcessMetrics::RejectReason(in.status());
+      metrics.Reject(reason);
+      spdlog::warn("rejected {} ({}): {}", what, reason, std::string(in.status().message()));
+      continue;
+    }
+    if (!in->has_value()) break;
+    on_message(**in);
+  }
+}
 
 // Liveness: the control loop stamps Beat() from a timer; Probe() (any thread)
 // answers "" while the last beat is younger than `max_age`.
