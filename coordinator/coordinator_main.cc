@@ -45,6 +45,10 @@ or startup error.)");
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--max-attempts", o.max_attempts, "a job failing this often is marked failed")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--large-job-packets", o.large_job_packets,
+                 "a chunk of at least this many packets leases a whole multi-GPU worker, which trains it "
+                 "data-parallel over its GPUs")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--fidelity-target", o.fidelity_target, "mean distance over the 17 metrics a chunk must reach")
       ->capture_default_str();
   app.add_option("--raw-retention-seconds", raw_retention_s, "raw chunks are deleted this long after their model is committed")

@@ -1,5 +1,6 @@
 #include "coordinator/server.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <xxhash.h>
@@ -114,6 +115,7 @@ Status Coordinator::Init() {
   so.lease_ns = options_.lease_ns;
   so.worker_timeout_ns = options_.lease_ns + 3 * options_.heartbeat_ns;
   so.max_failures = options_.max_attempts;
+  so.large_job_packets = std::max<uint64_t>(1, options_.large_job_packets);
   DGC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store_.get(), &clock_));
 
   if (!options_.base_model_file.empty()) {
@@ -620,6 +622,7 @@ Status Coordinator::SendAssignment(const Assignment& a) {
   nlohmann::json opts = options_.job_options;
   opts["fidelity_target"] = options_.fidelity_target;
   ja.options_json = opts.dump();
+  ja.slots = std::max<uint32_t>(1, a.slots);
   if (Status st = router_->Send(w->second.peer, ja); !st.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot reach it: ", st.message()));
   }

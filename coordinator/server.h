@@ -53,6 +53,9 @@ struct CoordinatorOptions {
   int64_t lease_ns = 60LL * 1'000'000'000;
   int64_t heartbeat_ns = 5LL * 1'000'000'000;
   uint32_t max_attempts = 3;
+  // Jobs of at least this many packets lease a whole multi-GPU worker, which
+  // trains them data-parallel over its GPUs (SchedulerOptions).
+  uint64_t large_job_packets = 2'000'000;
   double fidelity_target = 0.10;
   int64_t raw_retention_ns = 0;
   uint32_t ingest_credits = 8;         // chunks an ingest may have in flight

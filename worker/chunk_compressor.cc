@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "common/eval/metrics.h"
 #include "common/base/time.h"
+#include "common/model/distributed.h"
 #include "common/model/skeleton.h"
 
 namespace dgc {
@@ -121,6 +122,18 @@ std::vector<std::vector<model::Token>> ChunkSequences(const Chunk& chunk, const 
   return seqs;
 }
 
+namespace {
+
+// One training, on the devices the options name: data-parallel over
+// train_devices when there are several.
+StatusOr<model::TrainStats> TrainOn(model::FlowModel& m, const std::vector<std::vector<model::Token>>& seqs,
+                                    const model::TrainOptions& t, const CompressOptions& o) {
+  if (o.train_devices.empty()) return m.Train(seqs, t);
+  return model::TrainOnDevices(m, seqs, t, o.train_devices);
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& chunks, const CompressOptions& o,
                                                       nlohmann::json* report) {
   model::FlowTokenizer tok(o.tokenizer);
@@ -138,7 +151,7 @@ StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& 
   model::TrainOptions t = o.warmup;
   t.lora_rank = 0;
   t.seed = o.seed;
-  DGC_ASSIGN_OR_RETURN(model::TrainStats st, m->Train(seqs, t));
+  DGC_ASSIGN_OR_RETURN(model::TrainStats st, TrainOn(*m, seqs, t, o));
   if (report) {
     *report = st.ToJson();
     (*report)["flows"] = seqs.size();
@@ -229,7 +242,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
     for (int attempt = 0; attempt < (o.retry_on_miss && o.check_fidelity ? 2 : 1); ++attempt) {
       DGC_ASSIGN_OR_RETURN(auto trained, parent.Clone());
-      DGC_ASSIGN_OR_RETURN(model::TrainStats st, trained->Train(seqs, train));
+      DGC_ASSIGN_OR_RETURN(model::TrainStats st, TrainOn(*trained, seqs, train, o));
       DGC_ASSIGN_OR_RETURN(std::string delta, trained->ExportDelta({}));
       // What the library will rebuild: parent + quantised delta.
       DGC_ASSIGN_OR_RETURN(auto rebuilt, parent.Clone());

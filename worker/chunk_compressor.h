@@ -47,6 +47,11 @@ struct CompressOptions {
   double min_delta_gain = 0.01;
   model::GenerateOptions generate;
   uint64_t seed = 1;
+  // Where this process trains (not part of the options a job carries: each
+  // worker decides). Empty: warmup.device / finetune.device. Two or more:
+  // every training runs data-parallel, one rank per device
+  // (model::TrainOnDevices); the model then samples on the first.
+  std::vector<std::string> train_devices;
 
   nlohmann::json ToJson() const;
 };

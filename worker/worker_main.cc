@@ -3,13 +3,16 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
 #include <boost/asio.hpp>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "common/base/logging.h"
+#include "common/model/distributed.h"
 #include "common/model/flow_model.h"
 #include "common/runtime/health_server.h"
 #include "common/runtime/process.h"
@@ -32,6 +35,12 @@ int main(int argc, char** argv) {
   app.footer(R"(Registers with the coordinator, heartbeats, and runs up to --max-jobs jobs
 at once. On SIGTERM it tells the coordinator to requeue its jobs and exits.
 
+GPUs: by default every GPU this process sees is used and advertised, one job
+slot each. Small jobs take one GPU; a large job (the coordinator's
+--large-job-packets) leases the whole worker and trains data-parallel over all
+its GPUs (c10d, NCCL between GPUs where built with it). "--device cpu,cpu"
+runs two Gloo ranks on the CPU: the same path, for tests.
+
 Examples:
   dgc-worker --coordinator tcp://127.0.0.1:7070 --name worker-1
   dgc-worker --coordinator tcp://dgc-coordinator:7070 --curve-secret-key-file w.key \
@@ -43,39 +52,35 @@ Examples:
   uint32_t threads = 0;
   o.name = dgc::runtime::HostName();
   app.add_option("--coordinator", o.coordinator, "the coordinator's --listen endpoint")->required();
-  app.add_option("--device", device, "auto, cpu or cuda:N")->capture_default_str();
+  app.add_option("--device", device,
+                 "where jobs train: auto (every GPU, else the CPU), cpu, cuda (every GPU), cuda:N, or a list "
+                 "(cuda:0,cuda:1). A large job, or every job with --max-jobs 1, trains data-parallel over all of "
+                 "them (NCCL); other jobs take one GPU each")
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: the CPUs this process may use)")->capture_default_str();
-  app.add_option("--max-jobs", o.max_jobs, "jobs run at once; advertised as capacity")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+  o.max_jobs = 0;
+  app.add_option("--max-jobs", o.max_jobs, "jobs run at once, advertised as slots (0: one per GPU, 1 on a CPU)")
+      ->capture_default_str();
   app.add_option("--name", o.name, "worker name shown by 'dgcctl get workers'")->capture_default_str();
   app.add_option("--shared-dir", o.shared_dir, "directory shared with the coordinator (chunks by path)");
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-worker"); rc >= 0) return rc;
   dgc::InitLogging("dgc-worker", common.log_level);
 
-  // The GPUs this process sees are advertised whatever --device says; jobs
-  // train on the one --device names (auto: the first GPU, else the CPU).
-  std::vector<dgc::model::CudaDeviceInfo> cuda = dgc::model::CudaDevices();
-  for (const auto& d : cuda) o.gpus.push_back({static_cast<uint32_t>(d.index), d.memory_bytes, d.name});
-  if (device == "auto") {
-    o.device = cuda.empty() ? "cpu" : "cuda:0";
-  } else if (device == "cpu") {
-    o.device = "cpu";
-  } else if (device.rfind("cuda", 0) == 0) {
-    int index = device == "cuda" ? 0 : -1;
-    if (device.size() > 5 && device[4] == ':') index = std::atoi(device.c_str() + 5);
-    if (cuda.empty()) {
-      spdlog::error("--device {}: no CUDA device here (this libtorch has no CUDA or no GPU is visible); use --device cpu or auto", device);
-      return 1;
-    }
-    if (index < 0 || index >= static_cast<int>(cuda.size())) {
-      spdlog::error("--device {}: this machine has {} CUDA device(s)", device, cuda.size());
-      return 1;
-    }
-    o.device = "cuda:" + std::to_string(index);
-  } else {
-    spdlog::error("--device {}: use auto, cpu or cuda:N", device);
+  // The devices jobs train on; the GPUs among them are advertised, one slot
+  // each unless --max-jobs says otherwise.
+  auto devices = dgc::model::ResolveDevices(device);
+  if (!devices.ok()) {
+    spdlog::error("--device: {}", std::string(devices.status().message()));
     return 1;
   }
+  o.devices = *devices;
+  for (const auto& d : dgc::model::CudaDevices()) {
+    if (std::find(o.devices.begin(), o.devices.end(), "cuda:" + std::to_string(d.index)) != o.devices.end()) {
+      o.gpus.push_back({static_cast<uint32_t>(d.index), d.memory_bytes, d.name});
+    }
+  }
+  if (o.max_jobs == 0) o.max_jobs = o.gpus.empty() ? 1 : static_cast<uint32_t>(o.gpus.size());
+  spdlog::info("devices: {} ({} job(s) at once)", absl::StrJoin(o.devices, ","), o.max_jobs);
   o.threads = threads ? threads : UsableCpus();
   auto security = dgc::runtime::ClientSecurity(common.curve_secret_key_file, common.curve_server_key_file,
                                                common.insecure);

@@ -1,8 +1,10 @@
 #include "worker/worker_server.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/files.h"
 #include "common/trace/chunk_format.h"
 #include "common/wire/parent_bundle.h"
@@ -319,6 +321,30 @@ void WorkerServer::CacheModel(const std::string& id, const model::FlowModel& m) 
   while (cache_.size() > 8) cache_.pop_back();
 }
 
+std::vector<size_t> WorkerServer::AcquireDevices(uint32_t slots) {
+  const size_t n = options_.devices.size();
+  const size_t want = slots >= 2 || options_.max_jobs == 1 ? n : 1;
+  std::lock_guard<std::mutex> lock(devices_mu_);
+  device_jobs_.resize(n, 0);
+  // The least-loaded devices, lowest index first among equals: jobs never
+  // wait for a device (the coordinator leases no more than the slots; more
+  // jobs than GPUs, with --max-jobs, share them).
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return device_jobs_[a] < device_jobs_[b]; });
+  order.resize(want);
+  std::sort(order.begin(), order.end());
+  for (size_t i : order) ++device_jobs_[i];
+  return order;
+}
+
+void WorkerServer::ReleaseDevices(const std::vector<size_t>& devices) {
+  std::lock_guard<std::mutex> lock(devices_mu_);
+  for (size_t i : devices) {
+    if (i < device_jobs_.size() && device_jobs_[i] > 0) --device_jobs_[i];
+  }
+}
+
 WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   Outcome out;
   out.job_id = job.job_id;
@@ -346,7 +372,20 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   // ids derive from it, so shards of one link never collide.
   chunk->link = job.meta.shard_count > 1 ? absl::StrCat(job.meta.link, "#", job.meta.shard) : job.meta.link;
   CompressOptions opt = OptionsFromJson(job.options_json);
-  opt.finetune.device = opt.warmup.device = options_.device;
+  const std::vector<size_t> held = AcquireDevices(job.slots);
+  struct Release {
+    WorkerServer* w;
+    const std::vector<size_t>& d;
+    ~Release() { w->ReleaseDevices(d); }
+  } release{this, held};
+  for (size_t i : held) opt.train_devices.push_back(options_.devices[i]);
+  opt.finetune.device = opt.warmup.device = opt.train_devices[0];
+  if (opt.train_devices.size() == 1) {
+    opt.train_devices.clear();  // plain training on that device
+  } else {
+    spdlog::info("job {}: data-parallel over {} ranks ({})", job.job_id, opt.train_devices.size(),
+                 absl::StrJoin(opt.train_devices, ","));
+  }
   nlohmann::json report;
   if (job.kind == wire::JobKind::kRetrain) {
     auto base = TrainBase({*chunk}, opt, &report);

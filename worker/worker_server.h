@@ -38,8 +38,12 @@ struct WorkerOptions {
   std::string name;          // worker id
   uint32_t threads = 1;      // CPU threads advertised
   std::vector<wire::Gpu> gpus;  // GPUs advertised (the scheduler sends large jobs to multi-GPU workers)
-  std::string device = "cpu";   // where jobs train and sample: cpu or cuda:N (TrainOptions::device)
-  uint32_t max_jobs = 1;     // jobs at once (pool size)
+  // Where jobs train and sample (model::ResolveDevices): "cpu", or GPUs
+  // "cuda:N". A job takes the least-loaded one; a lease of several slots (a
+  // large job on a multi-GPU worker), or any job when max_jobs is 1, takes
+  // them all and trains data-parallel (model::TrainOnDevices).
+  std::vector<std::string> devices = {"cpu"};
+  uint32_t max_jobs = 1;     // jobs at once (pool size; advertised as slots)
   std::string shared_dir;
   wire::SecurityOptions security;
 };
@@ -99,6 +103,10 @@ class WorkerServer {
   // The job's parent model (from the cache, else rebuilt from the bundle); its id in *parent_id.
   StatusOr<std::unique_ptr<model::FlowModel>> ParentModel(const wire::JobAssign& job, std::string* parent_id);
   void CacheModel(const std::string& id, const model::FlowModel& m);  // pool thread
+  // The devices a job of `slots` slots trains on (indices into
+  // options_.devices), counted as in use until ReleaseDevices. Pool threads.
+  std::vector<size_t> AcquireDevices(uint32_t slots);
+  void ReleaseDevices(const std::vector<size_t>& devices);
 
   boost::asio::io_context& io_;
   wire::ZmqContext& zmq_;
@@ -119,6 +127,9 @@ class WorkerServer {
   std::map<uint64_t, wire::Message> unacked_;     // finished, not yet acknowledged
   double tokens_per_second_ = 0;
   int64_t last_done_ns_ = 0;
+
+  std::mutex devices_mu_;
+  std::vector<uint32_t> device_jobs_;  // jobs on each device; GUARDED_BY(devices_mu_)
 
   std::mutex cache_mu_;
   std::list<std::pair<std::string, std::unique_ptr<model::FlowModel>>> cache_;  // GUARDED_BY(cache_mu_)

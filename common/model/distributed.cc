@@ -26,11 +26,16 @@
 #endif
 
 #include <chrono>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/model/distributed_internal.h"
 
 namespace dgc::model {
@@ -233,6 +238,118 @@ StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Create(const Dis
                          e);
   }
   return std::unique_ptr<DataParallelGroup>(new DataParallelGroup(std::move(impl)));
+}
+
+// ---------------------------------------------------------------------------
+
+StatusOr<std::vector<std::string>> ResolveDevices(const std::string& spec) {
+  const int gpus = static_cast<int>(CudaDevices().size());
+  std::vector<std::string> all;
+  for (int i = 0; i < gpus; ++i) all.push_back(absl::StrCat("cuda:", i));
+  const std::string s(absl::StripAsciiWhitespace(spec));
+  const std::string none = " (this libtorch has no CUDA, or no GPU is visible to this process); use cpu or auto";
+  if (s.empty() || s == "auto") return gpus > 0 ? all : std::vector<std::string>{"cpu"};
+  if (s == "cuda") {
+    if (gpus == 0) return absl::FailedPreconditionError(absl::StrCat("device 'cuda': no GPU here", none));
+    return all;
+  }
+  std::vector<std::string> out;
+  std::set<int> seen;
+  int cpus = 0;
+  for (absl::string_view item : absl::StrSplit(s, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (item == "cpu") {
+      out.emplace_back("cpu");
+      ++cpus;
+      continue;
+    }
+    int index = -1;
+    if (absl::ConsumePrefix(&item, "cuda:") && absl::SimpleAtoi(item, &index) && index >= 0) {
+      if (index >= gpus) {
+        return absl::FailedPreconditionError(absl::StrCat("device 'cuda:", index, "': this process sees ", gpus,
+                                                          " GPU(s)", gpus == 0 ? none : ""));
+      }
+      if (!seen.insert(index).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("device 'cuda:", index, "' listed twice in '", s, "' (one rank per GPU)"));
+      }
+      out.push_back(absl::StrCat("cuda:", index));
+      continue;
+    }
+    if (item == "cuda" || item == "auto") {
+      return absl::InvalidArgumentError(absl::StrCat("device '", s, "': '", std::string(item),
+                                                     "' stands alone; in a list name each GPU as cuda:N"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("device '", s,
+                                                   "': expected auto, cpu, cuda, cuda:N or a comma list of cpu and "
+                                                   "cuda:N (e.g. cuda:0,cuda:1)"));
+  }
+  if (cpus > 0 && !seen.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("device '", s, "': CPU and GPU ranks do not mix"));
+  }
+  return out;
+}
+
+StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
+                                    const TrainOptions& options, const std::vector<std::string>& devices,
+                                    double timeout_seconds) {
+  if (devices.empty()) return absl::InvalidArgumentError("data parallel: no device to train on");
+  TrainOptions one = options;
+  one.data_parallel = nullptr;
+  const int world = static_cast<int>(devices.size());
+  if (world == 1) {
+    one.device = devices[0];
+    return model.Train(sequences, one);
+  }
+  DGC_ASSIGN_OR_RETURN(auto server, StoreServer::Start("127.0.0.1", 0, timeout_seconds));
+  // The other ranks' copies: their weights are replaced by rank 0's in the
+  // first broadcast, so a copy only needs the right shapes.
+  std::vector<std::unique_ptr<FlowModel>> copies;
+  for (int r = 1; r < world; ++r) {
+    DGC_ASSIGN_OR_RETURN(auto copy, model.Clone());
+    copies.push_back(std::move(copy));
+  }
+  std::vector<StatusOr<TrainStats>> results(world, absl::UnknownError("rank did not run"));
+  const int port = server->port();
+  auto run_rank = [&](int r) {
+    DistributedOptions d;
+    d.rank = r;
+    d.world_size = world;
+    d.backend = "auto";
+    d.device = devices[r];
+    d.store_port = port;
+    d.host_store = false;
+    d.timeout_seconds = timeout_seconds;
+    auto group = DataParallelGroup::Create(d);
+    if (!group.ok()) {
+      results[r] = group.status();
+      return;
+    }
+    TrainOptions t = one;
+    t.device = devices[r];
+    t.data_parallel = group->get();
+    results[r] = (r == 0 ? model : *copies[r - 1]).Train(sequences, t);
+  };
+  std::vector<std::thread> threads;
+  for (int r = 1; r < world; ++r) threads.emplace_back(run_rank, r);
+  run_rank(0);
+  for (auto& t : threads) t.join();
+  // The cause first: a rank that failed on its own, not one that timed out
+  // waiting for it.
+  int culprit = -1;
+  for (int r = 0; r < world; ++r) {
+    if (results[r].ok()) continue;
+    if (culprit < 0 || (absl::IsDeadlineExceeded(results[culprit].status()) &&
+                        !absl::IsDeadlineExceeded(results[r].status()))) {
+      culprit = r;
+    }
+  }
+  if (culprit >= 0) {
+    const Status& st = results[culprit].status();
+    return Status(st.code(), absl::StrCat("data-parallel training, rank ", culprit, " of ", world, " on ",
+                                          devices[culprit], ": ", st.message()));
+  }
+  return results[0];
 }
 
 namespace internal {

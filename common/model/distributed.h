@@ -21,8 +21,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/base/status.h"
+#include "common/model/flow_model.h"
 
 namespace dgc::model {
 
@@ -96,6 +98,34 @@ class StoreServer {
 
 // Whether this build can run `backend` ("gloo", "nccl").
 bool BackendAvailable(const std::string& backend);
+
+// The devices a process trains on, from a --device flag:
+//   auto      every GPU this process sees (cuda:0 .. cuda:N-1), else the CPU
+//   cpu       the CPU (one rank: it uses every core through OpenBLAS)
+//   cuda      every GPU (FailedPrecondition when there is none)
+//   cuda:N    one GPU
+//   a comma list of cpu and cuda:N, e.g. "cuda:0,cuda:2": one rank each.
+// A GPU may appear once (NCCL refuses two ranks on one GPU); "cpu" may
+// repeat ("cpu,cpu": two Gloo ranks on the CPU, which tests the multi-rank
+// path on a machine without GPUs; one CPU rank is faster). CPU and GPU ranks
+// do not mix. InvalidArgument for a malformed spec, FailedPrecondition for a
+// GPU this process does not have.
+[[nodiscard]] StatusOr<std::vector<std::string>> ResolveDevices(const std::string& spec);
+
+// Data-parallel training inside one process, one rank per entry of
+// `devices` (as ResolveDevices gives them): rank 0 is `model` on the calling
+// thread, every other rank a copy of it on its own thread and device, all
+// meeting at a store server on 127.0.0.1 (a port the system chose) with the
+// backend "auto" resolves (NCCL between GPUs where built with it, else Gloo
+// over 127.0.0.1). See TrainOptions::data_parallel for what the ranks
+// compute: `model` ends on devices[0] with the weights one rank would have
+// reached on the same global batches, up to float rounding; the copies are
+// dropped. One device: model.Train there, no group. Returns rank 0's stats
+// (world_size = devices.size()); when any rank fails, the first failure (the
+// others stop at their next collective, within `timeout_seconds`).
+[[nodiscard]] StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
+                                                  const TrainOptions& options, const std::vector<std::string>& devices,
+                                                  double timeout_seconds = 300);
 
 }  // namespace dgc::model
 

@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -124,6 +125,7 @@ struct BodyWriter {
       case JobAssign::Parent::kId: b.getParent().setParentId(AsText(m.parent_id)); break;
     }
     b.setOptionsJson(AsText(m.options_json));
+    b.setSlots(m.slots);
   }
   void operator()(const JobResult& m) {
     auto b = body.initJobResult();
@@ -344,6 +346,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
         default: return Malformed("job_assign with an unknown parent source");
       }
       m.options_json = FromText(r.getOptionsJson());
+      m.slots = std::max<uint32_t>(1, r.getSlots());
       return Message(std::move(m));
     }
     case s::Envelope::Body::JOB_RESULT: {

@@ -114,6 +114,9 @@ struct JobAssign {
   std::string parent_bytes;  // when parent == kBytes
   std::string parent_id;     // when parent == kId
   std::string options_json;
+  // Worker slots the lease holds (>= 1): all of a multi-GPU worker for a
+  // large job, which it then trains data-parallel over its GPUs.
+  uint32_t slots = 1;
 };
 
 struct JobStats {

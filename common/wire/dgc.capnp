@@ -139,6 +139,10 @@ struct JobAssign {
     parentId @9 :Text;       # a model id the worker can fetch or has cached
   }
   optionsJson @10 :Text;     # training knobs, as the model code reads them
+  slots @11 :UInt32;         # worker slots the lease holds: 1 (one GPU, or a CPU
+                             # slot), or all of a multi-GPU worker for a large job,
+                             # which it trains data-parallel over its GPUs.
+                             # 0 (a coordinator before this field): 1.
 }
 
 struct JobStats {

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "common/base/files.h"
 #include "common/base/time.h"
+#include "common/model/distributed.h"
 #include "common/model/flow_model.h"
 #include "common/trace/merged_reader.h"
 #include "coordinator/dgcctl/commands.h"
@@ -42,12 +43,14 @@ struct ModelFlags {
   double warmup_seconds = 120;
   int warmup_flows = 20000;
   int packets_per_flow = 16;
-  std::string device = "cpu";
+  std::string device = "auto";
 };
 
 void AddModelFlags(CLI::App* cmd, ModelFlags* f) {
   cmd->add_option("--width", f->width, "model width of a base trained here")->capture_default_str();
-  cmd->add_option("--device", f->device, "where to train and sample: cpu, cuda, cuda:N or auto (a GPU when there is one)")
+  cmd->add_option("--device", f->device,
+                  "where to train and sample: auto (every GPU, else the CPU), cpu, cuda (every GPU), cuda:N, or a "
+                  "list (cuda:0,cuda:1); several devices train data-parallel, one rank each")
       ->capture_default_str();
   cmd->add_option("--depth", f->depth, "transformer blocks")->capture_default_str();
   cmd->add_option("--heads", f->heads, "attention heads")->capture_default_str();
@@ -59,7 +62,7 @@ void AddModelFlags(CLI::App* cmd, ModelFlags* f) {
       ->capture_default_str()->check(CLI::Range(1, 16));
 }
 
-void ApplyModelFlags(const ModelFlags& f, CompressOptions* o) {
+[[nodiscard]] Status ApplyModelFlags(const ModelFlags& f, CompressOptions* o) {
   o->network.width = f.width;
   o->network.depth = f.depth;
   o->network.heads = f.heads;
@@ -67,7 +70,10 @@ void ApplyModelFlags(const ModelFlags& f, CompressOptions* o) {
   o->warmup.max_seconds = f.warmup_seconds;
   o->warmup_flows = f.warmup_flows;
   o->tokenizer.max_packets = f.packets_per_flow;
-  o->warmup.device = o->finetune.device = f.device;
+  DGC_ASSIGN_OR_RETURN(std::vector<std::string> devices, model::ResolveDevices(f.device));
+  o->warmup.device = o->finetune.device = devices[0];
+  if (devices.size() > 1) o->train_devices = devices;
+  return absl::OkStatus();
 }
 
 ChunkerOptions MakeChunkerOptions(const std::string& link, int64_t chunk_ns) {
@@ -136,7 +142,7 @@ Example:
   cmd->callback([o, exit_code] {
     model::ConfigureCpuThreads();
     CompressOptions opt;
-    ApplyModelFlags(o->model, &opt);
+    if (Status st = ApplyModelFlags(o->model, &opt); !st.ok()) return Fail("warmup", st, exit_code);
     opt.seed = o->seed;
     std::vector<Chunk> chunks;
     uint64_t late = 0;
@@ -761,7 +767,7 @@ Examples:
     model::ConfigureCpuThreads();
     auto t0 = std::chrono::steady_clock::now();
     CompressOptions& opt = o->opt;
-    ApplyModelFlags(o->model, &opt);
+    if (Status st = ApplyModelFlags(o->model, &opt); !st.ok()) return Fail("compress", st, exit_code);
     opt.check_fidelity = !o->no_check;
     if (o->full_delta) opt.finetune.lora_rank = 0;
     std::optional<Pseudonymizer> pseudo;

@@ -287,6 +287,36 @@ TEST_F(CompressCliTest, MissingLibraryAndCorruptBaseAreClearErrors) {
   EXPECT_NE(err.find("base.dgcm"), std::string::npos) << err;
 }
 
+TEST_F(CompressCliTest, DeviceFlagErrorsAreClearAndTwoCpuRanksTrainDataParallel) {
+  std::string err;
+  EXPECT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + dir_.File("l0") + " --device gpu 2>&1", &err), 1);
+  EXPECT_NE(err.find("expected auto, cpu, cuda"), std::string::npos) << err;
+  EXPECT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + dir_.File("l0") + " --device cuda:99 2>&1", &err),
+            1);
+  EXPECT_NE(err.find("GPU(s)"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("l0"))) << "a bad flag must not create a library";
+  // Two Gloo ranks on the CPU: what --device cuda does over a node's GPUs.
+  const std::string lib = dir_.File("lib");
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny +
+                             "--min-flows 1 --device cpu,cpu -o json 2>/dev/null",
+                         &err),
+            0)
+      << err;
+  int trainings = 0;
+  for (const auto& c : Chunks(lib)) {
+    std::string out;
+    ASSERT_EQ(testing::Run(kCtl + " describe chunk " + c["chunk"].get<std::string>() + " --library " + lib + " -o json",
+                           &out),
+              0);
+    auto d = nlohmann::json::parse(out);
+    for (const auto& at : d["report"].value("attempts", nlohmann::json::array())) {
+      EXPECT_EQ(at["train"].value("world_size", 0), 2) << at.dump();
+      ++trainings;
+    }
+  }
+  EXPECT_GT(trainings, 0);
+}
+
 TEST_F(CompressCliTest, GenerateOfALinkMergesItsShards) {
   // A link sharded over two ingest nodes is stored as tap#0 and tap#1.
   const std::string lib = dir_.File("lib");

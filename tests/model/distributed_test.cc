@@ -338,5 +338,67 @@ TEST(DistributedOptionsTest, OneRankGroupTrainsLikeNoGroup) {
   EXPECT_EQ(plain, grouped);
 }
 
+TEST_F(DistributedTest, TrainOnDevicesWithTwoCpuRanksMatchesOneRank) {
+  const auto data = Data(300, 21);
+  TrainOptions o = Options(/*lora_rank=*/4);
+  auto base = FlowModel::Create(Config(), 7);
+  ASSERT_TRUE(base.ok()) << base.status();
+  auto one = (*base)->Clone();
+  auto two = (*base)->Clone();
+  ASSERT_TRUE(one.ok() && two.ok());
+  auto s1 = TrainOnDevices(**one, data, o, {"cpu"});
+  ASSERT_TRUE(s1.ok()) << s1.status();
+  EXPECT_EQ(s1->world_size, 1);
+  auto s2 = TrainOnDevices(**two, data, o, {"cpu", "cpu"}, 30);
+  ASSERT_TRUE(s2.ok()) << s2.status();
+  EXPECT_EQ(s2->world_size, 2);
+  EXPECT_EQ(s2->steps, s1->steps);
+  EXPECT_EQ(s2->tokens, s1->tokens);
+  // The caller's model is rank 0: it holds the trained adapters.
+  auto d1 = (*one)->ExportDelta({});
+  auto d2 = (*two)->ExportDelta({});
+  ASSERT_TRUE(d1.ok() && d2.ok());
+  auto m1 = (*base)->Clone();
+  auto m2 = (*base)->Clone();
+  ASSERT_TRUE(m1.ok() && m2.ok());
+  ASSERT_TRUE((*m1)->ApplyDelta(*d1, "one").ok());
+  ASSERT_TRUE((*m2)->ApplyDelta(*d2, "two").ok());
+  const double rel = RelativeDiff(Weights((*m1)->ToBytes()), Weights((*m2)->ToBytes()));
+  EXPECT_LT(rel, 1e-3) << "two CPU ranks drifted from one (after int8 deltas)";
+  std::printf("TrainOnDevices(cpu,cpu) vs (cpu), LoRA, after int8 deltas: max relative weight difference %.3g\n", rel);
+  EXPECT_NEAR(s2->final_loss, s1->final_loss, 1e-4 * s1->final_loss);
+  EXPECT_LT(s2->final_loss, s2->first_loss);
+}
+
+TEST(ResolveDevicesTest, FlagsResolveOrFailClearly) {
+  const bool gpus = !CudaDevices().empty();
+  auto autod = ResolveDevices("auto");
+  ASSERT_TRUE(autod.ok());
+  if (!gpus) EXPECT_EQ(*autod, std::vector<std::string>{"cpu"});
+  EXPECT_EQ(*ResolveDevices(""), *autod);
+  EXPECT_EQ(*ResolveDevices("cpu"), std::vector<std::string>{"cpu"});
+  EXPECT_EQ(*ResolveDevices(" cpu, cpu "), (std::vector<std::string>{"cpu", "cpu"}));
+  for (const char* bad : {"gpu", "cpu,", "cuda:x", "cuda:-1", "cpu,auto", "cuda,cpu", "cuda:0:1"}) {
+    auto r = ResolveDevices(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad << ": " << r.status();
+  }
+  if (!gpus) {
+    for (const char* missing : {"cuda", "cuda:0", "cuda:3"}) {
+      auto r = ResolveDevices(missing);
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << missing;
+      EXPECT_NE(r.status().message().find("GPU"), std::string::npos) << r.status();
+    }
+  } else {
+    EXPECT_EQ(ResolveDevices("cuda:0,cuda:0").status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(ResolveDevices("cpu,cuda:0").status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST_F(DistributedTest, TrainOnDevicesWithoutDevicesIsAnError) {
+  auto m = FlowModel::Create(Config(), 7);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(TrainOnDevices(**m, Data(10, 1), Options(0), {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dgc::model

@@ -187,6 +187,37 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   EXPECT_NEAR(dist, emb, 0.02);
 }
 
+TEST_F(RuntimeTest, WorkerWithTwoRanksTrainsEveryJobDataParallel) {
+  // "--device cpu,cpu": two Gloo ranks on the CPU, the path a multi-GPU
+  // worker takes over its GPUs (one job at a time: it uses every device).
+  Coord c = StartCoordinator(dir_.File("lib"), {"--min-flows", "1"});
+  auto w = StartWorker(c.listen, "dp", {"--device", "cpu,cpu", "--max-jobs", "1"});
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  EXPECT_TRUE(w->WaitForLog("data-parallel over 2 ranks \\(cpu,cpu\\)", seconds(1))) << w->ReadLog();
+  for (Process* p : {w.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  // Every fine-tune the library records trained on two ranks.
+  const std::string lib = dir_.File("lib");
+  auto chunks = Ctl("get chunks --library " + lib);
+  ASSERT_TRUE(chunks);
+  ASSERT_EQ(static_cast<int>(chunks->size()), chunks_);
+  int trainings = 0, two_ranks = 0;
+  for (const auto& ch : *chunks) {
+    auto d = Ctl("describe chunk " + ch.value("chunk", "") + " --library " + lib);
+    ASSERT_TRUE(d) << ch.dump();
+    const nlohmann::json& report = (*d)["report"];
+    if (!report.is_object() || !report.contains("attempts")) continue;
+    for (const auto& at : report["attempts"]) {
+      ++trainings;
+      two_ranks += at["train"].value("world_size", 0) == 2;
+    }
+  }
+  EXPECT_GT(trainings, 0) << chunks->dump();
+  EXPECT_EQ(two_ranks, trainings);
+}
+
 TEST_F(RuntimeTest, WorkerKilledMidJobItsJobCompletesOnTheOther) {
   // Long jobs (a 4 s budget each) so the kill lands mid-job.
   Coord c = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "4"});

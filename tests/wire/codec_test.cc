@@ -106,7 +106,9 @@ TEST(CodecTest, WorkerMessagesRoundTrip) {
   ja.parent = JobAssign::Parent::kBytes;
   ja.parent_bytes = Binary(500, 2);
   ja.options_json = R"({"steps":100})";
+  ja.slots = 4;
   auto a = std::get<JobAssign>(RoundTrip(ja).message);
+  EXPECT_EQ(a.slots, 4u);
   EXPECT_EQ(a.job_id, 77u);
   EXPECT_EQ(a.attempt, 2u);
   EXPECT_EQ(a.kind, JobKind::kRetrain);
@@ -122,7 +124,9 @@ TEST(CodecTest, WorkerMessagesRoundTrip) {
   ja.chunk_path = "/shared/spool/tap0/472222.dgcc";
   ja.parent = JobAssign::Parent::kId;
   ja.parent_id = "tap0/472221";
+  ja.slots = 0;  // as a coordinator from before the field sends it: one slot
   a = std::get<JobAssign>(RoundTrip(ja).message);
+  EXPECT_EQ(a.slots, 1u);
   EXPECT_EQ(a.chunk_path, ja.chunk_path);
   EXPECT_EQ(a.parent, JobAssign::Parent::kId);
   EXPECT_EQ(a.parent_id, "tap0/472221");
