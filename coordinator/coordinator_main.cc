@@ -49,6 +49,10 @@ or startup error.)");
                  "a chunk of at least this many packets leases a whole multi-GPU worker, which trains it "
                  "data-parallel over its GPUs")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--max-workers-per-job", o.max_workers_per_job,
+                 "a large job may span this many idle workers that advertise --peer-address, trained "
+                 "data-parallel across them (1: one worker per job)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--fidelity-target", o.fidelity_target, "mean distance over the 17 metrics a chunk must reach")
       ->capture_default_str();
   app.add_option("--raw-retention-seconds", raw_retention_s, "raw chunks are deleted this long after their model is committed")

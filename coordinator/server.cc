@@ -116,6 +116,7 @@ Status Coordinator::Init() {
   so.worker_timeout_ns = options_.lease_ns + 3 * options_.heartbeat_ns;
   so.max_failures = options_.max_attempts;
   so.large_job_packets = std::max<uint64_t>(1, options_.large_job_packets);
+  so.max_workers_per_job = std::max<uint32_t>(1, options_.max_workers_per_job);
   DGC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store_.get(), &clock_));
 
   if (!options_.base_model_file.empty()) {
@@ -346,6 +347,7 @@ void Coordinator::OnRegister(const std::string& peer, const wire::Register& reg)
   cap.cpu_threads = reg.cpu_threads;
   cap.gpus = static_cast<uint32_t>(reg.gpus.size());
   cap.slots = reg.max_jobs;
+  cap.data_parallel = !reg.peer_address.empty();
   for (const auto& g : reg.gpus) {
     if (cap.gpu_memory_bytes == 0 || g.memory_bytes < cap.gpu_memory_bytes) cap.gpu_memory_bytes = g.memory_bytes;
   }
@@ -362,6 +364,8 @@ void Coordinator::OnRegister(const std::string& peer, const wire::Register& reg)
   w.peer = peer;
   w.hostname = reg.hostname;
   w.build = reg.build;
+  w.peer_address = reg.peer_address;
+  w.ranks = std::max<uint32_t>(1, reg.ranks);
   if (!known) {
     spdlog::info("worker {} registered: {} CPU threads, {} GPUs, {} slots", reg.worker_id, reg.cpu_threads,
                  reg.gpus.size(), scheduler_->FindWorker(reg.worker_id)->slots);
@@ -559,6 +563,12 @@ void Coordinator::ScheduleAndSend() {
   bool lost_worker = false;
   for (const Assignment& a : out) {
     Status s = SendAssignment(a);
+    if (absl::IsAborted(s)) {  // a gang lost a helper before anything was sent
+      spdlog::warn("job {}: {}", a.job, std::string(s.message()));
+      lease_started_ns_.erase(a.job);
+      lost_worker = true;
+      continue;
+    }
     if (absl::IsUnavailable(s)) {
       // The worker's connection is gone (killed, restarted): forget it, which
       // requeues its leases without counting a failure; it registers again
@@ -623,8 +633,51 @@ Status Coordinator::SendAssignment(const Assignment& a) {
   opts["fidelity_target"] = options_.fidelity_target;
   ja.options_json = opts.dump();
   ja.slots = std::max<uint32_t>(1, a.slots);
+  // A gang: every member meets at the lead's store, under this lease's
+  // prefix; the helpers get the same job with their first rank and nothing
+  // else (the lead sends them each training round).
+  std::vector<std::pair<WorkerPeer*, wire::JobAssign>> helpers;
+  if (!a.helpers.empty()) {
+    ja.gang.store_address = w->second.peer_address;
+    ja.gang.store_prefix = absl::StrCat("job/", a.job, "/", a.attempt, "/");
+    uint32_t rank = w->second.ranks;
+    for (const LeaseShare& h : a.helpers) {
+      auto hw = workers_.find(h.worker);
+      if (hw == workers_.end()) {
+        // Forgetting the helper ends the gang lease (requeued, not counted).
+        Status r = scheduler_->RemoveWorker(h.worker);
+        if (!r.ok() && !absl::IsNotFound(r)) spdlog::error("removing worker {}: {}", h.worker, std::string(r.message()));
+        return absl::AbortedError(absl::StrCat("gang helper ", h.worker, " has no connection: requeued"));
+      }
+      wire::JobAssign hj;
+      hj.job_id = ja.job_id;
+      hj.attempt = ja.attempt;
+      hj.kind = ja.kind;
+      hj.lease_deadline_ns = ja.lease_deadline_ns;
+      hj.meta = ja.meta;
+      hj.options_json = ja.options_json;
+      hj.slots = std::max<uint32_t>(1, h.slots);
+      hj.gang = ja.gang;
+      hj.gang.first_rank = rank;
+      rank += hw->second.ranks;
+      helpers.emplace_back(&hw->second, std::move(hj));
+    }
+    ja.gang.world_size = rank;
+    for (auto& [peer, hj] : helpers) hj.gang.world_size = rank;
+  }
   if (Status st = router_->Send(w->second.peer, ja); !st.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot reach it: ", st.message()));
+  }
+  for (auto& [peer, hj] : helpers) {
+    // A helper that cannot be reached leaves the lead waiting at the store:
+    // it times out and fails the attempt, which is then requeued.
+    if (Status st = router_->Send(peer->peer, hj); !st.ok()) {
+      spdlog::warn("job {}: gang helper unreachable: {}", a.job, std::string(st.message()));
+    }
+  }
+  if (!helpers.empty()) {
+    spdlog::info("job {}: data-parallel over {} workers, {} ranks (store {})", a.job, helpers.size() + 1,
+                 ja.gang.world_size, ja.gang.store_address);
   }
   lease_started_ns_[a.job] = SteadyNs();
   spdlog::debug("job {} ({} {}/{} seq {}) -> {} (attempt {})", a.job, JobKindName(job->kind), job->link, job->shard,

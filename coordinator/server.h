@@ -56,6 +56,9 @@ struct CoordinatorOptions {
   // Jobs of at least this many packets lease a whole multi-GPU worker, which
   // trains them data-parallel over its GPUs (SchedulerOptions).
   uint64_t large_job_packets = 2'000'000;
+  // Workers one large job may span, data-parallel (workers that advertise a
+  // peer address); 1: a job runs on one worker.
+  uint32_t max_workers_per_job = 1;
   double fidelity_target = 0.10;
   int64_t raw_retention_ns = 0;
   uint32_t ingest_credits = 8;         // chunks an ingest may have in flight
@@ -95,6 +98,8 @@ class Coordinator {
     std::string peer;      // ROUTER routing id of its current connection
     std::string hostname;
     std::string build;
+    std::string peer_address;  // its data-parallel store; "": joins no gang
+    uint32_t ranks = 1;        // data-parallel ranks it brings to a gang
     double tokens_per_second = 0;
     // Models this worker holds in its cache, newest first (it keeps 8; the
     // newest 4 are assumed): a parent among them is sent by id, not bytes.

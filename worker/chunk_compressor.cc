@@ -128,6 +128,7 @@ namespace {
 // train_devices when there are several.
 StatusOr<model::TrainStats> TrainOn(model::FlowModel& m, const std::vector<std::vector<model::Token>>& seqs,
                                     const model::TrainOptions& t, const CompressOptions& o) {
+  if (o.trainer) return o.trainer(m, seqs, t);
   if (o.train_devices.empty()) return m.Train(seqs, t);
   return model::TrainOnDevices(m, seqs, t, o.train_devices);
 }

@@ -7,6 +7,7 @@
 #define DGC_WORKER_CHUNK_COMPRESSOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,11 @@ struct CompressOptions {
   // every training runs data-parallel, one rank per device
   // (model::TrainOnDevices); the model then samples on the first.
   std::vector<std::string> train_devices;
+  // When set, every training goes through it instead (a worker leading a
+  // job that spans workers: model::TrainingSession::Train).
+  std::function<StatusOr<model::TrainStats>(model::FlowModel&, const std::vector<std::vector<model::Token>>&,
+                                            const model::TrainOptions&)>
+      trainer;
 
   nlohmann::json ToJson() const;
 };

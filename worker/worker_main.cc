@@ -62,6 +62,14 @@ Examples:
   app.add_option("--max-jobs", o.max_jobs, "jobs run at once, advertised as slots (0: one per GPU, 1 on a CPU)")
       ->capture_default_str();
   app.add_option("--name", o.name, "worker name shown by 'dgcctl get workers'")->capture_default_str();
+  std::string peer;
+  app.add_option("--peer-address", peer,
+                 "HOST[:PORT] the other workers reach this one at (Kubernetes: the pod IP): with it the worker "
+                 "serves a data-parallel store there (PORT 0 or none: one the system chooses) and may join "
+                 "large jobs spanning workers (the coordinator's --max-workers-per-job)");
+  app.add_option("--peer-timeout-seconds", o.peer_timeout_seconds,
+                 "how long a job spanning workers waits for its other workers, at the start and at each step")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--shared-dir", o.shared_dir, "directory shared with the coordinator (chunks by path)");
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-worker"); rc >= 0) return rc;
   dgc::InitLogging("dgc-worker", common.log_level);
@@ -77,6 +85,23 @@ Examples:
   for (const auto& d : dgc::model::CudaDevices()) {
     if (std::find(o.devices.begin(), o.devices.end(), "cuda:" + std::to_string(d.index)) != o.devices.end()) {
       o.gpus.push_back({static_cast<uint32_t>(d.index), d.memory_bytes, d.name});
+    }
+  }
+  if (!peer.empty()) {
+    const size_t colon = peer.rfind(':');
+    o.peer_host = peer.substr(0, colon);
+    if (colon != std::string::npos) {
+      char* end = nullptr;
+      const long port = std::strtol(peer.c_str() + colon + 1, &end, 10);
+      if (colon + 1 == peer.size() || *end != '\0' || port < 0 || port > 65535) {
+        spdlog::error("--peer-address {}: expected HOST or HOST:PORT (PORT 0-65535)", peer);
+        return 1;
+      }
+      o.peer_port = static_cast<int32_t>(port);
+    }
+    if (o.peer_host.empty()) {
+      spdlog::error("--peer-address {}: no host", peer);
+      return 1;
     }
   }
   if (o.max_jobs == 0) o.max_jobs = o.gpus.empty() ? 1 : static_cast<uint32_t>(o.gpus.size());

@@ -108,7 +108,7 @@ WorkerServer::WorkerServer(boost::asio::io_context& io, wire::ZmqContext& zmq, r
                          .Register(metrics.registry()).Add({})),
       jobs_total_(&prometheus::BuildCounter().Name("dgc_worker_jobs_total").Help("jobs finished, by result")
                        .Register(metrics.registry())) {
-  for (const char* r : {"ok", "error", "cancelled"}) jobs_total_->Add({{"result", r}});
+  for (const char* r : {"ok", "error", "cancelled", "helper"}) jobs_total_->Add({{"result", r}});
 }
 
 WorkerServer::~WorkerServer() {
@@ -119,6 +119,17 @@ WorkerServer::~WorkerServer() {
 
 Status WorkerServer::Start() {
   pool_ = std::make_unique<ThreadPool>(options_.max_jobs);
+  if (!options_.peer_host.empty()) {
+    auto store = model::StoreServer::Start(options_.peer_host, options_.peer_port, options_.peer_timeout_seconds);
+    if (!store.ok()) {
+      return Status(store.status().code(),
+                    absl::StrCat("--peer-address ", options_.peer_host, ":", options_.peer_port, ": ",
+                                 store.status().message()));
+    }
+    store_ = *std::move(store);
+    peer_address_ = absl::StrCat(options_.peer_host, ":", store_->port());
+    spdlog::info("data-parallel store on {} (jobs spanning workers meet here)", peer_address_);
+  }
   DGC_RETURN_IF_ERROR(Connect());
   SendRegister();
   Timer();
@@ -146,6 +157,8 @@ void WorkerServer::SendRegister() {
   r.cpu_threads = options_.threads;
   r.gpus = options_.gpus;
   r.max_jobs = options_.max_jobs;
+  r.peer_address = peer_address_;
+  r.ranks = static_cast<uint32_t>(options_.devices.size());
   r.build = runtime::Version();
   r.hostname = runtime::HostName();
   last_register_ns_ = SteadyNs();
@@ -206,7 +219,7 @@ void WorkerServer::OnAssign(wire::JobAssign& job) {
                job.meta.seq, job.attempt);
   auto shared = std::make_shared<wire::JobAssign>(std::move(job));
   pool_->Submit([this, shared] {
-    Outcome out = RunJob(*shared);
+    Outcome out = shared->gang.world_size > 0 && shared->gang.first_rank > 0 ? ServeGang(*shared) : RunJob(*shared);
     boost::asio::post(io_, [this, out = std::move(out)]() mutable { OnDone(std::move(out)); });
   });
 }
@@ -217,8 +230,8 @@ void WorkerServer::OnDone(Outcome out) {
   running_gauge_.Set(static_cast<double>(running_.size()));
   if (out.tokens_per_second > 0) tokens_per_second_ = out.tokens_per_second;
   last_done_ns_ = SteadyNs();
-  jobs_total_->Add({{"result", cancelled ? "cancelled" : out.ok ? "ok" : "error"}}).Increment();
-  if (stopped_ || cancelled) return;
+  jobs_total_->Add({{"result", out.helper ? "helper" : cancelled ? "cancelled" : out.ok ? "ok" : "error"}}).Increment();
+  if (stopped_ || cancelled || out.helper) return;
   wire::Message m;
   if (out.ok) m = std::move(out.result);
   else m = std::move(out.failed);
@@ -345,6 +358,47 @@ void WorkerServer::ReleaseDevices(const std::vector<size_t>& devices) {
   }
 }
 
+model::SessionOptions WorkerServer::GangSession(const wire::JobAssign& job,
+                                                const std::vector<std::string>& devices) const {
+  model::SessionOptions s;
+  const std::string& addr = job.gang.store_address;
+  const size_t colon = addr.rfind(':');
+  s.store_host = addr.substr(0, colon == std::string::npos ? addr.size() : colon);
+  if (colon != std::string::npos) s.store_port = std::atoi(addr.c_str() + colon + 1);
+  s.store_prefix = job.gang.store_prefix;
+  s.world_size = static_cast<int32_t>(job.gang.world_size);
+  s.first_rank = static_cast<int32_t>(job.gang.first_rank);
+  s.devices = devices;
+  s.interface_host = options_.peer_host.empty() ? "127.0.0.1" : options_.peer_host;
+  s.timeout_seconds = options_.peer_timeout_seconds;
+  return s;
+}
+
+WorkerServer::Outcome WorkerServer::ServeGang(const wire::JobAssign& job) {
+  Outcome out;
+  out.job_id = job.job_id;
+  out.attempt = job.attempt;
+  out.helper = true;
+  const std::vector<size_t> held = AcquireDevices(UINT32_MAX);
+  std::vector<std::string> devices;
+  for (size_t i : held) devices.push_back(options_.devices[i]);
+  spdlog::info("job {}: serving ranks {}..{} of {} for the gang at {}", job.job_id, job.gang.first_rank,
+               job.gang.first_rank + devices.size() - 1, job.gang.world_size, job.gang.store_address);
+  auto t0 = std::chrono::steady_clock::now();
+  auto rounds = model::ServeSession(GangSession(job, devices));
+  ReleaseDevices(held);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.ok = rounds.ok();
+  if (rounds.ok()) {
+    spdlog::info("job {}: served {} training round(s) in {:.1f} s", job.job_id, *rounds, secs);
+  } else {
+    // The lead fails the attempt the same way (its collectives time out or
+    // break); the coordinator requeues it.
+    spdlog::error("job {}: gang rank {}: {}", job.job_id, job.gang.first_rank, Str(rounds.status()));
+  }
+  return out;
+}
+
 WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   Outcome out;
   out.job_id = job.job_id;
@@ -360,6 +414,25 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
     return out;
   };
   auto t0 = std::chrono::steady_clock::now();
+  const bool gang = job.gang.world_size > 0;
+  const std::vector<size_t> held = AcquireDevices(gang ? UINT32_MAX : job.slots);
+  struct Release {
+    WorkerServer* w;
+    const std::vector<size_t>& d;
+    ~Release() { w->ReleaseDevices(d); }
+  } release{this, held};
+  std::vector<std::string> devices;
+  for (size_t i : held) devices.push_back(options_.devices[i]);
+  // Leading a gang: the helpers wait at this worker's store from now on;
+  // the session's end (its destructor, on every path below) releases them.
+  std::unique_ptr<model::TrainingSession> session;
+  if (gang) {
+    auto s = model::TrainingSession::Lead(GangSession(job, devices));
+    if (!s.ok()) return fail(s.status(), /*retryable=*/true);
+    session = *std::move(s);
+    spdlog::info("job {}: leading {} data-parallel ranks ({} here: {})", job.job_id, session->world_size(),
+                 devices.size(), absl::StrJoin(devices, ","));
+  }
   std::string name = absl::StrCat("job ", job.job_id, " chunk");
   StatusOr<Chunk> chunk = absl::UnknownError("no chunk");
   if (!job.chunk_path.empty()) {
@@ -372,15 +445,13 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   // ids derive from it, so shards of one link never collide.
   chunk->link = job.meta.shard_count > 1 ? absl::StrCat(job.meta.link, "#", job.meta.shard) : job.meta.link;
   CompressOptions opt = OptionsFromJson(job.options_json);
-  const std::vector<size_t> held = AcquireDevices(job.slots);
-  struct Release {
-    WorkerServer* w;
-    const std::vector<size_t>& d;
-    ~Release() { w->ReleaseDevices(d); }
-  } release{this, held};
-  for (size_t i : held) opt.train_devices.push_back(options_.devices[i]);
-  opt.finetune.device = opt.warmup.device = opt.train_devices[0];
-  if (opt.train_devices.size() == 1) {
+  opt.train_devices = devices;
+  opt.finetune.device = opt.warmup.device = devices[0];
+  if (session) {
+    opt.train_devices.clear();
+    opt.trainer = [&session](model::FlowModel& m, const std::vector<std::vector<model::Token>>& seqs,
+                             const model::TrainOptions& t) { return session->Train(m, seqs, t); };
+  } else if (opt.train_devices.size() == 1) {
     opt.train_devices.clear();  // plain training on that device
   } else {
     spdlog::info("job {}: data-parallel over {} ranks ({})", job.job_id, opt.train_devices.size(),

@@ -26,6 +26,7 @@
 #include <prometheus/gauge.h>
 
 #include "common/base/status.h"
+#include "common/model/distributed.h"
 #include "common/model/flow_model.h"
 #include "common/runtime/process.h"
 #include "common/wire/codec.h"
@@ -44,6 +45,13 @@ struct WorkerOptions {
   // them all and trains data-parallel (model::TrainOnDevices).
   std::vector<std::string> devices = {"cpu"};
   uint32_t max_jobs = 1;     // jobs at once (pool size; advertised as slots)
+  // Jobs spanning workers: this worker serves a data-parallel store on
+  // peer_host:peer_port (0: a port the system chooses) and advertises it;
+  // the other workers of a gang must reach that address, and Gloo binds
+  // its connections there. "": the worker joins no gang.
+  std::string peer_host;
+  int32_t peer_port = 0;
+  double peer_timeout_seconds = 300;  // a gang's rendezvous and each collective
   std::string shared_dir;
   wire::SecurityOptions security;
 };
@@ -90,6 +98,7 @@ class WorkerServer {
     wire::JobResult result;
     wire::JobFailed failed;
     double tokens_per_second = 0;
+    bool helper = false;  // served a gang's rounds: nothing to send back
   };
 
   Status Connect();
@@ -100,6 +109,8 @@ class WorkerServer {
   void Timer();
   void SendRegister();
   Outcome RunJob(const wire::JobAssign& job);  // pool thread
+  Outcome ServeGang(const wire::JobAssign& job);  // pool thread: a helper's share of a gang job
+  model::SessionOptions GangSession(const wire::JobAssign& job, const std::vector<std::string>& devices) const;
   // The job's parent model (from the cache, else rebuilt from the bundle); its id in *parent_id.
   StatusOr<std::unique_ptr<model::FlowModel>> ParentModel(const wire::JobAssign& job, std::string* parent_id);
   void CacheModel(const std::string& id, const model::FlowModel& m);  // pool thread
@@ -116,6 +127,8 @@ class WorkerServer {
   std::unique_ptr<runtime::ZmqWatcher> watch_;
   boost::asio::steady_timer timer_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<model::StoreServer> store_;  // with peer_host: gangs meet here
+  std::string peer_address_;                   // peer_host:port, as advertised
   std::atomic<bool> registered_{false};
   bool stopped_ = false;
   int64_t heartbeat_ns_ = 1'000'000'000;

@@ -16,6 +16,7 @@
 #include "common/model/distributed.h"
 
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #ifdef DGC_HAVE_GLOO
@@ -26,6 +27,7 @@
 #endif
 
 #include <chrono>
+#include <cstring>
 #include <set>
 #include <thread>
 #include <vector>
@@ -37,6 +39,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/model/distributed_internal.h"
+#include "spdlog/spdlog.h"
 
 namespace dgc::model {
 namespace {
@@ -213,6 +216,7 @@ StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Create(const Dis
       so.timeout = Millis(o.timeout_seconds);
       impl->store = c10::make_intrusive<c10d::TCPStore>(o.store_host, so);
     }
+    if (!o.store_prefix.empty()) impl->store = c10::make_intrusive<c10d::PrefixStore>(o.store_prefix, impl->store);
     impl->store->setTimeout(Millis(o.timeout_seconds));
   } catch (const std::exception& e) {
     return FromException(absl::StrCat("data parallel rank ", o.rank, ": ", where), e);
@@ -350,6 +354,258 @@ StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vec
                                           devices[culprit], ": ", st.message()));
   }
   return results[0];
+}
+
+// --- Training sessions -------------------------------------------------------
+
+nlohmann::json TrainOptionsToJson(const TrainOptions& o) {
+  return {{"max_steps", o.max_steps},       {"max_seconds", o.max_seconds},   {"batch_size", o.batch_size},
+          {"learning_rate", o.learning_rate}, {"weight_decay", o.weight_decay}, {"lora_rank", o.lora_rank},
+          {"seed", o.seed},                 {"warmup_steps", o.warmup_steps}, {"grad_clip", o.grad_clip},
+          {"lora_alpha", o.lora_alpha},     {"lora_targets", o.lora_targets}, {"lora_train_a", o.lora_train_a},
+          {"precision", o.precision}};
+}
+
+StatusOr<TrainOptions> TrainOptionsFromJson(const nlohmann::json& j) {
+  TrainOptions o;
+  try {
+    o.max_steps = j.at("max_steps").get<int32_t>();
+    o.max_seconds = j.at("max_seconds").get<double>();
+    o.batch_size = j.at("batch_size").get<int32_t>();
+    o.learning_rate = j.at("learning_rate").get<double>();
+    o.weight_decay = j.at("weight_decay").get<double>();
+    o.lora_rank = j.at("lora_rank").get<int32_t>();
+    o.seed = j.at("seed").get<uint64_t>();
+    o.warmup_steps = j.at("warmup_steps").get<int32_t>();
+    o.grad_clip = j.at("grad_clip").get<double>();
+    o.lora_alpha = j.at("lora_alpha").get<double>();
+    o.lora_targets = j.at("lora_targets").get<std::vector<std::string>>();
+    o.lora_train_a = j.at("lora_train_a").get<bool>();
+    o.precision = j.at("precision").get<std::string>();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("training options: ", e.what()));
+  }
+  return o;
+}
+
+namespace {
+
+// Rank 0's bytes to every rank (size first, then the bytes).
+Status BroadcastBytes(DataParallelGroup& g, std::string* bytes) {
+  const torch::Device dev = g.backend() == "nccl" ? torch::Device(g.device()) : torch::Device(torch::kCPU);
+  try {
+    at::Tensor n = torch::full({1}, static_cast<int64_t>(bytes->size()), torch::dtype(torch::kInt64)).to(dev);
+    DGC_RETURN_IF_ERROR(internal::BroadcastInPlace(g, n, 0));
+    const int64_t size = n.to(torch::kCPU).item<int64_t>();
+    if (size < 0 || size > (int64_t{1} << 34)) {
+      return absl::DataLossError(absl::StrCat("session message of ", size, " bytes"));
+    }
+    if (size == 0) {
+      bytes->clear();
+      return absl::OkStatus();
+    }
+    at::Tensor b = g.rank() == 0
+                       ? torch::from_blob(bytes->data(), {size}, torch::dtype(torch::kUInt8)).clone().to(dev)
+                       : torch::empty({size}, torch::dtype(torch::kUInt8).device(dev));
+    DGC_RETURN_IF_ERROR(internal::BroadcastInPlace(g, b, 0));
+    if (g.rank() != 0) {
+      at::Tensor c = b.to(torch::kCPU).contiguous();
+      bytes->assign(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(size));
+    }
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat("session broadcast (rank ", g.rank(), ")"), e);
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeSequences(const std::vector<std::vector<Token>>& seqs) {
+  std::string out;
+  auto put = [&out](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  put(static_cast<uint32_t>(seqs.size()));
+  for (const auto& s : seqs) put(static_cast<uint32_t>(s.size()));
+  for (const auto& s : seqs) out.append(reinterpret_cast<const char*>(s.data()), s.size() * sizeof(Token));
+  return out;
+}
+
+StatusOr<std::vector<std::vector<Token>>> DecodeSequences(const std::string& in) {
+  size_t p = 0;
+  auto get = [&](uint32_t* v) {
+    if (in.size() - p < 4) return false;
+    std::memcpy(v, in.data() + p, 4);
+    p += 4;
+    return true;
+  };
+  uint32_t n = 0;
+  if (!get(&n) || n > (in.size() - p) / 4) return absl::DataLossError("session sequences: bad count");
+  std::vector<uint32_t> lens(n);
+  for (auto& l : lens) {
+    if (!get(&l)) return absl::DataLossError("session sequences: truncated lengths");
+  }
+  std::vector<std::vector<Token>> seqs(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const size_t bytes = size_t{lens[i]} * sizeof(Token);
+    if (in.size() - p < bytes) return absl::DataLossError("session sequences: truncated tokens");
+    seqs[i].resize(lens[i]);
+    std::memcpy(seqs[i].data(), in.data() + p, bytes);
+    p += bytes;
+  }
+  if (p != in.size()) return absl::DataLossError("session sequences: trailing bytes");
+  return seqs;
+}
+
+DistributedOptions RankOptions(const SessionOptions& s, int32_t local) {
+  DistributedOptions d;
+  d.rank = s.first_rank + local;
+  d.world_size = s.world_size;
+  d.backend = "auto";
+  d.device = s.devices[local];
+  d.store_host = s.store_host;
+  d.store_port = s.store_port;
+  d.host_store = false;
+  d.store_prefix = s.store_prefix;
+  d.interface_host = s.interface_host;
+  d.timeout_seconds = s.timeout_seconds;
+  return d;
+}
+
+Status CheckSession(const SessionOptions& s) {
+  if (s.devices.empty()) return absl::InvalidArgumentError("training session: no device");
+  if (s.first_rank < 0 || s.world_size < 1 ||
+      s.first_rank + static_cast<int64_t>(s.devices.size()) > s.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("training session: ranks ", s.first_rank, "..",
+                                                   s.first_rank + s.devices.size() - 1, " outside world size ",
+                                                   s.world_size));
+  }
+  return absl::OkStatus();
+}
+
+// Serves rounds on a joined group until rank 0 ends the session.
+StatusOr<int> ServeRounds(DataParallelGroup& g) {
+  int rounds = 0;
+  for (;;) {
+    std::string control;
+    DGC_RETURN_IF_ERROR(BroadcastBytes(g, &control));
+    auto j = nlohmann::json::parse(control, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return absl::DataLossError("session: unreadable round header");
+    if (j.value("op", "") == "end") return rounds;
+    DGC_ASSIGN_OR_RETURN(TrainOptions t, TrainOptionsFromJson(j.value("options", nlohmann::json::object())));
+    std::string model_bytes, seq_bytes;
+    DGC_RETURN_IF_ERROR(BroadcastBytes(g, &model_bytes));
+    DGC_RETURN_IF_ERROR(BroadcastBytes(g, &seq_bytes));
+    DGC_ASSIGN_OR_RETURN(auto seqs, DecodeSequences(seq_bytes));
+    DGC_ASSIGN_OR_RETURN(auto model, FlowModel::FromBytes(model_bytes, "session round"));
+    t.device = g.device();
+    t.data_parallel = &g;
+    DGC_ASSIGN_OR_RETURN(TrainStats st, model->Train(seqs, t));
+    (void)st;
+    ++rounds;
+  }
+}
+
+// The local ranks after the first, each on its own thread.
+class LocalRanks {
+ public:
+  void Start(const SessionOptions& s, int32_t from_local) {
+    results_.assign(s.devices.size(), StatusOr<int>(0));
+    for (int32_t l = from_local; l < static_cast<int32_t>(s.devices.size()); ++l) {
+      threads_.emplace_back([this, s, l] {
+        auto group = DataParallelGroup::Create(RankOptions(s, l));
+        if (!group.ok()) {
+          results_[l] = group.status();
+          return;
+        }
+        results_[l] = ServeRounds(**group);
+      });
+    }
+  }
+  // Joins; the first error, or the rounds of `local`.
+  StatusOr<int> Join(const SessionOptions& s, int32_t local) {
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    for (size_t l = 0; l < results_.size(); ++l) {
+      if (!results_[l].ok()) {
+        return Status(results_[l].status().code(),
+                      absl::StrCat("rank ", s.first_rank + l, " on ", s.devices[l], ": ", results_[l].status().message()));
+      }
+    }
+    return results_.empty() ? 0 : *results_[local];
+  }
+  ~LocalRanks() {
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::vector<std::thread> threads_;
+  std::vector<StatusOr<int>> results_;
+};
+
+}  // namespace
+
+struct TrainingSession::Impl {
+  SessionOptions options;
+  LocalRanks local;
+  std::unique_ptr<DataParallelGroup> group;  // rank 0
+  bool finished = false;
+};
+
+TrainingSession::TrainingSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TrainingSession::~TrainingSession() {
+  if (impl_ && !impl_->finished) {
+    if (Status st = Finish(); !st.ok()) spdlog::warn("training session: {}", std::string(st.message()));
+  }
+}
+
+int32_t TrainingSession::world_size() const { return impl_->options.world_size; }
+
+StatusOr<std::unique_ptr<TrainingSession>> TrainingSession::Lead(const SessionOptions& options) {
+  DGC_RETURN_IF_ERROR(CheckSession(options));
+  if (options.first_rank != 0) return absl::InvalidArgumentError("training session: only rank 0 leads");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->local.Start(options, 1);
+  auto group = DataParallelGroup::Create(RankOptions(options, 0));
+  if (!group.ok()) {
+    // The local ranks wait for a rank 0 that will not come: they time out.
+    (void)impl->local.Join(options, 0);
+    return group.status();
+  }
+  impl->group = *std::move(group);
+  return std::unique_ptr<TrainingSession>(new TrainingSession(std::move(impl)));
+}
+
+StatusOr<TrainStats> TrainingSession::Train(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
+                                            const TrainOptions& options) {
+  if (impl_->finished) return absl::FailedPreconditionError("training session already finished");
+  DataParallelGroup& g = *impl_->group;
+  std::string control = nlohmann::json{{"op", "train"}, {"options", TrainOptionsToJson(options)}}.dump();
+  std::string model_bytes = model.ToBytes();
+  std::string seq_bytes = EncodeSequences(sequences);
+  DGC_RETURN_IF_ERROR(BroadcastBytes(g, &control));
+  DGC_RETURN_IF_ERROR(BroadcastBytes(g, &model_bytes));
+  DGC_RETURN_IF_ERROR(BroadcastBytes(g, &seq_bytes));
+  TrainOptions t = options;
+  t.device = impl_->options.devices[0];
+  t.data_parallel = &g;
+  return model.Train(sequences, t);
+}
+
+Status TrainingSession::Finish() {
+  if (impl_->finished) return absl::OkStatus();
+  impl_->finished = true;
+  std::string end = R"({"op":"end"})";
+  Status st = BroadcastBytes(*impl_->group, &end);
+  auto local = impl_->local.Join(impl_->options, 0);
+  if (!st.ok()) return st;
+  return local.status();
+}
+
+StatusOr<int> ServeSession(const SessionOptions& options) {
+  DGC_RETURN_IF_ERROR(CheckSession(options));
+  if (options.first_rank == 0) return absl::InvalidArgumentError("training session: rank 0 leads, it does not serve");
+  LocalRanks local;
+  local.Start(options, 0);
+  return local.Join(options, 0);
 }
 
 namespace internal {

@@ -49,6 +49,9 @@ struct DistributedOptions {
   // If not empty, a FileStore at this path instead of the TCP store (all
   // ranks must see the same file; the path must not hold a stale store).
   std::string file_store_path;
+  // Keys of this group in the store start with this (c10d PrefixStore): one
+  // long-lived store serves many groups, one per job and attempt.
+  std::string store_prefix;
   // Address Gloo binds and advertises for its connections (must be reachable
   // by the other ranks: 127.0.0.1 only when all ranks share this machine).
   std::string interface_host = "127.0.0.1";
@@ -126,6 +129,71 @@ bool BackendAvailable(const std::string& backend);
 [[nodiscard]] StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
                                                   const TrainOptions& options, const std::vector<std::string>& devices,
                                                   double timeout_seconds = 300);
+
+// --- Training sessions: data-parallel across processes ---------------------
+//
+// A job spread over a gang of workers trains in rounds (a compress job may
+// train twice: the second attempt with twice the budget). Rank 0 leads: each
+// Train sends the round to every other rank by broadcast (the model's
+// checkpoint, the training options, the sequences) and trains as rank 0;
+// Finish tells the others to stop. Every other rank serves: it trains each
+// round it receives on a copy of the model and drops it when the round ends
+// (rank 0 keeps the result). So a helper needs nothing but the session's
+// address: no chunk, no parent model, no knobs. All ranks of the session
+// meet once, at the start, through a TCP store (keys under a prefix, so one
+// long-lived store per worker serves every job).
+//
+// The model a round starts from must have no live adapters (a fresh base, or
+// a parent's Clone): helpers rebuild it from ToBytes, which merges them.
+struct SessionOptions {
+  std::string store_host = "127.0.0.1";  // the lead worker's store
+  int32_t store_port = 0;
+  std::string store_prefix;              // e.g. "job/17/2/"
+  int32_t world_size = 1;                // ranks in all, every process together
+  int32_t first_rank = 0;                // this process's first rank; 0: it leads
+  // One rank per entry, first_rank upwards (as ResolveDevices gives them).
+  std::vector<std::string> devices = {"cpu"};
+  // Address Gloo binds and advertises: one the other processes can reach.
+  std::string interface_host = "127.0.0.1";
+  double timeout_seconds = 300;          // rendezvous and every collective
+};
+
+class TrainingSession {
+ public:
+  // Rank 0 (first_rank must be 0): starts one thread per other local device
+  // serving its rank, then joins as rank 0; returns once every rank of the
+  // world has joined (DeadlineExceeded after timeout_seconds).
+  [[nodiscard]] static StatusOr<std::unique_ptr<TrainingSession>> Lead(const SessionOptions& options);
+  // Finish() if not called yet (errors then only logged).
+  ~TrainingSession();
+
+  // One round: every rank trains `model`'s weights on `sequences` with
+  // `options` (its device and data_parallel are set per rank); `model` ends
+  // on devices[0] with the result. Stats as rank 0 saw them.
+  [[nodiscard]] StatusOr<TrainStats> Train(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
+                                           const TrainOptions& options);
+  // Tells every rank the session is over and joins the local threads; the
+  // first error a local rank met, if any.
+  [[nodiscard]] Status Finish();
+
+  int32_t world_size() const;
+  struct Impl;
+
+ private:
+  explicit TrainingSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A process's ranks of a session it does not lead (first_rank > 0): one
+// thread per device, each joining and serving rounds until rank 0 finishes.
+// Returns the rounds served (by this process's first rank), or the first
+// error (a timeout when the lead vanished).
+[[nodiscard]] StatusOr<int> ServeSession(const SessionOptions& options);
+
+// TrainOptions as JSON and back (every field but device and data_parallel):
+// what a round sends its helpers.
+nlohmann::json TrainOptionsToJson(const TrainOptions& o);
+[[nodiscard]] StatusOr<TrainOptions> TrainOptionsFromJson(const nlohmann::json& j);
 
 }  // namespace dgc::model
 

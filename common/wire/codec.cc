@@ -92,6 +92,8 @@ struct BodyWriter {
     b.setBuild(AsText(m.build));
     b.setHostname(AsText(m.hostname));
     b.setMaxJobs(m.max_jobs);
+    b.setPeerAddress(AsText(m.peer_address));
+    b.setRanks(m.ranks);
   }
   void operator()(const RegisterAck& m) {
     auto b = body.initRegisterAck();
@@ -126,6 +128,13 @@ struct BodyWriter {
     }
     b.setOptionsJson(AsText(m.options_json));
     b.setSlots(m.slots);
+    if (m.gang.world_size > 0) {
+      auto g = b.initGang();
+      g.setStoreAddress(AsText(m.gang.store_address));
+      g.setStorePrefix(AsText(m.gang.store_prefix));
+      g.setWorldSize(m.gang.world_size);
+      g.setFirstRank(m.gang.first_rank);
+    }
   }
   void operator()(const JobResult& m) {
     auto b = body.initJobResult();
@@ -287,6 +296,9 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       m.build = FromText(r.getBuild());
       m.hostname = FromText(r.getHostname());
       m.max_jobs = r.getMaxJobs();
+      m.peer_address = FromText(r.getPeerAddress());
+      m.ranks = std::max<uint32_t>(1, r.getRanks());
+      if (m.ranks > kMaxGpus) return Malformed(absl::StrCat("register brings ", m.ranks, " ranks"));
       return Message(std::move(m));
     }
     case s::Envelope::Body::REGISTER_ACK: {
@@ -347,6 +359,18 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       }
       m.options_json = FromText(r.getOptionsJson());
       m.slots = std::max<uint32_t>(1, r.getSlots());
+      if (r.hasGang()) {
+        auto g = r.getGang();
+        m.gang.store_address = FromText(g.getStoreAddress());
+        m.gang.store_prefix = FromText(g.getStorePrefix());
+        m.gang.world_size = g.getWorldSize();
+        m.gang.first_rank = g.getFirstRank();
+        if (m.gang.world_size > 0 && (m.gang.first_rank >= m.gang.world_size || m.gang.world_size > 4096 ||
+                                      m.gang.store_address.empty())) {
+          return Malformed(absl::StrCat("job_assign gang: rank ", m.gang.first_rank, " of ", m.gang.world_size,
+                                        " at '", m.gang.store_address, "'"));
+        }
+      }
       return Message(std::move(m));
     }
     case s::Envelope::Body::JOB_RESULT: {

@@ -82,6 +82,8 @@ struct Register {
   std::string build;
   std::string hostname;
   uint32_t max_jobs = 0;  // 0: derived; cpu_threads == 0 with no GPU: leaving
+  std::string peer_address;  // host:port of its data-parallel store; "": no gangs
+  uint32_t ranks = 1;        // data-parallel ranks it brings to a gang (>= 1)
 };
 
 struct RegisterAck {
@@ -117,6 +119,13 @@ struct JobAssign {
   // Worker slots the lease holds (>= 1): all of a multi-GPU worker for a
   // large job, which it then trains data-parallel over its GPUs.
   uint32_t slots = 1;
+  // A job spanning workers (see dgc.capnp, Gang); world_size 0: none.
+  struct Gang {
+    std::string store_address;
+    std::string store_prefix;
+    uint32_t world_size = 0;
+    uint32_t first_rank = 0;
+  } gang;
 };
 
 struct JobStats {

@@ -102,6 +102,10 @@ struct Register {
   maxJobs @5 :UInt32;        # jobs it runs at once (its capacity); 0: derived from
                              # cpuThreads and gpus. A Register with no CPU thread and
                              # no GPU means the worker is leaving: requeue its leases.
+  peerAddress @6 :Text;      # host:port of its data-parallel store, reachable by the
+                             # other workers; empty: it joins no job spanning workers
+  ranks @7 :UInt32;          # data-parallel ranks it brings to such a job (its
+                             # devices); 0: 1
 }
 
 struct RegisterAck {
@@ -143,6 +147,18 @@ struct JobAssign {
                              # slot), or all of a multi-GPU worker for a large job,
                              # which it trains data-parallel over its GPUs.
                              # 0 (a coordinator before this field): 1.
+  gang @12 :Gang;            # set when the job spans several workers
+}
+
+# A job trained data-parallel across workers (a gang). Every member gets a
+# JobAssign with the same job, attempt and store; the lead (firstRank 0) runs
+# the job and sends the result; the others only serve training rounds (their
+# JobAssign carries no chunk and no parent) and send nothing back.
+struct Gang {
+  storeAddress @0 :Text;     # host:port of the lead's store
+  storePrefix @1 :Text;      # this lease's keys in that store
+  worldSize @2 :UInt32;      # ranks, every member together
+  firstRank @3 :UInt32;      # the receiver's first rank (its devices count up from it)
 }
 
 struct JobStats {

@@ -26,6 +26,8 @@ const char* JobStateName(JobState state) {
 }
 
 std::string EncodeJobRecord(const JobRecord& j) {
+  nlohmann::json helpers = nlohmann::json::array();
+  for (const LeaseShare& h : j.helpers) helpers.push_back({{"worker", h.worker}, {"slots", h.slots}});
   nlohmann::json o = {
       {"id", j.id},
       {"kind", JobKindName(j.kind)},
@@ -42,6 +44,7 @@ std::string EncodeJobRecord(const JobRecord& j) {
       {"worker", j.worker},
       {"lease_deadline_ns", j.lease_deadline_ns},
       {"lease_slots", j.lease_slots},
+      {"helpers", std::move(helpers)},
       {"parent_job", j.parent_job},
       {"result_ref", j.result_ref},
       {"created_ns", j.created_ns},
@@ -89,6 +92,24 @@ StatusOr<JobRecord> DecodeJobRecord(absl::string_view bytes) {
     get("worker", &j.worker);
     get("lease_deadline_ns", &j.lease_deadline_ns);
     get("lease_slots", &j.lease_slots);
+    // Records written before gang leases have no "helpers": none.
+    field = "helpers";
+    if (auto h = o.find("helpers"); h != o.end()) {
+      if (!h->is_array()) return absl::InvalidArgumentError("job record: field \"helpers\": not an array");
+      for (size_t i = 0; i < h->size(); ++i) {
+        const nlohmann::json& e = (*h)[i];
+        const std::string at = absl::StrCat("helpers[", i, "]");
+        if (!e.is_object()) {
+          return absl::InvalidArgumentError(absl::StrCat("job record: field \"", at, "\": not an object"));
+        }
+        LeaseShare share;
+        field = at + ".worker";
+        share.worker = e.at("worker").get<std::string>();
+        field = at + ".slots";
+        share.slots = e.at("slots").get<uint32_t>();
+        j.helpers.push_back(std::move(share));
+      }
+    }
     get("parent_job", &j.parent_job);
     get("result_ref", &j.result_ref);
     get("created_ns", &j.created_ns);

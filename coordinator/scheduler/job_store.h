@@ -31,6 +31,13 @@ enum class JobState : uint8_t { kQueued = 0, kLeased, kDone, kFailed, kCancelled
 const char* JobKindName(JobKind kind);    // "compress", "retrain"
 const char* JobStateName(JobState state);  // "queued", "leased", ...
 
+// A worker's part of a lease: its id and the slots the lease holds there.
+struct LeaseShare {
+  std::string worker;
+  uint32_t slots = 0;
+  bool operator==(const LeaseShare& o) const { return worker == o.worker && slots == o.slots; }
+};
+
 struct JobRecord {
   JobId id = 0;
   JobKind kind = JobKind::kCompress;
@@ -50,6 +57,9 @@ struct JobRecord {
   std::string worker;        // holder of the current lease, or of the last one
   int64_t lease_deadline_ns = 0;  // while leased
   uint32_t lease_slots = 0;       // slots the lease takes on its worker
+  // While leased to a gang: the other workers serving it as data-parallel
+  // helpers, with the slots each holds (see Scheduler, Gangs).
+  std::vector<LeaseShare> helpers;
   JobId parent_job = 0;      // the committed job whose model the lease starts from; 0: none
   std::string result_ref;    // when done: the committed artifact
   int64_t created_ns = 0;

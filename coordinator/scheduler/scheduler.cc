@@ -40,10 +40,12 @@ Status Scheduler::Load() {
     const OrderKey key = OrderOf(r);
     switch (r.state) {
       case JobState::kLeased:
-        // The holder gets a full lease from now to re-register and heartbeat.
+        // The holder gets a full lease from now to re-register and heartbeat;
+        // a gang's helpers hold their slots again when they re-register.
         r.lease_deadline_ns = now + options_.lease_ns;
         deadlines_.insert({r.lease_deadline_ns, r.id});
         leases_by_worker_[r.worker].insert(r.id);
+        for (const LeaseShare& h : r.helpers) leases_by_worker_[h.worker].insert(r.id);
         ++s.leased;
         [[fallthrough]];
       case JobState::kQueued: s.unfinished.emplace(key, r.id); break;
@@ -121,6 +123,7 @@ void Scheduler::Unindex(const Worker& w) {
   const uint32_t free = w.info.slots - std::min(w.info.slots, w.info.used_slots);
   (w.multi_gpu ? fit_multi_ : fit_single_).erase({free, w.ordinal});
   idle_multi_.erase(w.ordinal);
+  idle_gang_.erase(GangKeyOf(w));
 }
 
 void Scheduler::Index(const Worker& w) {
@@ -128,6 +131,13 @@ void Scheduler::Index(const Worker& w) {
   const uint32_t free = w.info.slots - std::min(w.info.slots, w.info.used_slots);
   if (free > 0) (w.multi_gpu ? fit_multi_ : fit_single_).insert({free, w.ordinal});
   if (w.multi_gpu && w.info.used_slots == 0) idle_multi_.insert(w.ordinal);
+  if (w.info.capacity.data_parallel && w.info.used_slots == 0) idle_gang_.insert(GangKeyOf(w));
+}
+
+// Computed from the fields RegisterWorker changes only between Unindex and
+// Index, so the key erased is the key inserted.
+Scheduler::GangKey Scheduler::GangKeyOf(const Worker& w) {
+  return {!w.multi_gpu, ~w.info.capacity.gpus, w.ordinal};
 }
 
 Scheduler::Worker* Scheduler::WorkerByName(const std::string& id) {
@@ -139,8 +149,16 @@ uint32_t Scheduler::UsedSlots(const std::string& id) const {
   uint32_t used = 0;
   auto it = leases_by_worker_.find(id);
   if (it == leases_by_worker_.end()) return 0;
-  for (JobId j : it->second) used += jobs_.at(j).rec.lease_slots;
+  for (JobId j : it->second) used += SlotsHeldBy(jobs_.at(j).rec, id);
   return used;
+}
+
+uint32_t Scheduler::SlotsHeldBy(const JobRecord& r, const std::string& id) {
+  if (r.worker == id) return r.lease_slots;
+  for (const LeaseShare& h : r.helpers) {
+    if (h.worker == id) return h.slots;
+  }
+  return 0;
 }
 
 StatusOr<SubmitResult> Scheduler::Submit(const JobSpec& spec) {
@@ -207,10 +225,15 @@ Status Scheduler::RemoveWorker(const std::string& id) {
   auto it = leases_by_worker_.find(id);
   if (it == leases_by_worker_.end()) return absl::OkStatus();
   const std::vector<JobId> leases(it->second.begin(), it->second.end());
+  // A gang cannot go on without one of its members: a helper leaving ends
+  // the lease as its holder leaving would. FailLeased releases every member's
+  // share, so a job is ended once even when several members go.
   for (JobId j : leases) {
+    Entry& e = jobs_.at(j);
+    const bool helper = e.rec.worker != id;
     FailureOutcome outcome;
-    DGC_RETURN_IF_ERROR(FailLeased(jobs_.at(j), absl::StrCat("worker ", id, " left"), /*count=*/false,
-                                   /*retryable=*/true, &outcome));
+    DGC_RETURN_IF_ERROR(FailLeased(e, absl::StrCat("worker ", id, " left", helper ? " (a gang helper)" : ""),
+                                   /*count=*/false, /*retryable=*/true, &outcome));
   }
   return absl::OkStatus();
 }
@@ -245,7 +268,8 @@ Status Scheduler::SetDraining(const std::string& id, bool draining) {
   return absl::OkStatus();
 }
 
-Status Scheduler::Lease(Entry& entry, Worker& worker, uint32_t slots, std::vector<Assignment>* out) {
+Status Scheduler::Lease(Entry& entry, Worker& worker, uint32_t slots, const std::vector<Worker*>& helpers,
+                        std::vector<Assignment>* out) {
   Stream& s = *entry.stream;
   const OrderKey key = OrderOf(entry.rec);
   JobRecord r = entry.rec;
@@ -254,6 +278,9 @@ Status Scheduler::Lease(Entry& entry, Worker& worker, uint32_t slots, std::vecto
   r.worker = worker.info.id;
   r.lease_deadline_ns = clock_->NowNs() + options_.lease_ns;
   r.lease_slots = slots;
+  // Persisted with the lease: after a restart the helpers' slots stay held.
+  r.helpers.clear();
+  for (const Worker* h : helpers) r.helpers.push_back(LeaseShare{h->info.id, h->info.slots});
   r.parent_job = ParentOf(s, key);
   DGC_RETURN_IF_ERROR(Persist(entry, std::move(r)));
   ++s.leased;
@@ -262,9 +289,15 @@ Status Scheduler::Lease(Entry& entry, Worker& worker, uint32_t slots, std::vecto
   worker.info.used_slots += slots;
   Index(worker);
   leases_by_worker_[worker.info.id].insert(entry.rec.id);
+  for (Worker* h : helpers) {
+    Unindex(*h);
+    h->info.used_slots += h->info.slots;
+    Index(*h);
+    leases_by_worker_[h->info.id].insert(entry.rec.id);
+  }
   deadlines_.insert({entry.rec.lease_deadline_ns, entry.rec.id});
   out->push_back(Assignment{entry.rec.id, worker.info.id, entry.rec.attempts, entry.rec.lease_deadline_ns,
-                            entry.rec.parent_job, slots, IsLarge(entry.rec)});
+                            entry.rec.parent_job, slots, IsLarge(entry.rec), entry.rec.helpers});
   return absl::OkStatus();
 }
 
@@ -272,26 +305,48 @@ Status Scheduler::Lease(Entry& entry, Worker& worker, uint32_t slots, std::vecto
 void Scheduler::ReleaseLease(Entry& entry) {
   const JobRecord& r = entry.rec;
   deadlines_.erase({r.lease_deadline_ns, r.id});
-  auto it = leases_by_worker_.find(r.worker);
-  if (it != leases_by_worker_.end()) {
-    it->second.erase(r.id);
-    if (it->second.empty()) leases_by_worker_.erase(it);
-  }
-  if (Worker* w = WorkerByName(r.worker)) {
-    Unindex(*w);
-    w->info.used_slots -= std::min(w->info.used_slots, r.lease_slots);
-    Index(*w);
-  }
+  ReleaseShare(r.id, r.worker, r.lease_slots);
+  for (const LeaseShare& h : r.helpers) ReleaseShare(r.id, h.worker, h.slots);
   --entry.stream->leased;
 }
 
+void Scheduler::ReleaseShare(JobId job, const std::string& worker, uint32_t slots) {
+  auto it = leases_by_worker_.find(worker);
+  if (it == leases_by_worker_.end() || it->second.erase(job) == 0) return;
+  if (it->second.empty()) leases_by_worker_.erase(it);
+  if (Worker* w = WorkerByName(worker)) {
+    Unindex(*w);
+    w->info.used_slots -= std::min(w->info.used_slots, slots);
+    Index(*w);
+  }
+}
+
 Status Scheduler::Schedule(std::vector<Assignment>* out) {
+  // Large jobs take gangs of whole idle data-parallel workers, the biggest
+  // first; with fewer than two such workers idle, the rules below apply. A
+  // gang is all GPU workers or all CPU workers: their ranks must agree on a
+  // backend (NCCL between GPUs, Gloo between CPUs).
+  if (options_.max_workers_per_job >= 2) {
+    while (!ready_large_.empty() && idle_gang_.size() >= 2) {
+      Entry& e = jobs_.at(std::get<2>(*ready_large_.begin()));
+      auto it = idle_gang_.begin();
+      Worker& holder = *by_ordinal_.at(std::get<2>(*it));
+      const bool gpus = holder.info.capacity.gpus > 0;
+      std::vector<Worker*> helpers;
+      for (++it; it != idle_gang_.end() && helpers.size() + 1 < options_.max_workers_per_job; ++it) {
+        Worker* h = by_ordinal_.at(std::get<2>(*it));
+        if ((h->info.capacity.gpus > 0) == gpus) helpers.push_back(h);
+      }
+      if (helpers.empty()) break;  // the biggest idle worker has no partner of its kind
+      DGC_RETURN_IF_ERROR(Lease(e, holder, holder.info.slots, helpers, out));
+    }
+  }
   // Large jobs take whole idle multi-GPU workers.
   if (active_multi_ > 0) {
     while (!ready_large_.empty() && !idle_multi_.empty()) {
       Entry& e = jobs_.at(std::get<2>(*ready_large_.begin()));
       Worker& w = *by_ordinal_.at(*idle_multi_.begin());
-      DGC_RETURN_IF_ERROR(Lease(e, w, w.info.slots, out));
+      DGC_RETURN_IF_ERROR(Lease(e, w, w.info.slots, {}, out));
     }
   }
   // Small jobs (and large ones when there is no multi-GPU worker) pack onto
@@ -310,7 +365,7 @@ Status Scheduler::Schedule(std::vector<Assignment>* out) {
     if (!pool) break;
     Entry& e = jobs_.at(std::get<2>(*next));
     Worker& w = *by_ordinal_.at(pool->begin()->second);
-    DGC_RETURN_IF_ERROR(Lease(e, w, 1, out));
+    DGC_RETURN_IF_ERROR(Lease(e, w, 1, {}, out));
   }
   return absl::OkStatus();
 }
@@ -335,6 +390,7 @@ Status Scheduler::Commit(Entry& entry, const std::string& result_ref) {
   r.state = JobState::kDone;
   r.result_ref = result_ref;
   r.lease_deadline_ns = 0;
+  r.helpers.clear();  // only while leased; `before` still lists them to release
   DGC_RETURN_IF_ERROR(Persist(entry, std::move(r)));
   if (was_leased) {
     Entry view{before, entry.stream};  // release what the lease held
@@ -376,6 +432,7 @@ Status Scheduler::FailLeased(Entry& entry, const std::string& reason, bool count
   if (count) r.failures += 1;
   r.last_error = reason;
   r.lease_deadline_ns = 0;
+  r.helpers.clear();  // a requeued job forms a new gang, or none
   const bool fail = !retryable || r.failures >= options_.max_failures;
   r.state = fail ? JobState::kFailed : JobState::kQueued;
   DGC_RETURN_IF_ERROR(Persist(entry, std::move(r)));
@@ -446,6 +503,7 @@ StatusOr<std::string> Scheduler::Cancel(JobId job) {
   JobRecord r = e.rec;
   r.state = JobState::kCancelled;
   r.lease_deadline_ns = 0;
+  r.helpers.clear();
   r.last_error = "cancelled by an operator";
   DGC_RETURN_IF_ERROR(Persist(e, std::move(r)));
   if (was_leased) {

@@ -23,6 +23,16 @@
 //   large_job_packets) takes a whole idle multi-GPU worker; while one waits,
 //   small jobs are not placed on multi-GPU workers. With no multi-GPU worker
 //   in the pool, large jobs run like small ones.
+// - Gangs. With max_workers_per_job >= 2, a large job, when at least two
+//   idle workers that can join a gang (WorkerCapacity::data_parallel) are
+//   free, leases them all (up to max_workers_per_job; multi-GPU workers and
+//   then the most GPUs first): the first holds the lease as usual
+//   (Assignment::worker, JobRecord::worker; it sends the result), the others
+//   serve as data-parallel helpers (Assignment::helpers, JobRecord::helpers)
+//   with every slot they have. Helpers' slots are held until the lease ends
+//   (commit, failure, expiry, cancel); a helper leaving or lost ends the
+//   lease like its holder would (requeued). Only the holder's heartbeats
+//   extend the lease. Otherwise the rules above apply.
 // - Leases. A lease ends at now + lease_ns; a heartbeat listing the job
 //   extends it. Tick() requeues expired leases, counting a failure. A job
 //   reaching max_failures (reported failures and expiries together) is marked
@@ -68,6 +78,9 @@ struct SchedulerOptions {
   // Jobs with at least this many packets are large: they go to a whole
   // multi-GPU worker. Default 2,000,000.
   uint64_t large_job_packets = 2'000'000;
+  // Workers one large job may span (data-parallel across workers, see
+  // Gangs). Default 1: a job runs on one worker.
+  uint32_t max_workers_per_job = 1;
   // A worker without GPUs gets max(1, cpu_threads / this) slots. Default 8.
   uint32_t cpu_threads_per_slot = 8;
   // A failed job holds back the later jobs of its stream (their parent would
@@ -92,6 +105,9 @@ struct WorkerCapacity {
   uint32_t gpus = 0;
   uint64_t gpu_memory_bytes = 0;  // per GPU, the smallest; informational
   uint32_t slots = 0;             // 0: derived (see SchedulerOptions)
+  // The worker serves a rendezvous store for data-parallel jobs spanning
+  // workers (it advertised a peer address): it may join a gang.
+  bool data_parallel = false;
 };
 
 struct WorkerInfo {
@@ -114,6 +130,9 @@ struct Assignment {
   JobId parent_job = 0;         // 0: no committed parent in the stream yet
   uint32_t slots = 1;
   bool large = false;
+  // A gang lease: the helper workers, each with every slot it has (empty:
+  // the job runs on `worker` alone).
+  std::vector<LeaseShare> helpers;
 };
 
 struct SubmitResult {
@@ -228,6 +247,9 @@ class Scheduler {
   using ReadyKey = std::tuple<int, int64_t, JobId>;
   // Free slots, then registration order: the first entry is the fullest worker.
   using FitKey = std::pair<uint32_t, uint64_t>;
+  // Order of idle gang workers: multi-GPU first, then the most GPUs (stored
+  // as ~gpus), then registration order. The first entry holds a gang lease.
+  using GangKey = std::tuple<bool, uint32_t, uint64_t>;
 
   struct Stream {
     std::map<OrderKey, JobId> unfinished;    // queued and leased
@@ -262,16 +284,25 @@ class Scheduler {
   void RefreshStream(Stream& s);
   JobId ParentOf(const Stream& s, const OrderKey& key) const;
   void PruneCommitted(Stream& s);
-  Status Lease(Entry& entry, Worker& worker, uint32_t slots, std::vector<Assignment>* out);
-  void ReleaseLease(Entry& entry);  // the index side of ending a lease
+  // Leases `entry` to `worker` with `slots` of its slots and, for a gang, to
+  // `helpers` with every slot each has.
+  Status Lease(Entry& entry, Worker& worker, uint32_t slots, const std::vector<Worker*>& helpers,
+               std::vector<Assignment>* out);
+  void ReleaseLease(Entry& entry);  // the index side of ending a lease (every member of a gang)
+  // One worker's part of ending a lease: its slots come back only when it
+  // still held the job, so no share is released twice.
+  void ReleaseShare(JobId job, const std::string& worker, uint32_t slots);
   // Requeues or fails a leased job after a failure or an expiry.
   Status FailLeased(Entry& entry, const std::string& reason, bool count, bool retryable,
                     FailureOutcome* outcome);
   Status Commit(Entry& entry, const std::string& result_ref);
   void Unindex(const Worker& w);
   void Index(const Worker& w);
+  static GangKey GangKeyOf(const Worker& w);
   Worker* WorkerByName(const std::string& id);
   uint32_t UsedSlots(const std::string& id) const;
+  // The slots the lease `r` holds on worker `id`, as holder or gang helper.
+  static uint32_t SlotsHeldBy(const JobRecord& r, const std::string& id);
 
   SchedulerOptions options_;
   JobStore* store_;
@@ -289,11 +320,13 @@ class Scheduler {
   std::unordered_map<std::string, Worker> workers_;
   std::unordered_map<uint64_t, Worker*> by_ordinal_;
   uint64_t next_ordinal_ = 1;
-  // Leases by holder, also for workers not (yet) registered after a restart.
+  // Leases by worker, holders and gang helpers alike (a helper's share is in
+  // JobRecord::helpers), also for workers not (yet) registered after a restart.
   std::unordered_map<std::string, std::set<JobId>> leases_by_worker_;
   std::set<FitKey> fit_single_;  // single-GPU/CPU workers with a free slot, not draining
   std::set<FitKey> fit_multi_;   // multi-GPU workers with a free slot, not draining
   std::set<uint64_t> idle_multi_;  // multi-GPU workers with every slot free, not draining
+  std::set<GangKey> idle_gang_;    // data-parallel workers with every slot free, not draining
   uint32_t active_multi_ = 0;      // multi-GPU workers not draining
 };
 

@@ -370,6 +370,96 @@ TEST_F(DistributedTest, TrainOnDevicesWithTwoCpuRanksMatchesOneRank) {
   EXPECT_LT(s2->final_loss, s2->first_loss);
 }
 
+// A gang: a lead process with two local ranks and a helper "process" (a
+// thread here) serving the third, over a store whose keys are prefixed per
+// job; two rounds, as a compress job that retries with twice the budget.
+TEST_F(DistributedTest, SessionAcrossProcessesTrainsEveryRoundLikeOneRank) {
+  auto server = StoreServer::Start("127.0.0.1", 0, 20);
+  ASSERT_TRUE(server.ok()) << server.status();
+  SessionOptions so;
+  so.store_port = (*server)->port();
+  so.store_prefix = "job/7/1/";
+  so.world_size = 3;
+  so.timeout_seconds = 30;
+  SessionOptions helper = so;
+  helper.first_rank = 2;
+  helper.devices = {"cpu"};
+  StatusOr<int> served = absl::UnknownError("not run");
+  std::thread t([&] { served = ServeSession(helper); });
+  so.devices = {"cpu", "cpu"};
+  auto session = TrainingSession::Lead(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_EQ((*session)->world_size(), 3);
+
+  const auto data = Data(240, 31);
+  auto parent = FlowModel::Create(Config(), 7);
+  ASSERT_TRUE(parent.ok());
+  for (int round = 0; round < 2; ++round) {
+    TrainOptions o = Options(/*lora_rank=*/round == 0 ? 4 : 0);
+    o.max_steps = round == 0 ? 10 : 20;
+    o.batch_size = 30;  // 10 a rank
+    auto gang = (*parent)->Clone();
+    auto one = (*parent)->Clone();
+    ASSERT_TRUE(gang.ok() && one.ok());
+    auto sg = (*session)->Train(**gang, data, o);
+    ASSERT_TRUE(sg.ok()) << sg.status();
+    auto s1 = (*one)->Train(data, o);
+    ASSERT_TRUE(s1.ok()) << s1.status();
+    EXPECT_EQ(sg->world_size, 3);
+    EXPECT_EQ(sg->steps, s1->steps);
+    const double rel = RelativeDiff(Weights((*one)->ToBytes()), Weights((*gang)->ToBytes()));
+    EXPECT_LT(rel, 1e-5) << "round " << round;
+    std::printf("session round %d (%s): 3 ranks in 2 processes vs 1 rank, max relative weight difference %.3g\n",
+                round, round == 0 ? "LoRA" : "full", rel);
+  }
+  ASSERT_TRUE((*session)->Finish().ok());
+  t.join();
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(*served, 2);
+}
+
+TEST_F(DistributedTest, SessionHelperWhoseLeadNeverComesTimesOut) {
+  auto server = StoreServer::Start("127.0.0.1", 0, 5);
+  ASSERT_TRUE(server.ok()) << server.status();
+  SessionOptions helper;
+  helper.store_port = (*server)->port();
+  helper.store_prefix = "job/8/1/";
+  helper.world_size = 2;
+  helper.first_rank = 1;
+  helper.timeout_seconds = 1.5;
+  auto served = ServeSession(helper);
+  EXPECT_FALSE(served.ok());
+  EXPECT_NE(served.status().message().find("rank 1"), std::string::npos) << served.status();
+  helper.first_rank = 0;
+  EXPECT_EQ(ServeSession(helper).status().code(), absl::StatusCode::kInvalidArgument);
+  helper.first_rank = 1;
+  helper.devices = {"cpu", "cpu"};  // ranks 1..2 of a world of 2
+  EXPECT_EQ(ServeSession(helper).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TrainOptionsJsonTest, RoundTripsEveryField) {
+  TrainOptions o;
+  o.max_steps = 17;
+  o.max_seconds = 1.0 / 3;
+  o.batch_size = 9;
+  o.learning_rate = 1e-3 / 7;
+  o.weight_decay = 0.01;
+  o.lora_rank = 3;
+  o.seed = 0xfedcba9876543210ULL;
+  o.warmup_steps = 2;
+  o.grad_clip = 0.5;
+  o.lora_alpha = 6;
+  o.lora_targets = {"q", "emb"};
+  o.lora_train_a = false;
+  o.precision = "bf16";
+  auto back = TrainOptionsFromJson(nlohmann::json::parse(TrainOptionsToJson(o).dump()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(TrainOptionsToJson(*back), TrainOptionsToJson(o));
+  EXPECT_EQ(back->seed, o.seed);
+  EXPECT_EQ(back->max_seconds, o.max_seconds);
+  EXPECT_FALSE(TrainOptionsFromJson(nlohmann::json{{"max_steps", 1}}).ok());
+}
+
 TEST(ResolveDevicesTest, FlagsResolveOrFailClearly) {
   const bool gpus = !CudaDevices().empty();
   auto autod = ResolveDevices("auto");

@@ -149,6 +149,27 @@ double EvalMean(const std::string& real, const std::string& synth) {
   return j["scores"].value("mean", -1.0);
 }
 
+// Every fine-tune recorded in `lib` trained on `ranks` data-parallel ranks
+// (and there was at least one).
+void ExpectEveryTrainingOnRanks(const std::string& lib, int chunks, int ranks) {
+  auto list = Ctl("get chunks --library " + lib);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(static_cast<int>(list->size()), chunks);
+  int trainings = 0, on_ranks = 0;
+  for (const auto& ch : *list) {
+    auto d = Ctl("describe chunk " + ch.value("chunk", "") + " --library " + lib);
+    ASSERT_TRUE(d) << ch.dump();
+    const nlohmann::json& report = (*d)["report"];
+    if (!report.is_object() || !report.contains("attempts")) continue;
+    for (const auto& at : report["attempts"]) {
+      ++trainings;
+      on_ranks += at["train"].value("world_size", 0) == ranks;
+    }
+  }
+  EXPECT_GT(trainings, 0) << list->dump();
+  EXPECT_EQ(on_ranks, trainings);
+}
+
 TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) {
   Coord c = StartCoordinator(dir_.File("lib"));
   auto w1 = StartWorker(c.listen, "w1");
@@ -198,24 +219,38 @@ TEST_F(RuntimeTest, WorkerWithTwoRanksTrainsEveryJobDataParallel) {
   EXPECT_TRUE(w->WaitForLog("data-parallel over 2 ranks \\(cpu,cpu\\)", seconds(1))) << w->ReadLog();
   for (Process* p : {w.get(), c.proc.get()}) p->Signal(SIGTERM);
   for (Process* p : {w.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
-  // Every fine-tune the library records trained on two ranks.
-  const std::string lib = dir_.File("lib");
-  auto chunks = Ctl("get chunks --library " + lib);
-  ASSERT_TRUE(chunks);
-  ASSERT_EQ(static_cast<int>(chunks->size()), chunks_);
-  int trainings = 0, two_ranks = 0;
-  for (const auto& ch : *chunks) {
-    auto d = Ctl("describe chunk " + ch.value("chunk", "") + " --library " + lib);
-    ASSERT_TRUE(d) << ch.dump();
-    const nlohmann::json& report = (*d)["report"];
-    if (!report.is_object() || !report.contains("attempts")) continue;
-    for (const auto& at : report["attempts"]) {
-      ++trainings;
-      two_ranks += at["train"].value("world_size", 0) == 2;
-    }
-  }
-  EXPECT_GT(trainings, 0) << chunks->dump();
-  EXPECT_EQ(two_ranks, trainings);
+  ExpectEveryTrainingOnRanks(dir_.File("lib"), chunks_, 2);
+}
+
+TEST_F(RuntimeTest, LargeJobsSpanTwoWorkersDataParallel) {
+  // Every chunk is large (--large-job-packets 1) and may span two workers
+  // that advertise a peer address: one leads (its store on a port the system
+  // chose), the other serves rank 1 over Gloo on 127.0.0.1.
+  Coord c = StartCoordinator(dir_.File("lib"), {"--min-flows", "1", "--large-job-packets", "1",
+                                                "--max-workers-per-job", "2"});
+  auto w1 = StartWorker(c.listen, "g1", {"--device", "cpu", "--peer-address", "127.0.0.1"});
+  auto w2 = StartWorker(c.listen, "g2", {"--device", "cpu", "--peer-address", "127.0.0.1:0"});
+  ASSERT_TRUE(WaitUntil([&] { return Ctl("get workers --coordinator " + c.api).value_or(nlohmann::json()).size() == 2; },
+                        seconds(20)))
+      << Logs();
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  EXPECT_TRUE(c.proc->WaitForLog("data-parallel over 2 workers, 2 ranks", seconds(1))) << c.proc->ReadLog();
+  // Each worker led some jobs and served others, or one did all the leading.
+  const std::string logs = w1->ReadLog() + w2->ReadLog();
+  EXPECT_NE(logs.find("leading 2 data-parallel ranks"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("training round(s)"), std::string::npos) << logs;
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  ExpectEveryTrainingOnRanks(dir_.File("lib"), chunks_, 2);
+  std::string out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " generate --library " + dir_.File("lib") + " -o " +
+                             dir_.File("gang.pcap") + " 2>&1",
+                         &out),
+            0)
+      << out;
+  EXPECT_GE(EvalMean(trace_, dir_.File("gang.pcap")), 0);
 }
 
 TEST_F(RuntimeTest, WorkerKilledMidJobItsJobCompletesOnTheOther) {

@@ -25,6 +25,7 @@ JobRecord Sample() {
   r.worker = "gpu-7";
   r.lease_deadline_ns = 99;
   r.lease_slots = 4;
+  r.helpers = {{"gpu-8", 2}, {"gpu-9", 1}};
   r.parent_job = 41;
   r.result_ref = "";
   r.created_ns = 5;
@@ -40,6 +41,47 @@ TEST(JobRecordTest, JsonRoundTripsEveryField) {
   EXPECT_EQ(back->kind, JobKind::kRetrain);
   EXPECT_EQ(back->state, JobState::kLeased);
   EXPECT_EQ(back->lease_slots, 4u);
+  EXPECT_EQ(back->helpers, (std::vector<LeaseShare>{{"gpu-8", 2}, {"gpu-9", 1}}));
+}
+
+TEST(JobRecordTest, RecordWrittenBeforeGangsDecodesWithoutHelpers) {
+  JobRecord r = Sample();
+  r.helpers.clear();
+  std::string s = EncodeJobRecord(r);
+  const std::string key = R"("helpers":[],)";
+  ASSERT_NE(s.find(key), std::string::npos) << s;
+  s.erase(s.find(key), key.size());
+  auto back = DecodeJobRecord(s);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->helpers.empty());
+  EXPECT_EQ(back->worker, "gpu-7");
+}
+
+TEST(JobRecordTest, DecodeRejectsBadHelpersNamingTheField) {
+  JobRecord r = Sample();
+  r.helpers.clear();
+  const std::string good = EncodeJobRecord(r);
+  const std::string key = R"("helpers":[])";
+  ASSERT_NE(good.find(key), std::string::npos) << good;
+  auto with = [&](const std::string& helpers) {
+    std::string s = good;
+    s.replace(s.find(key), key.size(), R"("helpers":)" + helpers);
+    return DecodeJobRecord(s).status();
+  };
+  for (const auto& [helpers, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"worker":"a","slots":1})", R"("helpers")"},
+           {"null", R"("helpers")"},
+           {R"(["a"])", R"("helpers[0]")"},
+           {R"([{"worker":"a","slots":1},{"slots":1}])", R"("helpers[1].worker")"},
+           {R"([{"worker":7,"slots":1}])", R"("helpers[0].worker")"},
+           {R"([{"worker":"a"}])", R"("helpers[0].slots")"},
+           {R"([{"worker":"a","slots":"one"}])", R"("helpers[0].slots")"},
+       }) {
+    Status st = with(helpers);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << helpers << ": " << st;
+    EXPECT_NE(st.message().find(field), std::string::npos) << helpers << ": " << st;
+  }
+  EXPECT_TRUE(with(R"([{"worker":"a","slots":1}])").ok());
 }
 
 TEST(JobRecordTest, DecodeRejectsBadRecordsNamingTheField) {

@@ -1,6 +1,7 @@
 #include "coordinator/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 
 #include "coordinator/library/rocksdb_model_library.h"
@@ -69,10 +70,11 @@ class SchedulerTest : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->job : 0;
   }
-  void AddWorker(const std::string& id, uint32_t gpus, uint32_t cpu_threads = 8) {
+  void AddWorker(const std::string& id, uint32_t gpus, uint32_t cpu_threads = 8, bool data_parallel = false) {
     WorkerCapacity c;
     c.gpus = gpus;
     c.cpu_threads = cpu_threads;
+    c.data_parallel = data_parallel;
     ASSERT_TRUE(sched_->RegisterWorker(id, c).ok());
   }
   std::vector<Assignment> Schedule() {
@@ -86,6 +88,14 @@ class SchedulerTest : public ::testing::TestWithParam<std::string> {
     return r.ok() ? r->outcome : CompletionOutcome::kDiscarded;
   }
   JobState State(JobId id) { return sched_->FindJob(id)->state; }
+  // A worker that may join a gang (it serves a rendezvous store).
+  void AddGangWorker(const std::string& id, uint32_t gpus) { AddWorker(id, gpus, 8, /*data_parallel=*/true); }
+  uint32_t Used(const std::string& worker) { return sched_->FindWorker(worker)->used_slots; }
+  // Gangs of up to `n` workers from the next scheduler on.
+  void AllowGangsOf(uint32_t n) {
+    options_.max_workers_per_job = n;
+    Restart();
+  }
   TickReport Tick() {
     TickReport report;
     EXPECT_TRUE(sched_->Tick(&report).ok());
@@ -461,6 +471,271 @@ TEST_P(SchedulerTest, TickForgetsSilentWorkersAndRemoveRequeuesWithoutAFailure) 
   auto report = Tick();
   EXPECT_EQ(report.lost_workers, std::vector<std::string>{other});
   EXPECT_TRUE(sched_->Workers().empty());
+}
+
+TEST_P(SchedulerTest, LargeJobLeasesAGangOfIdleDataParallelWorkersMultiGpuHolderFirst) {
+  AllowGangsOf(3);
+  AddGangWorker("cpu", 0);  // 1 slot; fewest GPUs: left out of a gang of 3
+  AddGangWorker("a", 1);
+  AddGangWorker("duo", 2);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  JobId s1 = Submit("s1", 1);
+  JobId s2 = Submit("s2", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 2u);
+  const Assignment& gang = a[0].job == big ? a[0] : a[1];
+  const Assignment& small = a[0].job == big ? a[1] : a[0];
+  EXPECT_EQ(gang.worker, "duo");
+  EXPECT_EQ(gang.slots, 2u);
+  EXPECT_TRUE(gang.large);
+  EXPECT_EQ(gang.helpers, (std::vector<LeaseShare>{{"a", 1}, {"b", 1}}));  // then registration order
+  EXPECT_EQ(sched_->FindJob(big)->helpers, gang.helpers);
+  EXPECT_EQ(small.job, s1);
+  EXPECT_EQ(small.worker, "cpu");  // not on the gang's members
+  for (const char* w : {"duo", "a", "b"}) {
+    EXPECT_EQ(Used(w), sched_->FindWorker(w)->slots) << w;
+    EXPECT_EQ(sched_->FindWorker(w)->leases, std::vector<JobId>{big}) << w;
+  }
+  EXPECT_TRUE(Schedule().empty());  // s2: every slot is held
+  EXPECT_EQ(State(s2), JobState::kQueued);
+
+  EXPECT_EQ(Complete(gang), CompletionOutcome::kCommitted);
+  for (const char* w : {"duo", "a", "b"}) {
+    EXPECT_EQ(Used(w), 0u) << w;
+    EXPECT_TRUE(sched_->FindWorker(w)->leases.empty()) << w;
+  }
+  EXPECT_TRUE(sched_->FindJob(big)->helpers.empty());
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, s2);
+}
+
+TEST_P(SchedulerTest, GangFallsBackToAWholeWorkerWithOneIdleDataParallelWorker) {
+  AllowGangsOf(3);
+  AddGangWorker("one", 1);
+  AddGangWorker("quad", 4);
+  Submit("small", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].worker, "one");  // "one" is busy from now on
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+  EXPECT_EQ(a[0].worker, "quad");
+  EXPECT_EQ(a[0].slots, 4u);
+  EXPECT_TRUE(a[0].helpers.empty());
+  EXPECT_TRUE(sched_->FindJob(big)->helpers.empty());
+  EXPECT_EQ(Used("one"), 1u);
+}
+
+TEST_P(SchedulerTest, GangsDoNotMixGpuAndCpuWorkers) {
+  // GPU ranks talk NCCL, CPU ranks Gloo: one group cannot hold both.
+  AllowGangsOf(3);
+  AddGangWorker("quad", 4);
+  AddGangWorker("cpu1", 0);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+  EXPECT_EQ(a[0].worker, "quad");  // alone, as without gangs
+  EXPECT_TRUE(a[0].helpers.empty());
+  EXPECT_EQ(Used("cpu1"), 0u);
+  // Two CPU workers do form a gang (the path CI tests over Gloo).
+  AddGangWorker("cpu2", 0);
+  JobId big2 = Submit("big2", 1, JobKind::kCompress, 5'000'000);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big2);
+  EXPECT_EQ(a[0].worker, "cpu1");
+  ASSERT_EQ(a[0].helpers.size(), 1u);
+  EXPECT_EQ(a[0].helpers[0].worker, "cpu2");
+}
+
+TEST_P(SchedulerTest, NoGangsByDefault) {
+  ASSERT_EQ(options_.max_workers_per_job, 1u);
+  AddGangWorker("quad", 4);
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+  EXPECT_EQ(a[0].worker, "quad");
+  EXPECT_TRUE(a[0].helpers.empty());
+  EXPECT_EQ(Used("a"), 0u);
+  EXPECT_EQ(Used("b"), 0u);
+}
+
+TEST_P(SchedulerTest, HelperLeavingRequeuesTheGangJobWithoutAFailure) {
+  AllowGangsOf(2);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].helpers, (std::vector<LeaseShare>{{"a", 1}}));
+  ASSERT_TRUE(sched_->RemoveWorker("a").ok());
+  EXPECT_EQ(State(big), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(big)->failures, 0u);
+  EXPECT_EQ(sched_->FindJob(big)->last_error, "worker a left (a gang helper)");
+  EXPECT_TRUE(sched_->FindJob(big)->helpers.empty());
+  EXPECT_EQ(Used("duo"), 0u);
+  EXPECT_TRUE(sched_->FindWorker("duo")->leases.empty());
+  EXPECT_EQ(sched_->NextDeadlineNs(), std::numeric_limits<int64_t>::max());
+  a = Schedule();  // one data-parallel worker left: duo alone, as without gangs
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].worker, "duo");
+  EXPECT_EQ(a[0].attempt, 2u);
+  EXPECT_TRUE(a[0].helpers.empty());
+}
+
+TEST_P(SchedulerTest, HelperLostByTickRequeuesTheGangJobLikeALostHolder) {
+  AllowGangsOf(3);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].helpers.size(), 2u);
+  TickReport report;
+  for (int i = 0; i < 3; ++i) {  // "a" falls silent; the others keep the lease alive
+    clock_.Advance(30 * kSec);
+    ASSERT_TRUE(sched_->Heartbeat("duo", {big}).ok());
+    ASSERT_TRUE(sched_->Heartbeat("b", {big}).ok());
+    report = Tick();
+    if (i < 2) {
+      EXPECT_EQ(State(big), JobState::kLeased);
+    }
+  }
+  EXPECT_TRUE(report.expired.empty());
+  EXPECT_EQ(report.lost_workers, std::vector<std::string>{"a"});
+  EXPECT_EQ(State(big), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(big)->failures, 0u);  // as for a lost holder
+  EXPECT_EQ(Used("duo"), 0u);
+  EXPECT_EQ(Used("b"), 0u);
+  EXPECT_FALSE(sched_->FindWorker("a").has_value());
+  a = Schedule();  // duo and b form a new gang
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].worker, "duo");
+  EXPECT_EQ(a[0].helpers, (std::vector<LeaseShare>{{"b", 1}}));
+}
+
+TEST_P(SchedulerTest, HolderAndHelperLostInOneTickEndTheGangLeaseOnce) {
+  options_.lease_ns = 200 * kSec;  // outlives the workers: no expiry, only losses
+  AllowGangsOf(3);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  ASSERT_EQ(Schedule().size(), 1u);
+  clock_.Advance(options_.worker_timeout_ns);
+  ASSERT_TRUE(sched_->Heartbeat("b", {big}).ok());  // only b stays in touch
+  auto report = Tick();
+  EXPECT_TRUE(report.expired.empty());
+  EXPECT_EQ(report.lost_workers, (std::vector<std::string>{"a", "duo"}));
+  EXPECT_EQ(State(big), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(big)->failures, 0u);
+  EXPECT_EQ(sched_->FindJob(big)->last_error, "worker a left (a gang helper)");  // the first to go ends it
+  EXPECT_EQ(sched_->counts()[JobState::kQueued], 1u);
+  EXPECT_EQ(sched_->counts()[JobState::kLeased], 0u);
+  EXPECT_EQ(Used("b"), 0u);
+  EXPECT_TRUE(sched_->FindWorker("b")->leases.empty());
+  AddGangWorker("c", 1);
+  auto a = Schedule();  // the stream is not left counting a lease: the job runs again
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, big);
+}
+
+TEST_P(SchedulerTest, GangLeaseExpiryFreesEveryMemberAndOnlyTheHolderExtendsIt) {
+  AllowGangsOf(3);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  clock_.Advance(20 * kSec);
+  ASSERT_TRUE(sched_->Heartbeat("a", {big}).ok());  // a helper's heartbeat does not extend
+  EXPECT_EQ(sched_->NextDeadlineNs(), a[0].lease_deadline_ns);
+  clock_.Advance(10 * kSec);
+  auto report = Tick();
+  EXPECT_EQ(report.expired, std::vector<JobId>{big});
+  EXPECT_EQ(State(big), JobState::kQueued);
+  EXPECT_EQ(sched_->FindJob(big)->failures, 1u);
+  EXPECT_TRUE(sched_->FindJob(big)->helpers.empty());
+  for (const char* w : {"duo", "a", "b"}) {
+    EXPECT_EQ(Used(w), 0u) << w;
+    EXPECT_TRUE(sched_->FindWorker(w)->leases.empty()) << w;
+  }
+  // Holder's heartbeat does extend a gang lease.
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].helpers.size(), 2u);
+  clock_.Advance(20 * kSec);
+  ASSERT_TRUE(sched_->Heartbeat("duo", {big}).ok());
+  clock_.Advance(20 * kSec);
+  EXPECT_TRUE(Tick().expired.empty());
+  EXPECT_EQ(State(big), JobState::kLeased);
+}
+
+TEST_P(SchedulerTest, OnlyTheGangHolderReportsAndCancelNamesTheHolder) {
+  AllowGangsOf(2);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(*sched_->Fail("a", big, a[0].attempt, "helper crashed"), FailureOutcome::kStale);
+  EXPECT_EQ(State(big), JobState::kLeased);
+  EXPECT_EQ(*sched_->Fail("duo", big, a[0].attempt, "nccl timeout"), FailureOutcome::kRequeued);
+  EXPECT_EQ(sched_->FindJob(big)->failures, 1u);
+  EXPECT_EQ(Used("duo"), 0u);
+  EXPECT_EQ(Used("a"), 0u);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].helpers.size(), 1u);
+  auto holder = sched_->Cancel(big);
+  ASSERT_TRUE(holder.ok());
+  EXPECT_EQ(*holder, "duo");
+  EXPECT_EQ(Used("duo"), 0u);
+  EXPECT_EQ(Used("a"), 0u);
+  EXPECT_TRUE(sched_->FindWorker("a")->leases.empty());
+  EXPECT_TRUE(sched_->FindJob(big)->helpers.empty());
+}
+
+TEST_P(SchedulerTest, RestartedSchedulerKeepsAGangLeaseWithItsHelpersSlots) {
+  AllowGangsOf(3);
+  AddGangWorker("duo", 2);
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  JobId big = Submit("big", 1, JobKind::kCompress, 5'000'000);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+
+  Restart();  // the coordinator was killed; the workers reconnect, helpers first
+  EXPECT_EQ(State(big), JobState::kLeased);
+  EXPECT_EQ(sched_->FindJob(big)->helpers, (std::vector<LeaseShare>{{"a", 1}, {"b", 1}}));
+  AddGangWorker("a", 1);
+  AddGangWorker("b", 1);
+  AddGangWorker("duo", 2);
+  for (const char* w : {"duo", "a", "b"}) {
+    EXPECT_EQ(Used(w), sched_->FindWorker(w)->slots) << w;
+    EXPECT_EQ(sched_->FindWorker(w)->leases, std::vector<JobId>{big}) << w;
+  }
+  Submit("small", 1);
+  Submit("big2", 1, JobKind::kCompress, 5'000'000);
+  EXPECT_TRUE(Schedule().empty());  // no member is free for either
+  auto r = sched_->Complete("duo", big, a[0].attempt, "big-model");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcome, CompletionOutcome::kCommitted);
+  for (const char* w : {"duo", "a", "b"}) EXPECT_EQ(Used(w), 0u) << w;
+  a = Schedule();  // big2 takes the whole gang again; the small job still waits
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].worker, "duo");
+  EXPECT_EQ(a[0].helpers.size(), 2u);
 }
 
 TEST_P(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {

@@ -86,6 +86,13 @@ TEST(CodecTest, WorkerMessagesRoundTrip) {
   EXPECT_EQ(r.gpus[1].name, "H100");
   EXPECT_EQ(r.build, "0.1.0");
   EXPECT_EQ(r.hostname, "gpu7");
+  EXPECT_TRUE(r.peer_address.empty());
+  EXPECT_EQ(r.ranks, 1u);
+  reg.peer_address = "10.0.0.7:29500";
+  reg.ranks = 2;
+  r = std::get<Register>(RoundTrip(reg).message);
+  EXPECT_EQ(r.peer_address, "10.0.0.7:29500");
+  EXPECT_EQ(r.ranks, 2u);
 
   auto ra = std::get<RegisterAck>(RoundTrip(RegisterAck{true, "", 1000, 30000}).message);
   EXPECT_TRUE(ra.accepted);
@@ -109,6 +116,16 @@ TEST(CodecTest, WorkerMessagesRoundTrip) {
   ja.slots = 4;
   auto a = std::get<JobAssign>(RoundTrip(ja).message);
   EXPECT_EQ(a.slots, 4u);
+  EXPECT_EQ(a.gang.world_size, 0u);  // no gang
+  ja.gang = {"10.0.0.7:29500", "job/77/2/", 5, 3};
+  a = std::get<JobAssign>(RoundTrip(ja).message);
+  EXPECT_EQ(a.gang.store_address, "10.0.0.7:29500");
+  EXPECT_EQ(a.gang.store_prefix, "job/77/2/");
+  EXPECT_EQ(a.gang.world_size, 5u);
+  EXPECT_EQ(a.gang.first_rank, 3u);
+  ja.gang.first_rank = 5;  // outside the world: refused
+  EXPECT_FALSE(Decode(*Encode(ja)).ok());
+  ja.gang = {};
   EXPECT_EQ(a.job_id, 77u);
   EXPECT_EQ(a.attempt, 2u);
   EXPECT_EQ(a.kind, JobKind::kRetrain);
