@@ -337,61 +337,21 @@ struct DeviceRow {
 };
 
 // Fine-tunes `base` on `chunk` with f.ranks data-parallel ranks (threads,
-// Gloo or NCCL over a store on a port the system picks); returns rank 0's
-// model and stats.
+// model::TrainOnDevices: Gloo or NCCL over a store on a port the system
+// picks); returns rank 0's model and stats.
 std::unique_ptr<FlowModel> FineTuneRanks(const Flags& f, const FlowModel& base, const std::string& device,
                                          const std::vector<std::vector<Token>>& chunk, TrainOptions o,
                                          TrainStats* stats, DeviceRow* row) {
+  auto m = Must(base.Clone(), "clone");
   if (f.ranks <= 1) {
-    auto m = Must(base.Clone(), "clone");
     *stats = Must(m->Train(chunk, o), "fine-tune");
     return m;
   }
-  auto server = Must(StoreServer::Start("127.0.0.1", 0, 120), "store server");
-  std::vector<std::unique_ptr<FlowModel>> models(f.ranks);
-  std::vector<TrainStats> st(f.ranks);
-  std::vector<std::string> err(f.ranks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < f.ranks; ++r) {
-    threads.emplace_back([&, r]() {
-      DistributedOptions d;
-      d.rank = r;
-      d.world_size = f.ranks;
-      d.device = device == "cpu" ? "cpu" : "auto";
-      d.store_port = server->port();
-      d.host_store = false;
-      auto g = DataParallelGroup::Create(d);
-      if (!g.ok()) {
-        err[r] = std::string(g.status().message());
-        return;
-      }
-      if (r == 0) row->backend = (*g)->backend();
-      auto m = base.Clone();
-      if (!m.ok()) {
-        err[r] = std::string(m.status().message());
-        return;
-      }
-      TrainOptions t = o;
-      t.device = (*g)->device();
-      t.data_parallel = g->get();
-      auto s = (*m)->Train(chunk, t);
-      if (!s.ok()) {
-        err[r] = std::string(s.status().message());
-        return;
-      }
-      st[r] = *s;
-      models[r] = std::move(*m);
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < f.ranks; ++r) {
-    if (!err[r].empty()) {
-      std::fprintf(stderr, "rank %d: %s\n", r, err[r].c_str());
-      std::exit(1);
-    }
-  }
-  *stats = st[0];
-  return std::move(models[0]);
+  std::vector<std::string> devices;
+  for (int r = 0; r < f.ranks; ++r) devices.push_back(device == "cpu" ? "cpu" : "cuda:" + std::to_string(r));
+  row->backend = device != "cpu" && BackendAvailable("nccl") ? "nccl" : "gloo";
+  *stats = Must(TrainOnDevices(*m, chunk, o, devices, 120), "data-parallel fine-tune");
+  return m;
 }
 
 DeviceRow CompareOn(const Flags& f, const std::string& device, const std::vector<std::vector<Token>>& base_data,

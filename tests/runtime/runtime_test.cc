@@ -429,7 +429,17 @@ TEST_F(RuntimeTest, StartupErrorsExitOneAndVersionExitsZero) {
                 " --listen tcp://0.0.0.0:0 --api tcp://127.0.0.1:0 --metrics 127.0.0.1:0 2>&1", &out), 1);
   EXPECT_NE(out.find("insecure"), std::string::npos) << out;
   EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://10.1.2.3:7070 --metrics 127.0.0.1:0 2>&1", &out), 1);
-  EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://127.0.0.1:1 --device cuda:0 2>&1", &out), 1);
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://127.0.0.1:1 --device cuda:99 2>&1", &out), 1);
+  EXPECT_NE(out.find("GPU"), std::string::npos) << out;
+  EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://127.0.0.1:1 --device gpu 2>&1", &out), 1);
+  EXPECT_NE(out.find("expected auto, cpu, cuda"), std::string::npos) << out;
+  for (const char* peer : {":29500", "127.0.0.1:x", "127.0.0.1:70000", "127.0.0.1:"}) {
+    EXPECT_EQ(testing::Run(BinaryPath("dgc-worker") + " --coordinator tcp://127.0.0.1:1 --peer-address " + peer + " 2>&1",
+                           &out),
+              1)
+        << peer;
+    EXPECT_NE(out.find("--peer-address"), std::string::npos) << out;
+  }
   // A config file: one long-flag = value per line.
   WriteBytes(dir_.File("c.conf"), "library = \"" + dir_.File("l") + "\"\nlisten = \"tcp://0.0.0.0:0\"\n");
   EXPECT_EQ(testing::Run(BinaryPath("dgc-coordinator") + " --config " + dir_.File("c.conf") +
