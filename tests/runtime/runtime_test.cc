@@ -253,6 +253,53 @@ TEST_F(RuntimeTest, LargeJobsSpanTwoWorkersDataParallel) {
   EXPECT_GE(EvalMean(trace_, dir_.File("gang.pcap")), 0);
 }
 
+TEST_F(RuntimeTest, GangHelperKilledMidJobItsJobIsRequeuedAndCompletes) {
+  // Long jobs (a 4 s budget each) so the kill lands mid-job; a short peer
+  // timeout so the lead notices within seconds.
+  Coord c = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "4", "--min-flows", "1",
+                                                "--large-job-packets", "1", "--max-workers-per-job", "2"});
+  const std::vector<std::string> peer = {"--device", "cpu", "--peer-address", "127.0.0.1", "--peer-timeout-seconds",
+                                         "5"};
+  auto w1 = StartWorker(c.listen, "g1", peer);
+  auto w2 = StartWorker(c.listen, "g2", peer);
+  ASSERT_TRUE(WaitUntil([&] { return Ctl("get workers --coordinator " + c.api).value_or(nlohmann::json()).size() == 2; },
+                        seconds(20)));
+  auto ingest = StartIngest(c.listen);
+  uint64_t job = 0;
+  std::string helper;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const auto& j : Jobs(c.api)) {
+          if (j.value("state", "") == "leased" && j.contains("helpers") && j["helpers"].size() == 1) {
+            job = j.value("id", 0ull);
+            helper = j["helpers"][0].value("worker", "");
+            return true;
+          }
+        }
+        return false;
+      },
+      seconds(30)))
+      << Logs();
+  ASSERT_TRUE(helper == "g1" || helper == "g2") << helper;
+  Process* victim = helper == "g1" ? w1.get() : w2.get();
+  Process* lead = helper == "g1" ? w2.get() : w1.get();
+  victim->Signal(SIGKILL);
+  EXPECT_EQ(victim->Wait(seconds(5)), 128 + SIGKILL);
+  // The gang cannot finish: the job is requeued, and with one worker left
+  // the large jobs run on it alone.
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  auto j = Ctl("describe job " + std::to_string(job) + " --coordinator " + c.api);
+  ASSERT_TRUE(j);
+  EXPECT_GE(j->value("attempts", 0u), 2u) << j->dump();
+  EXPECT_TRUE(!j->contains("helpers") || (*j)["helpers"].empty()) << j->dump();
+  EXPECT_TRUE(lead->Running());
+  std::string metrics = HttpGet(c.metrics, "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "dgc_chunks_committed_total"), chunks_);
+  lead->Signal(SIGTERM);
+  EXPECT_EQ(lead->Wait(seconds(10)), 0) << lead->ReadLog();
+}
+
 TEST_F(RuntimeTest, WorkerKilledMidJobItsJobCompletesOnTheOther) {
   // Long jobs (a 4 s budget each) so the kill lands mid-job.
   Coord c = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "4"});
