@@ -479,6 +479,10 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
       out.result.stats.fidelity = report["fidelity_mean"].get<double>();
     }
   }
+  if (session) {
+    // The helpers stop here; their errors do not undo a finished job.
+    if (Status st = session->Finish(); !st.ok()) spdlog::warn("job {}: ending the gang: {}", job.job_id, Str(st));
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.ok = true;
   out.result.job_id = job.job_id;

@@ -39,7 +39,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/model/distributed_internal.h"
-#include "spdlog/spdlog.h"
 
 namespace dgc::model {
 namespace {
@@ -551,9 +550,9 @@ struct TrainingSession::Impl {
 TrainingSession::TrainingSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 TrainingSession::~TrainingSession() {
-  if (impl_ && !impl_->finished) {
-    if (Status st = Finish(); !st.ok()) spdlog::warn("training session: {}", std::string(st.message()));
-  }
+  // No logging here: this file builds without spdlog on the GPU bench's
+  // fallback path. A caller that cares about the helpers' errors calls Finish.
+  if (impl_ && !impl_->finished) (void)Finish();
 }
 
 int32_t TrainingSession::world_size() const { return impl_->options.world_size; }

@@ -164,7 +164,7 @@ class TrainingSession {
   // serving its rank, then joins as rank 0; returns once every rank of the
   // world has joined (DeadlineExceeded after timeout_seconds).
   [[nodiscard]] static StatusOr<std::unique_ptr<TrainingSession>> Lead(const SessionOptions& options);
-  // Finish() if not called yet (errors then only logged).
+  // Finish() if not called yet (its error is then dropped).
   ~TrainingSession();
 
   // One round: every rank trains `model`'s weights on `sequences` with
