@@ -18,6 +18,7 @@
 #include "common/model/flow_model.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <torch/torch.h>
 #ifdef DGC_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -27,11 +28,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -545,6 +549,50 @@ auto Guarded(const char* op, F&& f) -> decltype(f()) {
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat(op, ": ", FirstLine(e.what())));
   }
+}
+
+using OpenBlasSetThreads = void (*)(int);
+using OpenBlasGetInt = int (*)();
+
+// While any CPU sampling runs, OpenBLAS runs single-threaded:
+// calls from several threads into a threaded OpenBLAS are serialised on its
+// one thread pool, so two sampling threads were slower than one (229k vs 252k
+// tokens/s on 2 cores), and with OpenBLAS at one thread they ran twice as
+// fast as one (377k vs 187k). The setting is process-wide: training in
+// another thread meanwhile runs with one BLAS thread too (slower, correct).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (users_++ > 0 || !Set() || !Get()) return;
+    saved_ = Get()();
+    if (saved_ > 1) Set()(1);
+  }
+  ~SingleThreadedBlas() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--users_ == 0 && saved_ > 1 && Set()) Set()(saved_);
+  }
+
+ private:
+  static OpenBlasSetThreads Set() {
+    return reinterpret_cast<OpenBlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  }
+  static OpenBlasGetInt Get() {
+    return reinterpret_cast<OpenBlasGetInt>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  }
+  static std::mutex mu_;
+  static int users_;  // GUARDED_BY(mu_)
+  static int saved_;  // GUARDED_BY(mu_): the thread count to restore
+};
+std::mutex SingleThreadedBlas::mu_;
+int SingleThreadedBlas::users_ = 0;
+int SingleThreadedBlas::saved_ = 0;
+
+// CPUs this process may use (its affinity mask).
+int UsableCpuCount() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // Sequences as a padded int64 matrix [n, max_len] (kPad after each end).
@@ -1664,7 +1712,11 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
     const double inv_temp = greedy ? 1.0 : 1.0 / options.temperature;
     const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     std::vector<std::vector<Token>> out(prefixes.size());
-    for (size_t start = 0; start < prefixes.size(); start += options.batch_size) {
+    // One batch: its own cache and rows of `out`; nothing else is written, so
+    // batches may run on several threads (the draws depend on the seed, the
+    // sequence and the position only: the output does not depend on them).
+    auto run_batch = [&](size_t start) -> Status {
+      torch::NoGradGuard ng_thread;  // grad mode is per thread
       const int64_t n = std::min<int64_t>(options.batch_size, prefixes.size() - start);
       // Row r of the batch (and of its KV cache) decodes sequence rows[r].
       // A finished row stays as an idle row (fed kEos, never sampled) until a
@@ -1789,7 +1841,42 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
           alive.assign(n_alive, 1);
         }
       }
+      return absl::OkStatus();
+    };
+    std::vector<size_t> starts;
+    for (size_t start = 0; start < prefixes.size(); start += options.batch_size) starts.push_back(start);
+    int threads = options.threads > 0 ? options.threads : (m.device.is_cpu() ? UsableCpuCount() : 1);
+    threads = std::max(1, std::min<int>(threads, static_cast<int>(starts.size())));
+    // On a CPU every batch is computed by single-threaded OpenBLAS, however
+    // many sampling threads: the same products, so the same draws, for any
+    // `threads` (a threaded product sums in another order, which flipped
+    // 6 draws in a million packets).
+    std::optional<SingleThreadedBlas> blas;
+    if (m.device.is_cpu()) blas.emplace();
+    if (threads == 1) {
+      for (size_t start : starts) DGC_RETURN_IF_ERROR(run_batch(start));
+      return out;
     }
+    // Batches go to threads in turn; the first error stops every thread at
+    // its next batch.
+    std::atomic<size_t> next{0};
+    std::mutex mu;
+    Status first = absl::OkStatus();
+    auto worker = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < starts.size();) {
+        Status st = Guarded("FlowModel::Sample", [&] { return run_batch(starts[i]); });
+        if (!st.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first.ok()) first = st;
+          next = starts.size();
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int k = 1; k < threads; ++k) pool.emplace_back(worker);
+    worker();
+    for (auto& th : pool) th.join();
+    if (!first.ok()) return first;
     return out;
   });
 }
@@ -1986,8 +2073,6 @@ Status FlowModel::AdoptDelta(const std::string& delta, const std::string& name) 
 // CPU threads.
 
 namespace {
-using OpenBlasSetThreads = void (*)(int);
-using OpenBlasGetInt = int (*)();
 using OpenBlasGetStr = char* (*)();
 }  // namespace
 

@@ -107,6 +107,9 @@ struct SampleOptions {
   double min_p = 0.0;
   int32_t batch_size = 2048;      // sequences decoded together (KV-cached)
   uint64_t seed = 1;
+  // Threads decoding batches at once (the output is the same for any
+  // value). 0: on a CPU, the CPUs this process may use; on a GPU, 1.
+  int32_t threads = 0;
 };
 
 struct DeltaOptions {

@@ -221,6 +221,7 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   so.temperature = opt.temperature;
   so.min_p = opt.min_p;
   so.batch_size = opt.batch_size;
+  so.threads = opt.threads;
   so.seed = opt.seed;
   std::vector<std::vector<Token>> seqs;
   if (!prefixes.empty()) {

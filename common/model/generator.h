@@ -25,6 +25,9 @@ struct GenerateOptions {
   // packet chunk (2 cores: the KV cache of a smaller batch stays in cache);
   // 256 is no faster.
   int32_t batch_size = 512;
+  // Threads sampling batches (SampleOptions::threads; the output is the same
+  // for any value). 0: the CPUs this process may use (1 on a GPU).
+  int32_t threads = 0;
   // Scale the summarised rest of long flows so the chunk's packet total is
   // the skeleton's, and place those rest packets where the skeleton's bins
   // still lack packets (flow starts, heads and durations stay as sampled).

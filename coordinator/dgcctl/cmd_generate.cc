@@ -49,6 +49,7 @@ Examples:
     std::string library, link, since, until, filter, out, key;
     uint64_t seed = 1;
     double min_p = model::GenerateOptions{}.min_p;
+    int threads = 0;
     bool ethernet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -61,6 +62,10 @@ Examples:
   cmd->add_option("--min-p", o->min_p,
                   "never draw a token less likely than this fraction of the likeliest (0: plain sampling)")
       ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads,
+                  "threads sampling flows (0: the CPUs this process may use); the output is the same for any value")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--key", o->key, "key file given to compress --pseudonymize: map addresses back");
   cmd->add_flag("--ethernet", o->ethernet, "write Ethernet frames instead of raw IP");
@@ -177,6 +182,7 @@ Examples:
       model::GenerateOptions go;
       go.seed = o->seed ^ static_cast<uint64_t>(a->seq());
       go.min_p = o->min_p;
+      go.threads = o->threads;
       auto packets = RegenerateChunk(**m, *a, tc, go);
       if (!packets.ok()) return fail(packets.status());
       auto& [prev_end, open] = open_by_link[a->link];

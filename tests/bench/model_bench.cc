@@ -132,6 +132,7 @@ struct Flags {
   int finetune_steps = 60;
   int sample_flows = 4096;
   int sample_batch = 2048;
+  int sample_threads = 0;     // SampleOptions::threads (0: the usable CPUs on a CPU)
   bool extras = true;         // the W=64/D=2 sections after the table
   std::string device = "cpu"; // cpu, cuda, cuda:N, auto
   std::string precision = "auto";  // TrainOptions::precision: auto, fp32, bf16
@@ -382,6 +383,7 @@ DeviceRow CompareOn(const Flags& f, const std::string& device, const std::vector
   FlowishGrammar g;
   SampleOptions so;
   so.batch_size = f.sample_batch;
+  so.threads = f.sample_threads;
   so.seed = 3;
   const double t1 = Now();
   auto synth = Must(rebuilt->Sample(std::vector<std::vector<Token>>(f.check_flows, {kBos}), g, so), "sample");
@@ -589,6 +591,8 @@ int main(int argc, char** argv) {
       f.sample_flows = std::atoi(v);
     } else if (const char* v = val("--sample-batch")) {
       f.sample_batch = std::atoi(v);
+    } else if (const char* v = val("--sample-threads")) {
+      f.sample_threads = std::atoi(v);
     } else if (const char* v = val("--extras")) {
       f.extras = std::atoi(v) != 0;
     } else if (const char* v = val("--device")) {
@@ -610,7 +614,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--widths=32,64,128] [--depths=1,2,3] [--train-seconds=8] [--train-steps=400]\n"
-                   "          [--finetune-steps=60] [--sample-flows=4096] [--sample-batch=2048] [--extras=1]\n"
+                   "          [--finetune-steps=60] [--sample-flows=4096] [--sample-batch=2048] [--sample-threads=0] [--extras=1]\n"
                    "          [--device=cpu|cuda|cuda:N|auto] [--precision=auto|fp32|bf16]\n"
                    "          [--compare=cpu,cuda [--ranks=N] [--chunk-flows=20000] [--check-flows=4096]]\n",
                    argv[0]);
