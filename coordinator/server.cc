@@ -757,6 +757,8 @@ nlohmann::json Coordinator::WorkerJson(const WorkerInfo& w) const {
     j["hostname"] = it->second.hostname;
     j["build"] = it->second.build;
     j["tokens_per_second"] = it->second.tokens_per_second;
+    j["ranks"] = it->second.ranks;
+    j["peer_address"] = it->second.peer_address;
   }
   return j;
 }

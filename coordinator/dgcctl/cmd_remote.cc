@@ -4,9 +4,10 @@
 //
 // -o json prints the coordinator's answer as it is:
 //   get jobs: [{id, kind, link, shard, seq, start_ns, packets, chunk_ref, state, attempts, failures,
-//               last_error, worker, lease_deadline_ns, parent_job, result_ref, created_ns, updated_ns}]
+//               last_error, worker, helpers[{worker, slots}], lease_deadline_ns, parent_job, result_ref,
+//               created_ns, updated_ns}]
 //   get workers: [{name, state, slots, used_slots, cpu_threads, gpus, leases[], registered,
-//                  last_heartbeat, hostname, build, tokens_per_second}]
+//                  last_heartbeat, hostname, build, tokens_per_second, ranks, peer_address}]
 //   cancel/retry: the job; drain: the worker; retrain: {link, shard, retrain}
 #include <sys/stat.h>
 
@@ -31,6 +32,14 @@ namespace {
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// A job's holder, "+N" when N more workers serve it as a gang.
+std::string Holder(const nlohmann::json& job) {
+  std::string w = job.value("worker", "");
+  const auto it = job.find("helpers");
+  if (it != job.end() && it->is_array() && !it->empty()) absl::StrAppend(&w, "+", it->size());
+  return w;
 }
 
 std::string Age(int64_t ns) {
@@ -58,19 +67,21 @@ void PrintTable(const std::string& noun, const nlohmann::json& j) {
                   r.value("kind", "").c_str(), r.value("link", "").substr(0, 20).c_str(),
                   std::to_string(r.value("shard", 0u)).c_str(), std::to_string(r.value("seq", 0ll)).c_str(),
                   r.value("state", "").c_str(), std::to_string(r.value("attempts", 0u)).c_str(),
-                  r.value("worker", "").substr(0, 14).c_str(), Age(r.value("created_ns", 0ll)).c_str());
+                  Holder(r).substr(0, 14).c_str(), Age(r.value("created_ns", 0ll)).c_str());
       if (rows.size() == 1 && !r.value("last_error", "").empty()) {
         std::printf("  last error: %s\n", r.value("last_error", "").c_str());
       }
     }
   } else if (noun == "workers" || noun == "worker") {
-    std::printf("%-20s %-9s %-6s %-5s %-4s %-5s %-10s %s\n", "NAME", "STATE", "SLOTS", "USED", "CPU", "GPUS", "HEARTBEAT",
-                "AGE");
+    std::printf("%-20s %-9s %-6s %-5s %-4s %-5s %-6s %-22s %-10s %s\n", "NAME", "STATE", "SLOTS", "USED", "CPU", "GPUS",
+                "RANKS", "PEER", "HEARTBEAT", "AGE");
     for (const auto& r : rows) {
-      std::printf("%-20s %-9s %-6s %-5s %-4s %-5s %-10s %s\n", r.value("name", "").substr(0, 20).c_str(),
+      const std::string peer = r.value("peer_address", "");
+      std::printf("%-20s %-9s %-6s %-5s %-4s %-5s %-6s %-22s %-10s %s\n", r.value("name", "").substr(0, 20).c_str(),
                   r.value("state", "").c_str(), std::to_string(r.value("slots", 0u)).c_str(),
                   std::to_string(r.value("used_slots", 0u)).c_str(), std::to_string(r.value("cpu_threads", 0u)).c_str(),
-                  std::to_string(r.value("gpus", 0u)).c_str(), r.value("last_heartbeat", "").substr(11, 8).c_str(),
+                  std::to_string(r.value("gpus", 0u)).c_str(), std::to_string(r.value("ranks", 1u)).c_str(),
+                  peer.empty() ? "-" : peer.substr(0, 22).c_str(), r.value("last_heartbeat", "").substr(11, 8).c_str(),
                   Age(r.value("registered_ns", 0ll)).c_str());
     }
   } else if (noun == "chunks") {
