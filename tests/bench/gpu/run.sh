@@ -52,6 +52,13 @@ if command -v cmake >/dev/null && cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Re
   if cmake --build build-cuda -j"$(nproc)" --target dgc-model-bench dgcctl flow_model_test distributed_test > "$OUTDIR/build.txt" 2>&1; then
     BENCH=build-cuda/tests/bench/dgc-model-bench
     log "cmake build: ok"
+    # The model's and data-parallel unit tests with this CUDA libtorch (the
+    # device tests run on the GPU here; the Gloo tests need libgloo-dev).
+    for t in build-cuda/tests/model/flow_model_test build-cuda/tests/model/distributed_test; do
+      [ -x "$t" ] || continue
+      timeout 300 "$t" > "$OUTDIR/$(basename "$t").txt" 2>&1
+      log "$(basename "$t"): exit $? ($(grep -E '^\[  (PASSED|FAILED) ' "$OUTDIR/$(basename "$t").txt" | tr '\n' ' '))"
+    done
   else
     tail -20 "$OUTDIR/build.txt"
   fi
