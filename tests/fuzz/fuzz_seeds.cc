@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
       w::ChunkData{meta, dgc::EncodeChunk(c)},
       w::ChunkAck{"seed", 1, 28333334, true, ""},
       w::Credit{8},
-      w::Register{"worker-1", 16, {{0, 1ull << 34, "gpu"}, {1, 1ull << 34, "gpu"}}, "0.1.0", "host"},
+      w::Register{"worker-1", 16, {{0, 1ull << 34, "gpu"}, {1, 1ull << 34, "gpu"}}, "0.1.0", "host", 0, "", 1},
       w::RegisterAck{true, "", 1000, 30000},
       w::Heartbeat{"worker-1", {7, 8, 9}, 1000.5},
       assign,

@@ -106,7 +106,9 @@ void WriteSlice(const std::string& in, const std::string& out, int64_t from, int
   auto w = PcapWriter::Open(out, wo);
   ASSERT_TRUE(w.ok()) << w.status();
   for (const auto& p : ReadAll(in)) {
-    if (p.ts_ns >= from && p.ts_ns < to) ASSERT_TRUE((*w)->Write(p).ok());
+    if (p.ts_ns >= from && p.ts_ns < to) {
+      ASSERT_TRUE((*w)->Write(p).ok());
+    }
   }
   ASSERT_TRUE((*w)->Close().ok());
 }

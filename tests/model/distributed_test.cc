@@ -464,7 +464,9 @@ TEST(ResolveDevicesTest, FlagsResolveOrFailClearly) {
   const bool gpus = !CudaDevices().empty();
   auto autod = ResolveDevices("auto");
   ASSERT_TRUE(autod.ok());
-  if (!gpus) EXPECT_EQ(*autod, std::vector<std::string>{"cpu"});
+  if (!gpus) {
+    EXPECT_EQ(*autod, std::vector<std::string>{"cpu"});
+  }
   EXPECT_EQ(*ResolveDevices(""), *autod);
   EXPECT_EQ(*ResolveDevices("cpu"), std::vector<std::string>{"cpu"});
   EXPECT_EQ(*ResolveDevices(" cpu, cpu "), (std::vector<std::string>{"cpu", "cpu"}));

@@ -747,7 +747,9 @@ TEST_P(SchedulerTest, RestartedSchedulerResumesEveryJobAndKeepsLeases) {
   ASSERT_EQ(first.size(), 3u);
   for (const auto& x : first) {
     if (x.job == a1) Complete(x);
-    if (x.job == c1) ASSERT_TRUE(sched_->Fail("w1", c1, x.attempt, "boom", false).ok());
+    if (x.job == c1) {
+      ASSERT_TRUE(sched_->Fail("w1", c1, x.attempt, "boom", false).ok());
+    }
   }
   const JobCounts before = sched_->counts();
 

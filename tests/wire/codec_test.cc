@@ -76,7 +76,7 @@ TEST(CodecTest, IngestMessagesRoundTrip) {
 }
 
 TEST(CodecTest, WorkerMessagesRoundTrip) {
-  Register reg{"worker-a", 32, {{0, 80ull << 30, "H100"}, {1, 80ull << 30, "H100"}}, "0.1.0", "gpu7"};
+  Register reg{"worker-a", 32, {{0, 80ull << 30, "H100"}, {1, 80ull << 30, "H100"}}, "0.1.0", "gpu7", 0, "", 1};
   auto r = std::get<Register>(RoundTrip(reg).message);
   EXPECT_EQ(r.worker_id, "worker-a");
   EXPECT_EQ(r.cpu_threads, 32u);
@@ -258,7 +258,13 @@ TEST(CodecTest, RejectsUnknownMessageKind) {
 
 TEST(CodecTest, RandomBytesAndBitFlipsNeverCrash) {
   std::mt19937 rng(11);
-  auto valid = Encode(JobAssign{9, 1, JobKind::kCompress, 5, SampleMeta(), Binary(64, 6)});
+  JobAssign small;
+  small.job_id = 9;
+  small.attempt = 1;
+  small.lease_deadline_ns = 5;
+  small.meta = SampleMeta();
+  small.chunk_bytes = Binary(64, 6);
+  auto valid = Encode(small);
   ASSERT_TRUE(valid.ok());
   int decoded = 0;
   for (int i = 0; i < 2000; ++i) {  // bounded: 2000 inputs of at most 512 bytes

@@ -38,7 +38,7 @@ ClientResult RunClient(ZmqContext& ctx, const std::string& endpoint, const Socke
     out.status = dealer.status();
     return out;
   }
-  out.status = (*dealer)->Send(Register{"worker-1", 8, {{0, 1 << 30, "test-gpu"}}, "test", "localhost"});
+  out.status = (*dealer)->Send(Register{"worker-1", 8, {{0, 1 << 30, "test-gpu"}}, "test", "localhost", 0, "", 1});
   if (!out.status.ok()) return out;
   auto reply = (*dealer)->Receive(wait_ms);
   if (!reply.ok()) {
