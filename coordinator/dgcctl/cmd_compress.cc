@@ -4,6 +4,8 @@
 // retrain a new base), a fine-tune, and one WriteBatch commit. Inputs: files,
 // stdin (`tcpdump -w - | dgcctl compress -`), or a directory followed as
 // captures appear in it (--follow).
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -35,6 +37,14 @@
 
 namespace dgc::ctl {
 namespace {
+
+// User + system CPU time of this process so far (every thread).
+double ProcessCpuSeconds() {
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
 
 // Knobs shared by warmup and compress.
 struct ModelFlags {
@@ -766,6 +776,7 @@ Examples:
     }
     model::ConfigureCpuThreads();
     auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = ProcessCpuSeconds();
     CompressOptions& opt = o->opt;
     if (Status st = ApplyModelFlags(o->model, &opt); !st.ok()) return Fail("compress", st, exit_code);
     opt.check_fidelity = !o->no_check;
@@ -820,6 +831,7 @@ Examples:
       if (auto chain = (*lib)->Ancestors(latest->model_id); chain.ok()) base_model = chain->back().id;
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double cpu = ProcessCpuSeconds() - cpu0;
     nlohmann::json decisions = nlohmann::json::object();
     for (const auto& [k, v] : tot.decisions) decisions[k] = v;
     nlohmann::json j = {{"library", o->library},
@@ -844,7 +856,9 @@ Examples:
                         {"pseudonymized", pc.key_fingerprint},
                         {"late_packets_dropped", late},
                         {"seconds", secs},
-                        {"cpu_seconds_per_million_packets", tot.packets ? secs * 1e6 / tot.packets : 0.0},
+                        {"seconds_per_million_packets", tot.packets ? secs * 1e6 / tot.packets : 0.0},
+                        {"cpu_seconds", cpu},
+                        {"cpu_seconds_per_million_packets", tot.packets ? cpu * 1e6 / tot.packets : 0.0},
                         {"options", opt.ToJson()}};
     if (!pipe.base_report().is_null()) j["base_training"] = pipe.base_report();
     if (o->output == "json") {
@@ -854,12 +868,12 @@ Examples:
     std::string dec;
     for (const auto& [k, v] : tot.decisions) absl::StrAppend(&dec, dec.empty() ? "" : ", ", k, " ", v);
     std::cout << absl::StrFormat(
-        "compressed %d packets (%d flows) into %d chunks in %.1f s (%d already committed)\n"
+        "compressed %d packets (%d flows) into %d chunks in %.1f s, %.1f CPU-s (%d already committed)\n"
         "stored     %d bytes in chunks (%.0f B per million packets), base models %d bytes (paid once)\n"
         "raw        %d bytes captured: %.1fx smaller\n"
         "fidelity   mean of the 17 metrics over chunks: %.3f (target %.2f), %d chunk(s) retried\n"
         "parents    %s; deepest delta chain %d (bound %d)\n",
-        tot.packets, tot.flows, tot.chunks, secs, tot.already, tot.stored,
+        tot.packets, tot.flows, tot.chunks, secs, cpu, tot.already, tot.stored,
         tot.packets ? tot.stored * 1e6 / tot.packets : 0.0, usage.ok() ? usage->model_bytes : 0, tot.raw,
         tot.stored ? double(tot.raw) / tot.stored : 0.0, tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0,
         opt.fidelity_target, tot.retried, dec.empty() ? "-" : dec, tot.max_depth, o->selector.max_depth);
