@@ -293,68 +293,6 @@ StatusOr<std::vector<std::string>> ResolveDevices(const std::string& spec) {
   return out;
 }
 
-StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
-                                    const TrainOptions& options, const std::vector<std::string>& devices,
-                                    double timeout_seconds) {
-  if (devices.empty()) return absl::InvalidArgumentError("data parallel: no device to train on");
-  TrainOptions one = options;
-  one.data_parallel = nullptr;
-  const int world = static_cast<int>(devices.size());
-  if (world == 1) {
-    one.device = devices[0];
-    return model.Train(sequences, one);
-  }
-  DGC_ASSIGN_OR_RETURN(auto server, StoreServer::Start("127.0.0.1", 0, timeout_seconds));
-  // The other ranks' copies: their weights are replaced by rank 0's in the
-  // first broadcast, so a copy only needs the right shapes.
-  std::vector<std::unique_ptr<FlowModel>> copies;
-  for (int r = 1; r < world; ++r) {
-    DGC_ASSIGN_OR_RETURN(auto copy, model.Clone());
-    copies.push_back(std::move(copy));
-  }
-  std::vector<StatusOr<TrainStats>> results(world, absl::UnknownError("rank did not run"));
-  const int port = server->port();
-  auto run_rank = [&](int r) {
-    DistributedOptions d;
-    d.rank = r;
-    d.world_size = world;
-    d.backend = "auto";
-    d.device = devices[r];
-    d.store_port = port;
-    d.host_store = false;
-    d.timeout_seconds = timeout_seconds;
-    auto group = DataParallelGroup::Create(d);
-    if (!group.ok()) {
-      results[r] = group.status();
-      return;
-    }
-    TrainOptions t = one;
-    t.device = devices[r];
-    t.data_parallel = group->get();
-    results[r] = (r == 0 ? model : *copies[r - 1]).Train(sequences, t);
-  };
-  std::vector<std::thread> threads;
-  for (int r = 1; r < world; ++r) threads.emplace_back(run_rank, r);
-  run_rank(0);
-  for (auto& t : threads) t.join();
-  // The cause first: a rank that failed on its own, not one that timed out
-  // waiting for it.
-  int culprit = -1;
-  for (int r = 0; r < world; ++r) {
-    if (results[r].ok()) continue;
-    if (culprit < 0 || (absl::IsDeadlineExceeded(results[culprit].status()) &&
-                        !absl::IsDeadlineExceeded(results[r].status()))) {
-      culprit = r;
-    }
-  }
-  if (culprit >= 0) {
-    const Status& st = results[culprit].status();
-    return Status(st.code(), absl::StrCat("data-parallel training, rank ", culprit, " of ", world, " on ",
-                                          devices[culprit], ": ", st.message()));
-  }
-  return results[0];
-}
-
 // --- Training sessions -------------------------------------------------------
 
 nlohmann::json TrainOptionsToJson(const TrainOptions& o) {
@@ -450,6 +388,14 @@ StatusOr<std::vector<std::vector<Token>>> DecodeSequences(const std::string& in)
   }
   if (p != in.size()) return absl::DataLossError("session sequences: trailing bytes");
   return seqs;
+}
+
+// The error to report of two (either may be OK): a rank that failed on its
+// own before one that timed out waiting for it.
+Status Cause(const Status& a, const Status& b) {
+  if (a.ok()) return b;
+  if (b.ok() || !absl::IsDeadlineExceeded(a) || absl::IsDeadlineExceeded(b)) return a;
+  return b;
 }
 
 DistributedOptions RankOptions(const SessionOptions& s, int32_t local) {
@@ -595,8 +541,7 @@ Status TrainingSession::Finish() {
   std::string end = R"({"op":"end"})";
   Status st = BroadcastBytes(*impl_->group, &end);
   auto local = impl_->local.Join(impl_->options, 0);
-  if (!st.ok()) return st;
-  return local.status();
+  return Cause(local.status(), st);
 }
 
 StatusOr<int> ServeSession(const SessionOptions& options) {
@@ -605,6 +550,32 @@ StatusOr<int> ServeSession(const SessionOptions& options) {
   LocalRanks local;
   local.Start(options, 0);
   return local.Join(options, 0);
+}
+
+StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
+                                    const TrainOptions& options, const std::vector<std::string>& devices,
+                                    double timeout_seconds) {
+  if (devices.empty()) return absl::InvalidArgumentError("data parallel: no device to train on");
+  TrainOptions one = options;
+  one.data_parallel = nullptr;
+  if (devices.size() == 1) {
+    one.device = devices[0];
+    return model.Train(sequences, one);
+  }
+  // A one-round session whose ranks all live here, meeting at a store on a
+  // port the system chose.
+  DGC_ASSIGN_OR_RETURN(auto server, StoreServer::Start("127.0.0.1", 0, timeout_seconds));
+  SessionOptions so;
+  so.store_port = server->port();
+  so.world_size = static_cast<int32_t>(devices.size());
+  so.devices = devices;
+  so.timeout_seconds = timeout_seconds;
+  DGC_ASSIGN_OR_RETURN(auto session, TrainingSession::Lead(so));
+  StatusOr<TrainStats> stats = session->Train(model, sequences, one);
+  Status done = session->Finish();
+  if (!stats.ok()) return Cause(stats.status(), done);
+  if (!done.ok()) return done;
+  return stats;
 }
 
 namespace internal {

@@ -120,12 +120,14 @@ bool BackendAvailable(const std::string& backend);
 // thread, every other rank a copy of it on its own thread and device, all
 // meeting at a store server on 127.0.0.1 (a port the system chose) with the
 // backend "auto" resolves (NCCL between GPUs where built with it, else Gloo
-// over 127.0.0.1). See TrainOptions::data_parallel for what the ranks
-// compute: `model` ends on devices[0] with the weights one rank would have
-// reached on the same global batches, up to float rounding; the copies are
-// dropped. One device: model.Train there, no group. Returns rank 0's stats
-// (world_size = devices.size()); when any rank fails, the first failure (the
-// others stop at their next collective, within `timeout_seconds`).
+// over 127.0.0.1): a one-round TrainingSession (below) whose ranks all live
+// here, so `model` must have no live adapters. See TrainOptions::data_parallel
+// for what the ranks compute: `model` ends on devices[0] with the weights one
+// rank would have reached on the same global batches, up to float rounding;
+// the copies are dropped. One device: model.Train there, no group. Returns
+// rank 0's stats (world_size = devices.size()); when a rank fails, its error
+// rather than another rank's timeout waiting for it (the others stop at
+// their next collective, within `timeout_seconds`).
 [[nodiscard]] StatusOr<TrainStats> TrainOnDevices(FlowModel& model, const std::vector<std::vector<Token>>& sequences,
                                                   const TrainOptions& options, const std::vector<std::string>& devices,
                                                   double timeout_seconds = 300);
