@@ -111,13 +111,7 @@ Examples:
     std::string pseudonymized;  // the key fingerprint the chunks were made with
     for (const auto& r : *records) {
       if (!o->link.empty() && r.link != o->link && r.link.rfind(o->link + "#", 0) != 0) continue;
-      model::ChunkArtifact a;
-      a.link = r.link;
-      a.start_ns = r.start_ns;
-      a.duration_ns = r.duration_ns;
-      a.model_id = r.model_id;
-      a.parent_id = r.parent_id;
-      a.skeleton = r.skeleton;
+      model::ChunkArtifact a = ArtifactFields(r);
       a.report = nlohmann::json::parse(r.report_json, nullptr, /*allow_exceptions=*/false);
       if (a.report.is_discarded() || !a.report.is_object()) a.report = nlohmann::json::object();
       std::string fp = a.report.value("pseudonymized", "");

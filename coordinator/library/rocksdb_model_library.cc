@@ -528,7 +528,7 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::LatestChunk(absl::string_view link) {
   return absl::NotFoundError(absl::StrCat("link ", link, " has no chunk in the library"));
 }
 
-StatusOr<model::ChunkArtifact> RocksDbModelLibrary::ToArtifact(const ChunkRecord& c) {
+model::ChunkArtifact ArtifactFields(const ChunkRecord& c) {
   model::ChunkArtifact a;
   a.link = c.link;
   a.start_ns = c.start_ns;
@@ -536,6 +536,11 @@ StatusOr<model::ChunkArtifact> RocksDbModelLibrary::ToArtifact(const ChunkRecord
   a.model_id = c.model_id;
   a.parent_id = c.parent_id;
   a.skeleton = c.skeleton;
+  return a;
+}
+
+StatusOr<model::ChunkArtifact> RocksDbModelLibrary::ToArtifact(const ChunkRecord& c) {
+  model::ChunkArtifact a = ArtifactFields(c);
   a.report = nlohmann::json::parse(c.report_json, nullptr, /*allow_exceptions=*/false);
   if (a.report.is_discarded()) {
     return absl::DataLossError(absl::StrCat("chunk ", library::ChunkKeyToString(ChunkKey(c.link, c.start_ns)),

@@ -271,6 +271,11 @@ class RocksDbModelLibrary final : public ModelLibrary {
 // else's files.
 [[nodiscard]] StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir);
 
+// A chunk record's artifact fields (link, times, model and parent ids,
+// skeleton), without its delta and without its report: callers decide
+// whether the delta is needed and what an unreadable report means.
+model::ChunkArtifact ArtifactFields(const library::ChunkRecord& c);
+
 }  // namespace dgc
 
 #endif  // DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
