@@ -199,22 +199,22 @@ void RegisterRemoteCommands(CLI::App& app, int* exit_code) {
     cmd->footer(footer);
     return std::make_pair(cmd, a);
   };
-  {
-    auto [cmd, a] = add("cancel", "cancel a queued or running job (its result, if any, is discarded)", "job ID",
-                        "Examples:\n  dgcctl cancel job 42\n  dgcctl cancel 42 --coordinator tcp://10.0.0.5:7071");
-    cmd->callback([a = a, exit_code] {
+  // The two verbs on one job.
+  struct JobVerb {
+    const char* verb;
+    const char* help;
+    const char* footer;
+  };
+  for (const JobVerb& v :
+       {JobVerb{"cancel", "cancel a queued or running job (its result, if any, is discarded)",
+                "Examples:\n  dgcctl cancel job 42\n  dgcctl cancel 42 --coordinator tcp://10.0.0.5:7071"},
+        JobVerb{"retry", "queue a failed or cancelled job again",
+                "Examples:\n  dgcctl get jobs --state failed\n  dgcctl retry job 42"}}) {
+    auto [cmd, a] = add(v.verb, v.help, "job ID", v.footer);
+    cmd->callback([a = a, exit_code, verb = v.verb] {
       auto name = JobName(a->words);
-      Status st = name.ok() ? RunRemote(a->remote, "cancel", "jobs", *name, "", a->output) : name.status();
-      if (!st.ok()) Fail("cancel", st, exit_code);
-    });
-  }
-  {
-    auto [cmd, a] = add("retry", "queue a failed or cancelled job again", "job ID",
-                        "Examples:\n  dgcctl get jobs --state failed\n  dgcctl retry job 42");
-    cmd->callback([a = a, exit_code] {
-      auto name = JobName(a->words);
-      Status st = name.ok() ? RunRemote(a->remote, "retry", "jobs", *name, "", a->output) : name.status();
-      if (!st.ok()) Fail("retry", st, exit_code);
+      Status st = name.ok() ? RunRemote(a->remote, verb, "jobs", *name, "", a->output) : name.status();
+      if (!st.ok()) Fail(verb, st, exit_code);
     });
   }
   {
