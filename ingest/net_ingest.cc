@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
 #include "common/trace/chunk_format.h"
 #include "common/trace/merged_reader.h"
@@ -145,7 +146,9 @@ Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
     chunks_.Increment();
     last_chunk_ts_.Set(static_cast<double>(chunk.end_ns()) / 1e9);
   }
-  return WriteChunkFile(path, chunk, options_.zstd_level);
+  DGC_RETURN_IF_ERROR(WriteChunkFile(path, chunk, options_.zstd_level));
+  FaultPoint("ingest.chunk.spooled");  // on disk, maybe not yet offered
+  return absl::OkStatus();
 }
 
 void NetIngest::CaptureLoop() {
@@ -319,6 +322,7 @@ void NetIngest::Drain() {
       if (it == in_flight_.end()) return;  // a late duplicate ack
       std::error_code ec;
       if (a->accepted) {
+        FaultPoint("ingest.ack.before_remove");  // accepted, still in the spool: a restart resends it
         fs::remove(it->second.path, ec);
       } else {
         spdlog::error("coordinator refused {}: {} (kept in the spool, not resent)", it->second.path, a->reason);

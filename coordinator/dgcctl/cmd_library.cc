@@ -304,6 +304,7 @@ Status RunDescribe(const DescribeArgs& a) {
 struct ExpireArgs {
   std::string library, max_age, max_bytes, keep_raw, output = "table";
   bool dry_run = false;
+  size_t batch = RocksDbModelLibrary::ExpireOptions{}.batch_chunks;
 };
 
 Status RunExpire(const ExpireArgs& a) {
@@ -324,6 +325,7 @@ Status RunExpire(const ExpireArgs& a) {
   if (!a.max_age.empty() && o.max_age_ns <= 0) return absl::InvalidArgumentError("--max-age must be positive");
   if (!a.max_bytes.empty() && o.max_bytes == 0) return absl::InvalidArgumentError("--max-bytes must be positive");
   o.dry_run = a.dry_run;
+  o.batch_chunks = a.batch;
   DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
   DGC_ASSIGN_OR_RETURN(auto rep, lib->Expire(o));
   for (const auto& w : rep.warnings) std::fprintf(stderr, "dgcctl expire: warning: %s\n", w.c_str());
@@ -474,6 +476,11 @@ Examples:
   exp->add_option("--max-bytes", ea->max_bytes, "then the oldest chunks go until the library fits (e.g. 20GB)");
   exp->add_option("--keep-raw", ea->keep_raw, "raw chunk files kept beside chunks go after this (e.g. 24h)");
   exp->add_flag("--dry-run", ea->dry_run, "print what would go, change nothing");
+  exp->add_option("--batch", ea->batch,
+                  "deletions per atomic RocksDB write: chunk records in batches first, then the "
+                  "models no kept chunk needs")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   exp->add_option("-o,--output", ea->output, "table or json")->capture_default_str();
   exp->footer(R"(Rules: the newest chunk of every link is never expired; a model stays while a kept
 chunk builds on it (its own model or any ancestor), so deleting the head of a delta

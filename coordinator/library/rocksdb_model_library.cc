@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/byte_io.h"
+#include "common/base/fault.h"
 #include "common/base/time.h"
 #include "nlohmann/json.hpp"
 
@@ -432,7 +433,9 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
   c.stored_bytes = library::EncodeChunk(c).size() + a.delta.size() + 8;
   batch.Put(cf_[kChunks], key, library::EncodeChunk(c));
   if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, commit.fingerprint->Encode());
+  FaultPoint("library.commit.before_write");  // all decided, nothing written
   DGC_RETURN_IF_ERROR(Write(&batch));
+  FaultPoint("library.commit.after_write");  // committed, the caller not yet told
   return CommitResult::kCommitted;
 }
 
@@ -938,6 +941,7 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
       rep.warnings.push_back(absl::StrCat("could not delete raw file ", item.name, ": ", ec.message()));
     }
   }
+  FaultPoint("library.expire.after_raw_files");  // raw files gone, their records not yet cleared
   {
     rocksdb::WriteBatch batch;
     size_t n = 0;
@@ -955,9 +959,13 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
         DGC_RETURN_IF_ERROR(Write(&batch));
         batch.Clear();
         n = 0;
+        FaultPoint("library.expire.after_chunk_batch");  // some chunk records gone (the last: all), no model yet
       }
     }
-    if (n > 0) DGC_RETURN_IF_ERROR(Write(&batch));
+    if (n > 0) {
+      DGC_RETURN_IF_ERROR(Write(&batch));
+      FaultPoint("library.expire.after_chunk_batch");
+    }
   }
   {
     rocksdb::WriteBatch batch;
@@ -970,6 +978,7 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
         DGC_RETURN_IF_ERROR(Write(&batch));
         batch.Clear();
         n = 0;
+        FaultPoint("library.expire.after_model_batch");  // some unneeded models gone, not all
       }
     }
     if (n > 0) DGC_RETURN_IF_ERROR(Write(&batch));
