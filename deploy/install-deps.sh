@@ -24,6 +24,7 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   tshark tcpdump python3 prometheus curl
+  zstd xz-utils gzip                  # codec_test: the command-line tools read what dgc writes
   python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
 

@@ -182,7 +182,8 @@ TEST(BaselineCliTest, RealCaptureSmoke) {
     size_t n = CountPackets(synth);
     EXPECT_EQ(n, j["regenerated_packets"].get<size_t>());
     EXPECT_GT(n, 0u);
-    if (testing::HaveTool("tshark")) {
+    ASSERT_TRUE(testing::RequireTool("tshark"));
+    {
       std::string complaints;
       int rc = testing::Run(
           "tshark -r " + synth +

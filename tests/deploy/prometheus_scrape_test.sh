@@ -2,20 +2,23 @@
 # A real Prometheus (Debian's prometheus package) scrapes deploy/local-cluster.sh:
 # every target (coordinator, ingest, two workers) is up, every process exports
 # dgc_build_info, the alert rules load, and dgc_ingest_packets_total grows while a
-# capture is fed. Exits 77 (skipped) until step 5's binaries and local-cluster.sh exist.
+# capture is fed. A missing local-cluster.sh, binary, or tool deploy/install-deps.sh
+# installs (prometheus, curl, python3) is a failure, not a skip.
 # Usage: prometheus_scrape_test.sh REPO_ROOT BUILD_DIR   (ctest: deploy_prometheus_scrape)
 # DGC_TEST_CAPTURE=FILE feeds that capture instead of a synthetic one.
 set -euo pipefail
 root=$(cd "$1" && pwd)
 build=$(cd "$2" && pwd)
-skip() { echo "SKIP: $*"; exit 77; }
+missing() { echo "FAIL: $*"; exit 1; }
 fail() { echo "FAIL: $*"; for f in "$tmp"/lc.log "$tmp"/lc/logs/*; do [[ -f $f ]] && { echo "== $f"; tail -n 20 "$f"; }; done; exit 1; }
 
-[[ -f $root/deploy/local-cluster.sh ]] || skip "deploy/local-cluster.sh does not exist yet (step 5)"
+[[ -f $root/deploy/local-cluster.sh ]] || missing "deploy/local-cluster.sh does not exist"
 for b in coordinator/dgc-coordinator worker/dgc-worker ingest/dgc-ingest; do
-  [[ -x $build/$b ]] || skip "$build/$b not built"
+  [[ -x $build/$b ]] || missing "$build/$b not built"
 done
-for t in prometheus curl python3; do command -v "$t" >/dev/null || skip "$t not installed"; done
+for t in prometheus curl python3; do
+  command -v "$t" >/dev/null || missing "$t not installed: install the Debian package $t (deploy/install-deps.sh installs it)"
+done
 
 tmp=$(mktemp -d)
 pids=()

@@ -90,7 +90,7 @@ TEST_F(EvalCliTest, ScoresTheFloorAloneWithoutSynth) {
 }
 
 TEST_F(EvalCliTest, WritesAValidHtmlReport) {
-  if (!::dgc::testing::HaveTool("python3")) GTEST_SKIP() << "no python3";
+  ASSERT_TRUE(::dgc::testing::RequireTool("python3"));
   std::string out, err, html = dir_.File("r.html");
   ASSERT_EQ(Eval("eval --floor --report " + html + " " + real_ + " " + synth_, &out, &err), 0)
       << err;

@@ -127,7 +127,7 @@ TEST(TableReportTest, FitsOneHundredColumnsAndNamesEveryMetric) {
 class HtmlReportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!::dgc::testing::HaveTool("python3")) GTEST_SKIP() << "no python3";
+    ASSERT_TRUE(::dgc::testing::RequireTool("python3"));
   }
   ::dgc::testing::TempDir dir_;
 };

@@ -29,8 +29,8 @@ class TsharkAgreementTest : public ::testing::TestWithParam<Pair> {
  protected:
   void SetUp() override {
     DGC_REQUIRE_DATA();
-    if (!::dgc::testing::HaveTool("tshark")) GTEST_SKIP() << "no tshark";
-    if (!::dgc::testing::HaveTool("python3")) GTEST_SKIP() << "no python3";
+    ASSERT_TRUE(::dgc::testing::RequireTool("tshark"));
+    ASSERT_TRUE(::dgc::testing::RequireTool("python3"));
   }
 
   // Writes a header-only raw-IP capture, as a generator would: the sizes come

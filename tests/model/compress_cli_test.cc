@@ -77,7 +77,8 @@ TEST_F(CompressCliTest, CompressesAndRegeneratesDeterministically) {
   PacketRecord p;
   while ((*r)->Next(&p)) EXPECT_EQ(p.proto, kProtoUdp);
 
-  if (testing::HaveTool("tshark")) {
+  ASSERT_TRUE(testing::RequireTool("tshark"));
+  {
     std::string bad;
     testing::Run("tshark -n -r " + a +
                      " -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE"

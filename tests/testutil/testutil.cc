@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 namespace dgc::testing {
 namespace fs = std::filesystem;
@@ -162,6 +163,16 @@ std::string BinaryPath(const std::string& name) {
 
 bool HaveTool(const std::string& name) {
   return Run("command -v " + name + " >/dev/null 2>&1") == 0;
+}
+
+::testing::AssertionResult RequireTool(const std::string& name) {
+  if (HaveTool(name)) return ::testing::AssertionSuccess();
+  // Tools whose Debian package has another name.
+  static const std::map<std::string, std::string> kPackage = {
+      {"xz", "xz-utils"}, {"promtool", "prometheus"}, {"nfpcapd", "nfdump"}, {"editcap", "wireshark-common"}};
+  auto it = kPackage.find(name);
+  return ::testing::AssertionFailure() << name << " is not installed, and the tests need it: run deploy/install-deps.sh"
+                                       << " (Debian package " << (it == kPackage.end() ? name : it->second) << ")";
 }
 
 }  // namespace dgc::testing

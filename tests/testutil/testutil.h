@@ -67,6 +67,11 @@ std::string BinaryPath(const std::string& name);
 
 bool HaveTool(const std::string& name);
 
+// A command-line tool that deploy/install-deps.sh installs: its absence is a
+// failure naming the Debian package, never a skip.
+//   ASSERT_TRUE(testing::RequireTool("tshark"));
+::testing::AssertionResult RequireTool(const std::string& name);
+
 }  // namespace dgc::testing
 
 #endif  // DGC_TESTS_TESTUTIL_TESTUTIL_H_

@@ -59,7 +59,7 @@ std::vector<PacketRecord> ReadAll(const std::string& path, ReadStats* stats) {
 
 TEST(SharedDataTest, IpCountsMatchTsharkAndEdgeCasesNeverCrash) {
   DGC_REQUIRE_DATA();
-  if (!testing::HaveTool("tshark")) GTEST_SKIP() << "tshark not installed";
+  ASSERT_TRUE(testing::RequireTool("tshark"));
   auto files = Captures(testing::DataDir());
   ASSERT_GT(files.size(), 39u);
   int edge_cases = 0, refused = 0, compared = 0;

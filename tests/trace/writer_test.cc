@@ -100,7 +100,7 @@ TEST(WriterTest, WrittenPcapReadsBackToTheSameRecords) {
 }
 
 TEST(WriterTest, TsharkFindsNoMalformedPacketAndNoChecksumError) {
-  if (!testing::HaveTool("tshark")) GTEST_SKIP() << "tshark not installed";
+  ASSERT_TRUE(testing::RequireTool("tshark"));
   testing::TempDir dir;
   for (OutputLink link : {OutputLink::kRawIp, OutputLink::kEthernet}) {
     std::string path = dir.File("v.pcap");
