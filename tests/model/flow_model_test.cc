@@ -446,6 +446,7 @@ class DeltaTest : public TrainedModelTest {
 TEST_F(DeltaTest, LoraDeltaRoundTripsAndAdaptsToTheChunk) {
   auto shifted = ToyData(1000, 12, 3);
   const double parent_loss = *model_->Loss(shifted);
+  const std::string parent_bytes = model_->ToBytes();
   auto child = FineTune(LoraOptions(4));
   const double child_loss = *child->Loss(shifted);
   EXPECT_LT(child_loss, parent_loss - 0.1);
@@ -467,9 +468,15 @@ TEST_F(DeltaTest, LoraDeltaRoundTripsAndAdaptsToTheChunk) {
   ASSERT_TRUE(child->AdoptDelta(*delta, "chunk-1.delta").ok());
   EXPECT_EQ(child->ToBytes(), (*rebuilt)->ToBytes());
 
-  // The parent did not change: LoRA froze it.
+  // LoRA froze the parent: fine-tuning the clone changed none of the
+  // parent's weights (a clone sharing its tensors would have), and the delta
+  // alone (adapters, no base weights) rebuilt the child above.
+  EXPECT_EQ(model_->ToBytes(), parent_bytes);
+  EXPECT_EQ(*model_->Loss(shifted), parent_loss);
   auto again = model_->Clone();
+  ASSERT_TRUE(again.ok());
   ASSERT_TRUE((*again)->ApplyDelta(*delta, "chunk-1.delta").ok());
+  EXPECT_EQ((*again)->ToBytes(), (*rebuilt)->ToBytes()) << "the delta alone rebuilds the child from the parent";
 }
 
 TEST_F(DeltaTest, SeededAStoresOnlyB) {

@@ -14,7 +14,8 @@
 
 namespace dgc::testing {
 
-Process::Process(const std::string& binary, const std::vector<std::string>& args, const std::string& log)
+Process::Process(const std::string& binary, const std::vector<std::string>& args, const std::string& log,
+                 const std::vector<std::string>& env)
     : log_(log) {
   std::vector<std::string> argv_s = {binary};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -25,6 +26,10 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       ::close(fd);
+    }
+    for (const auto& e : env) {
+      auto eq = e.find('=');
+      if (eq != std::string::npos) ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
     }
     std::vector<char*> argv;
     for (auto& s : argv_s) argv.push_back(s.data());

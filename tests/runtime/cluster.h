@@ -16,11 +16,13 @@
 
 namespace dgc::testing {
 
-// A child process; its stdout and stderr go to `log`. Killed (SIGKILL) by the
-// destructor when still running.
+// A child process; its stdout and stderr go to `log`, `env` ("NAME=VALUE",
+// e.g. a DGC_FAULT point) is added to its environment. Killed (SIGKILL) by
+// the destructor when still running.
 class Process {
  public:
-  Process(const std::string& binary, const std::vector<std::string>& args, const std::string& log);
+  Process(const std::string& binary, const std::vector<std::string>& args, const std::string& log,
+          const std::vector<std::string>& env = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

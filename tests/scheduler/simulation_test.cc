@@ -38,11 +38,24 @@ TEST(SchedulerSimulationTest, FailedJobsBlockingStreamsIsReportedNotHung) {
   o.fail_fraction = 0.5;  // some jobs reach max_failures
   o.expire_fraction = 0;
   o.max_rounds = 500;
+  // Without blocking, a job that failed for good is skipped and its stream
+  // goes on: every job ends, some of them failed, the invariants hold.
+  auto free = RunSchedulerSimulation(o);
+  ASSERT_TRUE(free.ok()) << free.status();
+  EXPECT_EQ(free->jobs_done + free->jobs_failed, 400u);
+  EXPECT_GT(free->jobs_failed, 0u) << "no job reached max_failures: the blocking run below proves nothing";
+  EXPECT_EQ(free->commits, free->jobs_done);
+  EXPECT_EQ(free->order_violations, 0u);
+  EXPECT_EQ(free->double_commits, 0u);
+  EXPECT_EQ(free->concurrent_in_stream, 0u);
+  EXPECT_EQ(free->capacity_violations, 0u);
+  // With blocking, the same run (same seed) holds back the jobs behind a
+  // failed one: it stops with a clear "stuck" error well before max_rounds,
+  // instead of spinning until it runs out of rounds.
   o.scheduler.failed_job_blocks_stream = true;
-  auto r = RunSchedulerSimulation(o);
-  // Either everything finished, or the run stops with a clear error instead
-  // of spinning.
-  if (!r.ok()) EXPECT_NE(r.status().message().find("stuck"), std::string::npos) << r.status();
+  auto blocked = RunSchedulerSimulation(o);
+  ASSERT_FALSE(blocked.ok()) << "every job finished although failed jobs block their streams";
+  EXPECT_NE(blocked.status().message().find("stuck"), std::string::npos) << blocked.status();
 }
 
 }  // namespace
