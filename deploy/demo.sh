@@ -34,7 +34,7 @@ chunk=${chunk:-600}
 echo "== compress $trace (chunks of ${chunk}s) into $out/library"
 rm -rf "$out/library"
 "$ctl" compress "$trace" --library "$out/library" --chunk-seconds "$chunk" -o json >"$out/compress.json"
-python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("  %d chunks, %d packets, %d B stored (%.0f B per million packets), base %d B, %.1f s" % (j["chunks"], j["packets"], j["stored_bytes"], j["stored_bytes_per_million_packets"], j["base_model_bytes"], j["seconds"]))' "$out/compress.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("  %d chunks, %d packets, %d B stored (%.0f B per million packets), base %d B, %.1f s wall, %.1f CPU-s" % (j["chunks"], j["packets"], j["stored_bytes"], j["stored_bytes_per_million_packets"], j["base_model_bytes"], j["seconds"], j["cpu_seconds"]))' "$out/compress.json"
 
 echo "== generate $out/synthetic.pcap"
 "$ctl" generate --library "$out/library" -o "$out/synthetic.pcap"
@@ -42,7 +42,7 @@ echo "== generate $out/synthetic.pcap"
 echo "== fidelity (dgcctl eval; HTML report in $out/report.html)"
 "$ctl" eval "$trace" "$out/synthetic.pcap" --report "$out/report.html"
 
-echo "== storage (dgcctl storage, DGC = the chunks' stored bytes)"
+echo "== storage (dgcctl storage, DGC = the chunks' stored bytes and compress's CPU seconds, user+sys)"
 stored=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stored_bytes"])' "$out/compress.json")
-secs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$out/compress.json")
-"$ctl" storage "$trace" --model-bytes "$stored" --compute-seconds "$secs"
+cpu_secs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cpu_seconds"])' "$out/compress.json")
+"$ctl" storage "$trace" --model-bytes "$stored" --compute-seconds "$cpu_secs"

@@ -3,7 +3,9 @@
 # adapted weights, fine-tune sample size and steps. Each point fine-tunes the
 # same chunk from the same base (no fidelity check, so the budget is exactly
 # the steps), regenerates it and scores it: stored bytes against the mean of
-# the 17 metrics, the curve the defaults are chosen on.
+# the 17 metrics, the curve the defaults are chosen on. "run s" is the wall time
+# of the whole `dgcctl compress` run (compress's `seconds`: opening the library,
+# reading the chunk, the fine-tune, delta and commit), not of training alone.
 #
 # Usage: tests/bench/model_sweep.sh BASE.dgcm CHUNK.pcap [CHUNK_SECONDS]
 #   dgcctl warmup first600s.pcap -o base.dgcm
@@ -27,7 +29,7 @@ points=(
   "steps 120|--steps 120"
   "full delta|--full-delta"
 )
-printf '%-16s %10s %8s %8s %-12s %9s\n' point "stored B" mean worst worst-metric "train s"
+printf '%-16s %10s %8s %8s %-12s %9s\n' point "stored B" mean worst worst-metric "run s"
 for p in "${points[@]}"; do
   name=${p%%|*}; flags=${p#*|}
   d="$work/${name// /_}"; rm -rf "$d"; mkdir -p "$d"
