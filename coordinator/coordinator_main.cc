@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/logging.h"
+#include "common/base/units.h"
 #include "common/runtime/health_server.h"
 #include "common/runtime/process.h"
 #include "coordinator/server.h"
@@ -35,7 +36,8 @@ or startup error.)");
   int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
   double seconds = 20, warmup_seconds = 120;
   uint64_t seed = 1;
-  bool no_check = false;
+  bool no_check = false, no_exact = false;
+  std::string budget = "0.1x";
   app.add_option("--listen", o.listen, "ZeroMQ endpoint for workers and ingest")->capture_default_str();
   app.add_option("--api", o.api, "ZeroMQ endpoint for dgcctl")->capture_default_str();
   app.add_option("--library", o.library_dir, "model library directory (RocksDB; created if absent)")->required();
@@ -66,6 +68,11 @@ or startup error.)");
   app.add_option("--sample-flows", sample_flows, "flows per chunk the fine-tune sees, at most")->capture_default_str();
   app.add_option("--min-flows", min_flows, "fewer flows: share the previous model")->capture_default_str();
   app.add_flag("--no-check", no_check, "workers skip the fidelity check");
+  app.add_option("--budget", budget,
+                 "bytes each chunk may keep (as dgcctl compress --budget): 0.1x of zstd -19 of its header-only "
+                 "pcap, 50KB per million packets, or none")
+      ->capture_default_str();
+  app.add_flag("--no-exact", no_exact, "keep no flow exactly (model only)");
   app.add_option("--check-flows", check_flows, "flows the fidelity check scores (0: whole chunk)")->capture_default_str();
   app.add_option("--warmup-steps", warmup_steps, "base training steps (a new link's first chunk)")->capture_default_str();
   app.add_option("--warmup-seconds", warmup_seconds, "base training time budget")->capture_default_str();
@@ -78,6 +85,10 @@ or startup error.)");
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-coordinator"); rc >= 0) return rc;
   dgc::InitLogging("dgc-coordinator", common.log_level);
 
+  if (auto b = dgc::ParseBudget(budget); !b.ok()) {
+    spdlog::error("{}", std::string(b.status().message()));
+    return 1;
+  }
   o.lease_ns = static_cast<int64_t>(lease_s * 1e9);
   o.heartbeat_ns = static_cast<int64_t>(heartbeat_s * 1e9);
   o.raw_retention_ns = static_cast<int64_t>(raw_retention_s * 1e9);
@@ -85,7 +96,8 @@ or startup error.)");
                    {"min_flows", min_flows}, {"check", !no_check}, {"check_flows", check_flows},
                    {"warmup_steps", warmup_steps}, {"warmup_seconds", warmup_seconds},
                    {"warmup_flows", warmup_flows}, {"width", width}, {"depth", depth}, {"heads", heads},
-                   {"packets_per_flow", packets_per_flow}, {"seed", seed}};
+                   {"packets_per_flow", packets_per_flow}, {"seed", seed}, {"budget", budget},
+                   {"exact", !no_exact}};
   auto security = dgc::runtime::ServerSecurity(common);
   if (!security.ok()) {
     spdlog::error("{}", std::string(security.status().message()));

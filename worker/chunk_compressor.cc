@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/baseline/codec.h"
+#include "common/baseline/pcap_image.h"
 #include "common/eval/metrics.h"
 #include "common/base/time.h"
 #include "common/model/distributed.h"
@@ -83,8 +85,64 @@ CheckWindow MakeCheckWindow(const Chunk& chunk, const model::Skeleton& sk, int32
   for (const auto& p : chunk.packets) {
     if (p.ts_ns >= s.start_ns && p.ts_ns < s.start_ns + s.duration_ns) w.chunk.packets.push_back(p);
   }
+  // The exact flows that start in the window, and the window's own structure.
+  const int64_t shift_us = (s.start_ns - sk.start_ns) / 1000, len_us = s.duration_ns / 1000;
+  for (model::ExactFlow e : sk.exact) {
+    if (e.start_offset_us < shift_us || e.start_offset_us >= shift_us + len_us) continue;
+    e.start_offset_us -= shift_us;
+    s.exact.push_back(e);
+  }
+  if (sk.window_ns > 0) s.AddStructure(w.chunk, sk.window_ns);
   return w;
 }
+
+// The chunk's byte budget under `o` (0: none).
+uint64_t ChunkBudget(const Chunk& chunk, const CompressOptions& o) {
+  if (o.budget_fraction > 0) {
+    auto z = baseline::Compress(baseline::Codec::kZstd, 19, baseline::PcapImage(chunk.packets));
+    return z.ok() ? static_cast<uint64_t>(o.budget_fraction * double(z->size())) : 0;
+  }
+  if (o.budget_bytes_per_mpkt > 0) {
+    return static_cast<uint64_t>(o.budget_bytes_per_mpkt * double(chunk.packets.size()) / 1e6);
+  }
+  return 0;
+}
+
+// The most flows of `ranked` whose exact section fits `room` bytes: sized
+// from a probe and then checked, so the compressor runs a few times, not once
+// per candidate.
+size_t ExactFlowsThatFit(model::Skeleton& sk, const std::vector<model::ExactFlow>& ranked, int64_t room) {
+  if (room <= 0 || ranked.empty()) {
+    sk.exact.clear();
+    return 0;
+  }
+  auto size_of = [&](size_t k) {
+    sk.SetExactFlows(ranked, k);
+    return static_cast<int64_t>(sk.EncodedSizes().exact);
+  };
+  size_t k = std::min<size_t>(ranked.size(), 64);
+  int64_t bytes = size_of(k);
+  for (int round = 0; round < 6; ++round) {
+    const double per_flow = double(std::max<int64_t>(bytes, 1)) / double(std::max<size_t>(k, 1));
+    size_t want = std::min<size_t>(ranked.size(), static_cast<size_t>(double(room) / per_flow * 0.97));
+    if (want == k) break;
+    k = std::max<size_t>(want, 0);
+    bytes = k == 0 ? 0 : size_of(k);
+    if (bytes <= room && k == ranked.size()) break;
+  }
+  while (k > 0 && bytes > room) {  // shrink until it fits
+    k = k * 9 / 10;
+    bytes = k == 0 ? 0 : size_of(k);
+  }
+  sk.SetExactFlows(ranked, k);
+  return k;
+}
+
+// The metadata (the record's ids and counts, the compressed report) of a
+// chunk, for the split before it exists: about this much for a quiet chunk.
+constexpr int64_t kMetadataEstimate = 250;
+// Below this the budget has no room for a delta worth training.
+constexpr int64_t kMinDeltaBytes = 4096;
 
 }  // namespace
 
@@ -98,6 +156,10 @@ nlohmann::json CompressOptions::ToJson() const {
           {"check_flows", check_flows},
           {"min_delta_gain", min_delta_gain},
           {"fidelity_target", fidelity_target},
+          {"budget_fraction", budget_fraction},
+          {"budget_bytes_per_mpkt", budget_bytes_per_mpkt},
+          {"exact_flows", exact_flows},
+          {"structure", structure},
           {"seed", seed}};
 }
 
@@ -175,13 +237,43 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   model::FlowTokenizer tok(o.tokenizer);
   std::vector<Flow> flows = BuildFlows(chunk.packets, chunk.end_ns());
   model::Skeleton sk = model::Skeleton::FromChunk(chunk, flows, model::Skeleton::DefaultBinNs(chunk.duration_ns));
+  if (o.structure) sk.AddStructure(chunk, model::kStructureWindowNs);
+  // The budget: skeleton and structure first, then a delta when one fits,
+  // then exact flows. Until the delta exists, room is kept for one of the
+  // size the last fine-tune of a chunk like this took (or half the rest).
+  const int64_t budget = static_cast<int64_t>(ChunkBudget(chunk, o));
+  const bool budgeted = budget > 0;
+  model::Skeleton::Sizes base_sizes = sk.EncodedSizes();
+  // A tight budget (a quiet chunk) coarsens the bins until the skeleton
+  // takes at most half of it: per-second counts of a few hundred packets
+  // cost more than the flows themselves, whose starts and packet counts the
+  // exact records then keep.
+  for (int64_t coarser : {int64_t(10) * 1000000000, int64_t(60) * 1000000000, int64_t(600) * 1000000000}) {
+    if (!budgeted || int64_t(base_sizes.bins + base_sizes.structure) + kMetadataEstimate <= budget / 2 ||
+        coarser <= sk.bin_ns || coarser > chunk.duration_ns / 4) {
+      break;
+    }
+    model::Skeleton c2 = model::Skeleton::FromChunk(chunk, flows, coarser);
+    c2.window_ns = sk.window_ns;
+    c2.windows = std::move(sk.windows);
+    c2.total = sk.total;
+    sk = std::move(c2);
+    base_sizes = sk.EncodedSizes();
+  }
+  const int64_t fixed = int64_t(base_sizes.bins + base_sizes.structure) + kMetadataEstimate;
+  std::vector<model::ExactFlow> ranked;
+  if (budgeted && o.exact_flows) ranked = model::Skeleton::RankFlows(chunk);
+  const bool delta_fits = !budgeted || budget - fixed >= kMinDeltaBytes;
+  if (budgeted && o.exact_flows) {
+    const int64_t delta_reserve = delta_fits ? std::min<int64_t>((budget - fixed) / 2, 24 * 1024) : 0;
+    ExactFlowsThatFit(sk, ranked, budget - fixed - delta_reserve);
+  }
   ChunkResult res;
   model::ChunkArtifact& a = res.artifact;
   a.link = chunk.link;
   a.start_ns = chunk.start_ns;
   a.duration_ns = chunk.duration_ns;
   a.parent_id = parent_id;
-  a.skeleton = sk.Encode();
   uint64_t bytes = 0;
   for (const auto& p : chunk.packets) bytes += p.ip_len;
   nlohmann::json report = {{"packets", chunk.packets.size()}, {"flows", flows.size()}, {"bytes", bytes},
@@ -204,9 +296,10 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
   }
 
-  if (flows.size() + pool.size() < size_t(o.min_flows_to_finetune)) {
-    // A quiet chunk: its skeleton and the parent's model are enough; its
-    // flows wait in the caller's pool for a later fine-tune.
+  if (flows.size() + pool.size() < size_t(o.min_flows_to_finetune) || !delta_fits) {
+    // A quiet chunk (or a budget with no room for a delta): its skeleton and
+    // the parent's model are enough; its flows wait in the caller's pool for
+    // a later fine-tune.
     a.model_id = parent_id;
     DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
     report["shared"] = true;
@@ -285,7 +378,40 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
       report["fidelity_met"] = best_mean <= o.fidelity_target;
     }
   }
+  if (budgeted && o.exact_flows) {
+    // The delta is known now: exact flows take what it left.
+    const int64_t room = budget - fixed - static_cast<int64_t>(a.delta.size());
+    if (room < 0 && !a.delta.empty()) {
+      // The delta alone overran the budget: the parent serves this chunk.
+      report["delta_dropped"] = absl::StrFormat("%d B delta over the %d B budget", a.delta.size(), budget);
+      a.delta.clear();
+      a.model_id = parent_id;
+      DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
+      report.erase("fidelity_mean");
+      report.erase("fidelity_met");
+    }
+    ExactFlowsThatFit(sk, ranked, budget - fixed - static_cast<int64_t>(a.delta.size()));
+    if (!sk.exact.empty() && o.check_fidelity && report.contains("fidelity_mean")) {
+      report.erase("fidelity_mean");  // scored without the final exact flows: score again below
+      report.erase("fidelity_met");
+    }
+  }
+  a.skeleton = sk.Encode();
+  {
+    const model::Skeleton::Sizes z = sk.EncodedSizes();
+    uint64_t exact_packets = 0;
+    for (const auto& e : sk.exact) exact_packets += e.packets;
+    // The privacy figure: the share of the chunk's packets in flows kept
+    // with their real 5-tuples (replayed as they were).
+    if (!sk.exact.empty()) {
+      report["exact_packet_share"] =
+          std::round(double(exact_packets) / double(std::max<size_t>(1, chunk.packets.size())) * 1000) / 1000;
+    }
+    res.split = {{"budget", budget}, {"skeleton", z.bins}, {"structure", z.structure}, {"exact", z.exact},
+                 {"delta", a.delta.size()}, {"exact_flows", sk.exact.size()}};
+  }
   if (o.check_fidelity && !report.contains("fidelity_mean")) {
+    if (!sk.exact.empty() || sk.window_ns > 0) check = MakeCheckWindow(chunk, sk, o.check_flows, gen.seed);
     auto synth = model::GenerateChunk(*res.model, tok, check.skeleton, gen);
     if (!synth.ok()) return synth.status();
     // A shared chunk keeps only the headline figures: on a quiet link the

@@ -48,6 +48,17 @@ struct CompressOptions {
   double min_delta_gain = 0.01;
   model::GenerateOptions generate;
   uint64_t seed = 1;
+  // The byte budget of a chunk (--budget): `budget_fraction` of zstd -19 of
+  // its header-only pcap when > 0, else `budget_bytes_per_mpkt` bytes per
+  // million packets when > 0, else none (no exact flows). Within it the
+  // skeleton and structure windows come first, then the delta (a chunk whose
+  // budget leaves no room for one shares its parent's model), then as many
+  // of the heaviest flows as fit, kept exactly. Each chunk's report gives the
+  // split ("bytes": skeleton, structure, exact, delta, metadata).
+  double budget_fraction = 0.1;
+  double budget_bytes_per_mpkt = 0;
+  bool exact_flows = true;  // false (--no-exact): model only, no real 5-tuple kept
+  bool structure = true;    // per-window distinct counts, and hosts steered to them
   // Where this process trains (not part of the options a job carries: each
   // worker decides). Empty: warmup.device / finetune.device. Two or more:
   // every training runs data-parallel, one rank per device
@@ -72,6 +83,9 @@ struct ChunkResult {
   // if the delta was then dropped for too small a gain.
   bool finetuned = false;
   double seconds = 0;
+  // How the chunk's bytes split (not stored: the skeleton and the delta say
+  // it): {"budget", "skeleton", "structure", "exact", "delta", "exact_flows"}.
+  nlohmann::json split;
 };
 
 // Training sequences for a chunk: a uniform sample of at most `max_flows` flows.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/files.h"
+#include "common/base/units.h"
 #include "common/trace/chunk_format.h"
 #include "common/wire/parent_bundle.h"
 #include "nlohmann/json.hpp"
@@ -43,6 +44,11 @@ CompressOptions OptionsFromJson(const std::string& text) {
   o.network.heads = j.value("heads", o.network.heads);
   o.tokenizer.max_packets = j.value("packets_per_flow", o.tokenizer.max_packets);
   o.seed = j.value("seed", o.seed);
+  if (auto b = ParseBudget(j.value("budget", std::string("0.1x"))); b.ok()) {
+    o.budget_fraction = b->fraction;
+    o.budget_bytes_per_mpkt = b->bytes_per_mpkt;
+  }
+  o.exact_flows = j.value("exact", o.exact_flows);
   return o;
 }
 

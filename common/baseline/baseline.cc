@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/baseline/flow_records.h"
@@ -80,10 +81,20 @@ class FlowRecordBaseline : public Baseline {
  public:
   explicit FlowRecordBaseline(const BaselineOptions& o) : options_(o) {}
   BaselineMethod method() const override { return BaselineMethod::kFlows; }
-  std::string Describe() const override { return "flows"; }
+  std::string Describe() const override {
+    return options_.flow_sampling_n > 1 ? absl::StrCat("flows 1:", options_.flow_sampling_n) : "flows";
+  }
   StatusOr<KeptForm> Keep(absl::Span<const PacketRecord> packets) const override {
     SortedView sorted(packets);
     std::vector<Flow> flows = BuildFlows(sorted.get());
+    if (options_.flow_sampling_n > 1) {
+      std::vector<Flow> kept;
+      for (const Flow& f : flows) {
+        const uint64_t h = absl::HashOf(f.key, f.first_ns);
+        if (h % options_.flow_sampling_n == 0) kept.push_back(f);
+      }
+      flows = std::move(kept);
+    }
     KeptForm form;
     DGC_ASSIGN_OR_RETURN(form.bytes, PackFlowRecords(flows, options_.zstd_level));
     form.records = flows.size();
@@ -91,6 +102,12 @@ class FlowRecordBaseline : public Baseline {
   }
   StatusOr<std::vector<PacketRecord>> Regenerate(absl::string_view kept) const override {
     DGC_ASSIGN_OR_RETURN(std::vector<Flow> flows, UnpackFlowRecords(kept));
+    if (options_.flow_sampling_n > 1) {
+      for (Flow& f : flows) {  // scaled up: the volume of the flows not kept
+        f.packets *= options_.flow_sampling_n;
+        f.bytes *= options_.flow_sampling_n;
+      }
+    }
     return PacketsFromFlows(flows, options_.flow_ttl, options_.max_packets);
   }
 

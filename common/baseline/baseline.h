@@ -49,6 +49,10 @@ struct BaselineOptions {
   // flows: TTL / hop limit of every regenerated packet (a flow record keeps
   // none); 64 is the usual initial TTL of Linux, macOS and IPv6 stacks.
   uint8_t flow_ttl = 64;
+  // flows: keep 1 flow record in N (flow sampling, chosen by a hash of the
+  // 5-tuple and start, so the choice does not depend on order); each kept
+  // record regenerates with N times its packets and bytes.
+  uint32_t flow_sampling_n = 1;
   // zstd level of the flows and marginals blobs (the CLI's `zstd -19`).
   int zstd_level = 19;
   // Regenerate refuses a blob that describes more packets than this, so a

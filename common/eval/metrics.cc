@@ -67,9 +67,15 @@ struct TupleRec {
   uint32_t flows = 0;      // flows of this tuple
 };
 
-// The two window scales the use-case figures need: W and 10 W.
-constexpr int kScales = 2;
-constexpr int64_t kScaleFactor[kScales] = {1, 10};
+// The window scales the use-case figures need: W, 10 W, and the minute and
+// five minutes operators count in (METRICS.md).
+constexpr int kScales = 4;
+constexpr int64_t kFixedScaleNs[kScales] = {0, 0, 60LL * 1000000000, 300LL * 1000000000};
+WindowSize ScaleWindow(WindowSize w, int k) {
+  if (k == 0) return w;
+  if (k == 1) return w.Times(10);
+  return WindowSize{kFixedScaleNs[k], 1};
+}
 
 // Everything the metrics need from one trace, in one pass over its packets.
 // Memory is linear in flows, addresses and non-empty windows, not in packets.
@@ -89,7 +95,7 @@ struct Summary {
   std::vector<uint64_t> src_packets, dst_packets;
   // Non-empty windows, in increasing index, at W and 10 W.
   std::vector<WindowStat> windows[kScales];
-  int64_t window_count[kScales] = {0, 0};  // empty ones included; 0 for an empty trace
+  int64_t window_count[kScales] = {0, 0, 0, 0};  // empty ones included; 0 for an empty trace
 };
 
 // Tracks distinct ids per window: an id counts once per window index. Works
@@ -145,7 +151,7 @@ Summary Summarize(const std::vector<PacketRecord>& packets, const std::vector<ui
   }
   WindowSize scale_w[kScales];
   for (int k = 0; k < kScales; ++k) {
-    scale_w[k] = w.Times(kScaleFactor[k]);
+    scale_w[k] = ScaleWindow(w, k);
     s.window_count[k] = scale_w[k].Count(s.span);
   }
   DistinctPerWindow src_seen[kScales], dst_seen[kScales], pair_seen[kScales], tuple_seen[kScales];
@@ -312,7 +318,7 @@ double RelError(double synth, double real) { return std::fabs(synth - real) / st
 
 UseCase UseCaseAt(const Summary& r, const Summary& s, int k, WindowSize w, uint64_t scale) {
   UseCase u;
-  u.window_s = w.Times(kScaleFactor[k]).seconds();
+  u.window_s = ScaleWindow(w, k).seconds();
   u.windows = std::max(r.window_count[k], s.window_count[k]);
   std::vector<double> err[6];
   const auto& a = r.windows[k];
@@ -381,7 +387,12 @@ Scores Score(const Summary& r, const Summary& s, WindowSize w, int64_t real_span
     }
   }
   if (sc.scored > 0) sc.mean = sum / sc.scored;
-  for (int k = 0; k < kScales; ++k) (k == 0 ? sc.w : sc.w10) = UseCaseAt(r, s, k, w, scale);
+  UseCase* uc[kScales] = {&sc.w, &sc.w10, &sc.m1, &sc.m5};
+  for (int k = 0; k < kScales; ++k) {
+    // The minute scales only where the real trace spans ten such windows.
+    if (k >= 2 && real_span < 10 * kFixedScaleNs[k]) continue;
+    *uc[k] = UseCaseAt(r, s, k, w, scale);
+  }
   double f = static_cast<double>(scale);
   sc.total_packets = RelError(f * double(s.packets), f * double(r.packets));
   sc.total_bytes = RelError(f * double(s.bytes), f * double(r.bytes));
@@ -492,10 +503,10 @@ Scores FloorScores(const Trace& real, WindowSize w, int64_t real_span, bool plot
     }
   }
   if (f.scored > 0) f.mean = sum / f.scored;
-  UseCase* fu[2] = {&f.w, &f.w10};
-  const UseCase* au[2] = {&ab.w, &ab.w10};
-  const UseCase* bu[2] = {&ba.w, &ba.w10};
-  for (int k = 0; k < 2; ++k) {
+  UseCase* fu[kScales] = {&f.w, &f.w10, &f.m1, &f.m5};
+  const UseCase* au[kScales] = {&ab.w, &ab.w10, &ab.m1, &ab.m5};
+  const UseCase* bu[kScales] = {&ba.w, &ba.w10, &ba.m1, &ba.m5};
+  for (int k = 0; k < kScales; ++k) {
     fu[k]->packets = MeanOf(au[k]->packets, bu[k]->packets);
     fu[k]->bytes = MeanOf(au[k]->bytes, bu[k]->bytes);
     fu[k]->src = MeanOf(au[k]->src, bu[k]->src);

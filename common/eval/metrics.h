@@ -158,6 +158,8 @@ struct Scores {
   int worst_metric = -1;  // MetricId of the worst, -1 when none
   UseCase w;              // windows of W
   UseCase w10;            // windows of 10 W
+  UseCase m1, m5;         // windows of 60 s and 300 s; window_s 0 when the real
+                          // trace spans fewer than ten of them
   // Relative errors |synth - real| / max(real, 1) of the totals.
   double total_packets = 0;
   double total_bytes = 0;

@@ -74,6 +74,8 @@ Json ScoresJson(const Scores& s, bool with_values) {
     j["values"] = v;
   }
   j["use_case"] = {{"w", UseCaseJson(s.w)}, {"w10", UseCaseJson(s.w10)}};
+  if (s.m1.window_s > 0) j["use_case"]["60s"] = UseCaseJson(s.m1);
+  if (s.m5.window_s > 0) j["use_case"]["300s"] = UseCaseJson(s.m5);
   j["totals"] = {{"packets", s.total_packets}, {"bytes", s.total_bytes}, {"flows", s.total_flows}};
   return j;
 }
@@ -234,6 +236,14 @@ std::string FormatTable(const EvalReport& r) {
                          Grouped(uint64_t(s.w10.windows))));
     line(absl::StrFormat("  %-28s packets %s  bytes %s  flows %s", "totals, relative error",
                          Num(s.total_packets), Num(s.total_bytes), Num(s.total_flows)));
+    // The minute and five minutes operators count in, where the trace spans ten.
+    for (const UseCase* u : {&s.m1, &s.m5}) {
+      if (u->window_s <= 0) continue;
+      line(absl::StrFormat("  %-28s src %s  dst %s  pairs %s  5-tuples %s  (medians, %s windows)",
+                           absl::StrFormat("distinct per %.0f s", u->window_s), Num(u->src.median),
+                           Num(u->dst.median), Num(u->pairs.median), Num(u->tuples.median),
+                           Grouped(uint64_t(u->active_windows))));
+    }
   };
   if (sy) {
     uc_block(r.scores, "use case");

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace dgc::model {
@@ -198,22 +200,155 @@ void MatchPacketCounts(const Skeleton& sk, std::vector<PacketRecord>* packets) {
   std::stable_sort(ps.begin(), ps.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
 }
 
+namespace {
+
+// Steers the hosts of the sampled flows to the skeleton's structure windows:
+// flows drawn one by one invent a new host for nearly every flow, where real
+// windows hold a few hosts that talk a lot. Flows go in start order; a
+// sampled address that would add a host to a window already holding its
+// recorded number of distinct hosts (or to the chunk, past its total) is
+// replaced by one already active there, chosen in proportion to the flows
+// that host has (the few busy hosts stay busy). The same for (src, dst)
+// pairs: a new pair past the window's count takes a destination its source
+// already talks to. Fixed flows (kept exactly) keep their hosts and count.
+class HostSteering {
+ public:
+  explicit HostSteering(const Skeleton& sk) : sk_(sk), active_(sk.windows.size()) {}
+
+  void Add(ExpandedFlow& f, bool fixed) {
+    if (f.packets.empty()) return;
+    auto [w0, w1] = Windows(f);
+    const PacketRecord& p0 = f.packets.front();
+    IpAddress src = p0.src, dst = p0.dst;
+    if (!fixed) {
+      src = Choose(0, src, p0.version, w0, w1);
+      dst = Choose(1, dst, p0.version, w0, w1);
+      if (sk_.windows[w0].pairs > 0 && !active_[w0].pairs.count({src, dst}) &&
+          active_[w0].pairs.size() >= sk_.windows[w0].pairs) {
+        // A new pair past the count: a destination this source already has.
+        auto it = active_[w0].dsts_of.find(src);
+        if (it != active_[w0].dsts_of.end() && !it->second.empty()) {
+          std::uniform_int_distribution<size_t> pick(0, it->second.size() - 1);
+          dst = it->second[pick(rng_)];
+        }
+      }
+      for (auto& p : f.packets) {
+        p.src = src;
+        p.dst = dst;
+      }
+    }
+    for (size_t w = w0; w <= w1; ++w) {
+      Window& a = active_[w];
+      for (int role = 0; role < 2; ++role) {
+        const IpAddress& h = role == 0 ? src : dst;
+        auto [it, fresh] = a.flows[role].try_emplace(h, 0);
+        if (fresh) a.hosts[role].push_back(h);
+        ++it->second;
+        a.weighted[role].push_back(h);
+      }
+      if (a.pairs.insert({src, dst}).second) a.dsts_of[src].push_back(dst);
+    }
+    for (int role = 0; role < 2; ++role) {
+      const IpAddress& h = role == 0 ? src : dst;
+      if (pool_[role].insert(h).second) pool_list_[role].push_back(h);
+    }
+  }
+
+ private:
+  struct Window {
+    absl::flat_hash_map<IpAddress, uint32_t> flows[2];
+    std::vector<IpAddress> hosts[2];     // distinct, in order of arrival
+    std::vector<IpAddress> weighted[2];  // one entry per flow: drawing from it is drawing by flows
+    absl::flat_hash_set<std::pair<IpAddress, IpAddress>> pairs;
+    absl::flat_hash_map<IpAddress, std::vector<IpAddress>> dsts_of;
+  };
+
+  std::pair<size_t, size_t> Windows(const ExpandedFlow& f) const {
+    auto w = [&](int64_t t) {
+      return static_cast<size_t>(
+          std::clamp<int64_t>((t - sk_.start_ns) / sk_.window_ns, 0, int64_t(sk_.windows.size()) - 1));
+    };
+    int64_t last = f.packets.front().ts_ns;
+    for (const auto& p : f.packets) last = std::max(last, p.ts_ns);
+    return {w(f.packets.front().ts_ns), w(std::min(last, sk_.start_ns + sk_.duration_ns - 1))};
+  }
+  uint32_t Target(int role, size_t w) const { return role == 0 ? sk_.windows[w].srcs : sk_.windows[w].dsts; }
+  uint32_t TotalTarget(int role) const { return role == 0 ? sk_.total.srcs : sk_.total.dsts; }
+
+  IpAddress Choose(int role, const IpAddress& sampled, uint8_t version, size_t w0, size_t w1) {
+    // Acceptable: adds no host past a window's count, nor to the chunk past its total.
+    bool ok = true;
+    for (size_t w = w0; w <= w1 && ok; ++w) {
+      if (!active_[w].flows[role].count(sampled) && active_[w].flows[role].size() >= Target(role, w)) ok = false;
+    }
+    if (ok && !pool_[role].count(sampled) && TotalTarget(role) > 0 && pool_[role].size() >= TotalTarget(role)) {
+      ok = false;
+    }
+    if (ok) return sampled;
+    const Window& a = active_[w0];
+    const bool window_full = a.flows[role].size() >= Target(role, w0);
+    if (window_full && !a.weighted[role].empty()) {
+      // A host of this window, by its flows (same family only).
+      for (int tries = 0; tries < 8; ++tries) {
+        std::uniform_int_distribution<size_t> pick(0, a.weighted[role].size() - 1);
+        const IpAddress& h = a.weighted[role][pick(rng_)];
+        if (h.is_v4_mapped() == (version == 4)) return h;
+      }
+      return sampled;
+    }
+    // Room in the window but not in the chunk: a host of the chunk not yet here.
+    const auto& list = pool_list_[role];
+    for (int tries = 0; tries < 8 && !list.empty(); ++tries) {
+      std::uniform_int_distribution<size_t> pick(0, list.size() - 1);
+      const IpAddress& h = list[pick(rng_)];
+      if (h.is_v4_mapped() == (version == 4) && !a.flows[role].count(h)) return h;
+    }
+    return sampled;
+  }
+
+  const Skeleton& sk_;
+  std::vector<Window> active_;
+  absl::flat_hash_set<IpAddress> pool_[2];
+  std::vector<IpAddress> pool_list_[2];
+  std::mt19937_64 rng_{0x5eed5eed};
+};
+
+}  // namespace
+
 StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTokenizer& tok, const Skeleton& sk,
                                                   const GenerateOptions& opt, GenerateStats* stats) {
   GenerateStats local;
   GenerateStats& st = stats ? *stats : local;
   std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
+  const int64_t end = sk.start_ns + sk.duration_ns;
+  auto bin_of = [&](int64_t t) {
+    return static_cast<size_t>(std::clamp<int64_t>((t - sk.start_ns) / sk.bin_ns, 0, int64_t(sk.bins()) - 1));
+  };
+  // The exact flows start where they did; the skeleton's bins count them
+  // among their new flows, so only the others are drawn.
+  std::vector<uint32_t> exact_in_bin(sk.bins(), 0);
+  for (const auto& e : sk.exact) {
+    if (sk.bins() > 0) ++exact_in_bin[bin_of(sk.start_ns + e.start_offset_us * 1000)];
+  }
   std::vector<std::vector<Token>> prefixes;
   std::vector<int64_t> starts;
-  prefixes.reserve(sk.total_flows());
+  prefixes.reserve(sk.total_flows() + sk.exact.size());
   for (size_t b = 0; b < sk.bins(); ++b) {
     int64_t bin_start = sk.start_ns + int64_t(b) * sk.bin_ns;
     std::uniform_int_distribution<int64_t> within(0, std::max<int64_t>(sk.bin_ns - 1, 0));
-    for (uint32_t j = 0; j < sk.new_flows[b]; ++j) {
-      int64_t start = std::min(bin_start + within(rng), sk.start_ns + sk.duration_ns - 1);
+    const uint32_t drawn = sk.new_flows[b] > exact_in_bin[b] ? sk.new_flows[b] - exact_in_bin[b] : 0;
+    for (uint32_t j = 0; j < drawn; ++j) {
+      int64_t start = std::min(bin_start + within(rng), end - 1);
       prefixes.push_back({kBos, tok.StartToken(start - sk.start_ns, sk.duration_ns)});
       starts.push_back(start);
     }
+  }
+  const size_t n_sampled = prefixes.size();
+  for (const auto& e : sk.exact) {
+    const int64_t start = std::min(sk.start_ns + e.start_offset_us * 1000, end - 1);
+    prefixes.push_back(tok.EncodeHeader(e.key, e.marks, start - sk.start_ns, e.packets, e.duration_us * 1000, e.ttl,
+                                        sk.duration_ns));
+    starts.push_back(start);
   }
   // Flows in start order already; sampling order does not matter for output.
   auto t0 = std::chrono::steady_clock::now();
@@ -231,7 +366,6 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   auto t1 = std::chrono::steady_clock::now();
   std::vector<PacketRecord> out;
   out.reserve(sk.total_packets() + 16);
-  int64_t end = sk.start_ns + sk.duration_ns;
   uint64_t max_flow_packets = std::max<uint64_t>(1, sk.total_packets());
   std::vector<DecodedFlow> flows;
   flows.reserve(seqs.size());
@@ -240,27 +374,59 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
     if (!flow.ok()) {
       return absl::InternalError(absl::StrCat("sampled sequence ", i, " does not decode: ", flow.status().message()));
     }
-    // A sample can ask for more than the chunk ever held (an undertrained
-    // model, the tail of a bucket): no flow outgrows the chunk's packets or
-    // its window, so memory and time stay bounded by the skeleton.
-    flow->packets = std::min<uint64_t>(flow->packets, std::max<uint64_t>(max_flow_packets, flow->head.size()));
-    flow->duration_ns = std::min<int64_t>(flow->duration_ns, end - starts[i]);
+    if (i >= n_sampled) {
+      // A flow kept exactly: its counts and duration are the record's (the
+      // tokens held only their buckets); the model drew its packets.
+      const ExactFlow& e = sk.exact[i - n_sampled];
+      flow->packets = e.packets;
+      flow->duration_ns = std::min<int64_t>(e.duration_us * 1000, end - starts[i]);
+      if (flow->head.size() > flow->packets) flow->head.resize(flow->packets);
+      // One flow by definition: no gap reaches the idle timeout (the
+      // tail's backbone keeps to half of it; so does the head).
+      int64_t span = 0;
+      for (size_t g = 1; g < flow->head.size(); ++g) {
+        flow->head[g].gap_ns = std::min<int64_t>(flow->head[g].gap_ns, kFlowIdleTimeoutNs / 2);
+        span += flow->head[g].gap_ns;
+      }
+      // The head fits the duration, and a flow that is all head ends at it.
+      if (span > 0 && (span > flow->duration_ns || flow->head.size() == flow->packets)) {
+        const double k = double(flow->duration_ns) / double(span);
+        for (size_t g = 1; g < flow->head.size(); ++g) flow->head[g].gap_ns = int64_t(double(flow->head[g].gap_ns) * k);
+      }
+      if (flow->packets > flow->head.size()) {
+        uint64_t head_bytes = 0;
+        for (const auto& h : flow->head) head_bytes += h.size;
+        const uint64_t rest = flow->packets - flow->head.size();
+        if (e.bytes > head_bytes) flow->rest_mean_size = uint32_t((e.bytes - head_bytes + rest / 2) / rest);
+      }
+    } else {
+      // A sample can ask for more than the chunk ever held (an undertrained
+      // model, the tail of a bucket): no flow outgrows the chunk's packets or
+      // its window, so memory and time stay bounded by the skeleton.
+      flow->packets = std::min<uint64_t>(flow->packets, std::max<uint64_t>(max_flow_packets, flow->head.size()));
+      flow->duration_ns = std::min<int64_t>(flow->duration_ns, end - starts[i]);
+    }
     flows.push_back(std::move(*flow));
   }
   // The skeleton knows the chunk's packet count exactly. Sampled long flows
   // miss it both ways (their counts are log buckets; a few heavy flows carry
-  // most packets): the summarised rest of every long flow whose head ends
-  // inside the chunk is scaled so that the packets inside the chunk total the
-  // skeleton's. (Head packets past the end are dropped; tails are placed
-  // inside the chunk by PlaceTailPackets.)
-  uint64_t head_in = 0, rest = 0;
+  // most packets): the summarised rest of every sampled long flow whose head
+  // ends inside the chunk is scaled so that the packets inside the chunk
+  // total the skeleton's; exact flows count as they are. (Head packets past
+  // the end are dropped; tails are placed inside the chunk by
+  // PlaceTailPackets.)
+  uint64_t fixed_in = 0, rest = 0;
   std::vector<char> tail_fits(flows.size(), 0);
   for (size_t i = 0; i < flows.size(); ++i) {
     const auto& f = flows[i];
+    if (i >= n_sampled) {
+      fixed_in += f.packets;
+      continue;
+    }
     int64_t t = starts[i];
     for (const auto& h : f.head) {
       t += h.gap_ns;
-      if (t < end) ++head_in;
+      if (t < end) ++fixed_in;
     }
     if (t < end - 1 && f.packets > f.head.size() && !f.head.empty()) {
       tail_fits[i] = 1;
@@ -268,9 +434,9 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
     }
   }
   uint64_t target = sk.total_packets();
-  if (opt.match_packet_counts && rest > 0 && head_in + rest != target) {
-    double scale = target > head_in ? double(target - head_in) / double(rest) : 0.0;
-    for (size_t i = 0; i < flows.size(); ++i) {
+  if (opt.match_packet_counts && rest > 0 && fixed_in + rest != target) {
+    double scale = target > fixed_in ? double(target - fixed_in) / double(rest) : 0.0;
+    for (size_t i = 0; i < n_sampled; ++i) {
       auto& f = flows[i];
       if (!tail_fits[i]) continue;
       uint64_t r = f.packets - f.head.size();
@@ -282,8 +448,23 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   for (size_t i = 0; i < flows.size(); ++i) {
     expanded[i].packets = tok.Expand(flows[i], starts[i], rng);
     expanded[i].head = std::min(flows[i].head.size(), expanded[i].packets.size());
+    if (i >= n_sampled && !expanded[i].packets.empty()) {
+      // The record's OR of TCP flags: bits the drawn packets lack go on the last.
+      const ExactFlow& e = sk.exact[i - n_sampled];
+      uint8_t have = 0;
+      for (const auto& p : expanded[i].packets) have |= p.tcp_flags;
+      if (e.key.proto == kProtoTcp) expanded[i].packets.back().tcp_flags |= e.tcp_flags & ~have;
+    }
   }
   if (opt.match_packet_counts) PlaceTailPackets(sk, &expanded, rng);
+  if (opt.steer_hosts && sk.window_ns > 0 && !sk.windows.empty()) {
+    // In start order, the exact flows among the drawn ones.
+    std::vector<size_t> order(expanded.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return starts[a] < starts[b]; });
+    HostSteering steer(sk);
+    for (size_t i : order) steer.Add(expanded[i], i >= n_sampled);
+  }
   for (auto& f : expanded) {
     for (auto& p : f.packets) {
       if (p.ts_ns >= end) {
@@ -298,6 +479,7 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   std::stable_sort(out.begin(), out.end(), [](const PacketRecord& a, const PacketRecord& b) { return a.ts_ns < b.ts_ns; });
   if (opt.warp_times) MatchPacketCounts(sk, &out);
   st.flows = flows.size();
+  st.exact_flows = flows.size() - n_sampled;
   st.packets = out.size();
   st.expand_seconds = SecondsSince(t1);
   return out;

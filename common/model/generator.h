@@ -36,10 +36,14 @@ struct GenerateOptions {
   // (MatchPacketCounts). Off: it moves flow starts, and measured worse
   // (DESIGN_NOTES.md).
   bool warp_times = false;
+  // Steer the drawn flows' hosts to the skeleton's per-window distinct
+  // counts (reuse hosts already active in the window before inventing one).
+  bool steer_hosts = true;
 };
 
 struct GenerateStats {
   uint64_t flows = 0;
+  uint64_t exact_flows = 0;  // of `flows`, kept exactly (their headers forced)
   uint64_t packets = 0;
   uint64_t dropped_past_end = 0;  // packets of flows running past the chunk's end
   double sample_seconds = 0;

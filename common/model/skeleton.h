@@ -1,7 +1,14 @@
-// Skeleton: per time bin of a chunk, the exact counts of new flows, packets
-// and bytes. Stored beside the model (it holds nothing per flow); generation
-// conditions on it so that volume over time and flow start times come out
-// right by construction.
+// Skeleton: what dgc keeps exactly beside the model for one chunk (it holds
+// nothing the model could learn better):
+// - per time bin, the exact counts of new flows, packets and bytes;
+// - per structure window (60 s), the distinct sources, destinations, (src,
+//   dst) pairs and 5-tuples active in it: what longitudinal analysis reads
+//   per window and what flows drawn one by one get wrong;
+// - the K heaviest flows (by packets, then bytes) as exact records: 5-tuple,
+//   start, packets, bytes, duration, first TTL, OR of TCP flags, marks.
+// Generation conditions on all three: volume over time and flow starts come
+// out right by construction, the exact flows' headers are forced, and the
+// sampled flows' hosts are steered to the windows' distinct counts.
 #ifndef DGC_COMMON_MODEL_SKELETON_H_
 #define DGC_COMMON_MODEL_SKELETON_H_
 
@@ -15,7 +22,35 @@
 
 namespace dgc::model {
 
-constexpr uint16_t kSkeletonFormatVersion = 1;
+// 2: structure windows and exact flows (sections, each zstd -19); 1 (bins
+// only) is still read.
+constexpr uint16_t kSkeletonFormatVersion = 2;
+constexpr int64_t kStructureWindowNs = 60LL * 1000000000;
+
+// Distinct counts over the flows active (with a packet) in one window.
+struct WindowStats {
+  uint32_t srcs = 0, dsts = 0, pairs = 0, five_tuples = 0;
+  friend bool operator==(const WindowStats& a, const WindowStats& b) {
+    return a.srcs == b.srcs && a.dsts == b.dsts && a.pairs == b.pairs && a.five_tuples == b.five_tuples;
+  }
+};
+
+// One flow kept exactly. Times at microsecond resolution.
+struct ExactFlow {
+  FlowKey key;
+  int64_t start_offset_us = 0;  // first packet, from the chunk's start
+  int64_t duration_us = 0;
+  uint64_t packets = 1;
+  uint64_t bytes = 0;
+  uint8_t ttl = 64;        // of the first packet
+  uint8_t tcp_flags = 0;   // OR over the flow's packets
+  uint8_t marks = 0;       // kFlowContinued | kFlowOpenAtEnd
+  friend bool operator==(const ExactFlow& a, const ExactFlow& b) {
+    return a.key == b.key && a.start_offset_us == b.start_offset_us && a.duration_us == b.duration_us &&
+           a.packets == b.packets && a.bytes == b.bytes && a.ttl == b.ttl && a.tcp_flags == b.tcp_flags &&
+           a.marks == b.marks;
+  }
+};
 
 struct Skeleton {
   int64_t start_ns = 0;
@@ -24,6 +59,16 @@ struct Skeleton {
   std::vector<uint32_t> new_flows;  // per bin: flows whose first packet (in this chunk) falls in it
   std::vector<uint32_t> packets;    // per bin
   std::vector<uint64_t> bytes;      // per bin: sum of IP lengths
+  int64_t window_ns = 0;            // 0: no structure windows
+  std::vector<WindowStats> windows; // from start_ns, window_ns each
+  WindowStats total;                // the same over the whole chunk
+  std::vector<ExactFlow> exact;     // in order of start
+
+  // Bytes each section takes in Encode() (zstd -19 each, with its framing);
+  // the header is counted in `bins`.
+  struct Sizes {
+    size_t bins = 0, structure = 0, exact = 0;
+  };
 
   size_t bins() const { return new_flows.size(); }
   uint64_t total_flows() const;
@@ -34,8 +79,17 @@ struct Skeleton {
   // (1 s for spans of 100 s or more, span / 100 below).
   static int64_t DefaultBinNs(int64_t chunk_ns);
   static Skeleton FromChunk(const Chunk& chunk, const std::vector<Flow>& flows, int64_t bin_ns);
+  // Adds the structure windows (window_ns: min(60 s, the chunk)).
+  void AddStructure(const Chunk& chunk, int64_t window_ns);
+  // The flows of `chunk` in exact-flow order: by packets, then bytes, then
+  // start (the first `k` are what SetExactFlows keeps).
+  static std::vector<ExactFlow> RankFlows(const Chunk& chunk);
+  // Keeps the first `k` of `ranked` (RankFlows), in order of start.
+  void SetExactFlows(const std::vector<ExactFlow>& ranked, size_t k);
+  Sizes EncodedSizes() const;
 
-  // Compact form: header, varint-coded non-empty bins, zstd, XXH64.
+  // Compact form: header, then sections (varint-coded non-empty bins; the
+  // windows; the exact flows, columnar, delta-coded), each zstd -19, one XXH64.
   std::string Encode() const;
   // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.
   [[nodiscard]] static StatusOr<Skeleton> Decode(const std::string& bytes, const std::string& name);

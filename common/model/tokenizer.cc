@@ -157,29 +157,37 @@ void FlowTokenizer::EncodePort(uint16_t port, std::vector<Token>* out) const {
   }
 }
 
-std::vector<Token> FlowTokenizer::Encode(const FlowSample& fs, int64_t chunk_start_ns, int64_t chunk_ns) const {
-  const Flow& f = fs.flow;
-  const auto& ps = fs.packets;
+std::vector<Token> FlowTokenizer::EncodeHeader(const FlowKey& key, uint8_t marks, int64_t offset_ns, uint64_t packets,
+                                               int64_t duration_ns, uint8_t ttl, int64_t chunk_ns) const {
   std::vector<Token> t;
   t.reserve(static_cast<size_t>(max_length_));
   t.push_back(kBos);
-  t.push_back(StartToken(f.first_ns - chunk_start_ns, chunk_ns));
-  t.push_back(mark_.begin + (f.marks & 3));
-  bool v6 = f.key.version == 6;
+  t.push_back(StartToken(offset_ns, chunk_ns));
+  t.push_back(mark_.begin + (marks & 3));
+  bool v6 = key.version == 6;
   t.push_back(family_.begin + (v6 ? 1 : 0));
-  t.push_back(proto_.begin + f.key.proto);
-  for (const IpAddress* a : {&f.key.src, &f.key.dst}) {
+  t.push_back(proto_.begin + key.proto);
+  for (const IpAddress* a : {&key.src, &key.dst}) {
     for (int i = v6 ? 0 : 12; i < 16; ++i) t.push_back(addr_.begin + a->bytes[i]);
   }
-  if (ProtoHasPorts(f.key.proto)) {
-    EncodePort(f.key.sport, &t);
-    EncodePort(f.key.dport, &t);
+  if (ProtoHasPorts(key.proto)) {
+    EncodePort(key.sport, &t);
+    EncodePort(key.dport, &t);
   }
-  uint64_t n = std::max<uint64_t>(1, ps.size());
+  uint64_t n = std::max<uint64_t>(1, packets);
   t.push_back(npkt_.begin + PacketCountBucket(n));
-  if (n > 1) t.push_back(dur_.begin + LogUsBucket(f.duration_ns()));
+  if (n > 1) t.push_back(dur_.begin + LogUsBucket(duration_ns));
+  t.push_back(ttl_.begin + ttl);
+  return t;
+}
+
+std::vector<Token> FlowTokenizer::Encode(const FlowSample& fs, int64_t chunk_start_ns, int64_t chunk_ns) const {
+  const Flow& f = fs.flow;
+  const auto& ps = fs.packets;
+  uint64_t n = std::max<uint64_t>(1, ps.size());
   uint8_t ttl0 = ps.empty() ? 64 : ps[0].ttl;
-  t.push_back(ttl_.begin + ttl0);
+  std::vector<Token> t =
+      EncodeHeader(f.key, f.marks, f.first_ns - chunk_start_ns, n, f.duration_ns(), ttl0, chunk_ns);
   bool varies = false;
   for (const auto& p : ps) varies |= p.ttl != ttl0;
   if (n > 1) t.push_back(ttl_mode_.begin + (varies ? 1 : 0));

@@ -87,6 +87,10 @@ class FlowTokenizer final : public Grammar {
 
   // Tokens of `flow`, which lies in the window [chunk_start_ns, +chunk_ns).
   std::vector<Token> Encode(const FlowSample& flow, int64_t chunk_start_ns, int64_t chunk_ns) const;
+  // The header of a flow's sequence, kBos to its first TTL: what generation
+  // forces for a flow kept exactly, leaving the packets to the model.
+  std::vector<Token> EncodeHeader(const FlowKey& key, uint8_t marks, int64_t offset_ns, uint64_t packets,
+                                  int64_t duration_ns, uint8_t ttl, int64_t chunk_ns) const;
   // The START token for a flow starting at `offset_ns` into a chunk of `chunk_ns`.
   Token StartToken(int64_t offset_ns, int64_t chunk_ns) const;
   // Reads a sequence back. InvalidArgument when the grammar rejects it.

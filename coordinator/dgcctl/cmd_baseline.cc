@@ -38,6 +38,7 @@ struct BaselineArgs {
   std::string trace;
   std::string output;
   std::string rate = "1:100";
+  bool rate_given = false;
   bool random = false;
   uint64_t seed = 1;
   int ttl = 64;
@@ -67,6 +68,10 @@ Status RunBaselineCommand(const BaselineArgs& a) {
   DGC_ASSIGN_OR_RETURN(BaselineMethod method, baseline::ParseBaselineMethod(a.method));
   baseline::BaselineOptions options;
   DGC_ASSIGN_OR_RETURN(options.sampling_n, baseline::ParseSamplingRate(a.rate));
+  if (method == BaselineMethod::kFlows) {
+    // Flow records keep every flow unless a rate is given: then 1 in N.
+    options.flow_sampling_n = a.rate_given ? options.sampling_n : 1;
+  }
   options.sampling_random = a.random;
   options.seed = a.seed;
   if (a.ttl < 1 || a.ttl > 255) return Fail("--ttl must be 1-255");
@@ -109,6 +114,7 @@ Status RunBaselineCommand(const BaselineArgs& a) {
                   {"sampling_random", options.sampling_random},
                   {"seed", options.seed},
                   {"flow_ttl", options.flow_ttl},
+                  {"flow_sampling_n", options.flow_sampling_n},
                   {"zstd_level", options.zstd_level}};
   j["keep_seconds"] = r.keep_seconds;
   j["regenerate_seconds"] = r.regenerate_seconds;
@@ -156,7 +162,11 @@ void RegisterBaselineCommand(CLI::App& app, int* exit_code) {
   sub->add_option("--method,-m", args->method, "sampling, flows or marginals (required)");
   sub->add_option("trace", args->trace, "the capture (pcap/pcapng, may be gzip/zstd/xz; - for stdin)");
   sub->add_option("-o,--output", args->output, "the regenerated trace (pcap; - for stdout)");
-  sub->add_option("--rate", args->rate, "sampling: keep 1 packet in N, as 1:N")->capture_default_str();
+  sub->add_option("--rate", args->rate,
+                  "sampling: keep 1 packet in N, as 1:N; flows: keep 1 flow record in N (default: all), "
+                  "regenerated scaled up")
+      ->capture_default_str()
+      ->each([args](const std::string&) { args->rate_given = true; });
   sub->add_flag("--random", args->random,
                 "sampling: keep each packet with probability 1/N instead of every Nth");
   sub->add_option("--seed", args->seed, "seed of --random sampling and of the marginals' draws")
@@ -172,7 +182,9 @@ void RegisterBaselineCommand(CLI::App& app, int* exit_code) {
   sampling   1 packet in N (--rate 1:N, --random), kept as header-only pcap;
              each kept packet is repeated N times over the gap to the next
   flows      flow records (5-tuple, first/last ts, packets, bytes, OR of TCP
-             flags) + zstd -19; packets spread evenly over each flow, mean size
+             flags) + zstd -19; packets spread evenly over each flow, mean size;
+             --rate 1:N keeps 1 record in N (flow sampling), packets and
+             bytes of each kept record scaled by N
   marginals  one histogram per field + zstd -19; every field drawn on its own
 
 Kept bytes are the size of the real serialized blob (--keep writes it). The
@@ -181,6 +193,7 @@ output is marked synthetic by a sidecar OUT.synthetic.json.
 Examples:
   dgcctl baseline --method sampling --rate 1:100 real.pcap -o s100.pcap
   dgcctl baseline --method flows real.pcap -o flows.pcap --summary json
+  dgcctl baseline --method flows --rate 1:10 real.pcap -o flows10.pcap
   dgcctl baseline --method marginals --seed 7 real.pcap -o marg.pcap)");
   sub->callback([args, exit_code] {
     Status s = RunBaselineCommand(*args);

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "common/base/files.h"
 #include "common/base/time.h"
+#include "common/base/units.h"
 #include "common/model/distributed.h"
 #include "common/model/flow_model.h"
 #include "common/trace/merged_reader.h"
@@ -225,6 +226,8 @@ class Pipeline {
     uint32_t max_depth = 0;
     double max_lag = 0, max_wait = 0;
     uint64_t deleted_raw_files = 0;
+    // Stored bytes by what they hold; metadata is the rest of the record.
+    uint64_t skeleton = 0, structure = 0, exact = 0, delta = 0, exact_flows = 0;
   };
 
   Pipeline(RocksDbModelLibrary* lib, Config config)
@@ -466,6 +469,12 @@ class Pipeline {
     tot_.stored += stored;
     tot_.raw += c.raw_bytes;
     tot_.retried += rp.value("retried", false) ? 1 : 0;
+    const nlohmann::json& sp = r.split;
+    tot_.skeleton += sp.value("skeleton", uint64_t{0});
+    tot_.structure += sp.value("structure", uint64_t{0});
+    tot_.exact += sp.value("exact", uint64_t{0});
+    tot_.delta += sp.value("delta", uint64_t{0});
+    tot_.exact_flows += sp.value("exact_flows", uint64_t{0});
     tot_.decisions[library::DecisionName(d.kind)]++;
     tot_.max_depth = std::max(tot_.max_depth, depth);
     std::string fid = "-";
@@ -482,9 +491,9 @@ class Pipeline {
     std::string drift = d.drift >= 0 ? absl::StrFormat("%.3f", d.drift) : "-";
     std::string stream = cfg_.streaming ? absl::StrFormat("  lag %s (wait %.1f s)", HumanSeconds(lag), wait) : "";
     std::cerr << absl::StrFormat(
-        "chunk %s  %8d packets %6d flows  %6.1f s  %7d B stored  fidelity %s  %-8s drift %s  depth %d%s\n",
+        "chunk %s  %8d packets %6d flows  %6.1f s  %7d B stored  fidelity %s  %-8s drift %s  depth %d  exact %d%s\n",
         FormatRfc3339(c.start_ns), c.packets.size(), rp.value("flows", 0), r.seconds, stored, fid,
-        library::DecisionName(d.kind), drift, depth, stream);
+        library::DecisionName(d.kind), drift, depth, sp.value("exact_flows", 0), stream);
     if (d.kind == library::ParentDecision::Kind::kRetrain || d.kind == library::ParentDecision::Kind::kSwitch ||
         d.kind == library::ParentDecision::Kind::kBase) {
       std::cerr << "  " << library::DecisionName(d.kind) << ": " << d.reason << "\n";
@@ -688,6 +697,16 @@ they complete and printing their lag (now - chunk end). With --follow, a
 capture is deleted once all its chunks are committed (--keep-raw-hours keeps
 it that long after it was written).
 
+--budget B sets what each chunk may keep: a fraction of zstd -19 of its
+header-only pcap (0.1x, the default) or bytes per million packets (50KB). The
+skeleton (per-bin counts) and the per-minute distinct counts come first, then
+the model delta when there is room for one (else the chunk shares its
+parent's model), then the heaviest flows, kept exactly (5-tuple, start,
+packets, bytes, duration, TTL, flags): regeneration forces their headers and
+draws only their packets. With a large budget every flow is exact. Each
+chunk's report gives the split (dgcctl describe chunk ... -o json: .report.bytes).
+--no-exact keeps no real 5-tuple at all.
+
 --pseudonymize KEYFILE maps every address through a keyed prefix-preserving
 permutation (CryptoPAn with SipHash-2-4) before anything is trained or stored;
 the library keeps only the key's fingerprint, and 'dgcctl generate --key
@@ -708,7 +727,8 @@ Examples:
     library::ParentSelector::Options selector;
     FollowOptions follow;
     size_t warmup_chunks = 0;  // 0: 6 when streaming, else --warmup-flows alone decides
-    bool no_check = false, full_delta = false;
+    bool no_check = false, full_delta = false, no_exact = false, no_structure = false;
+    std::string budget = "0.1x";
   };
   auto o = std::make_shared<Opts>();
   o->opt.finetune.max_steps = 60;
@@ -739,6 +759,13 @@ Examples:
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--seed", o->opt.seed, "random seed")->capture_default_str();
+  cmd->add_option("--budget", o->budget,
+                  "bytes each chunk may keep: 0.1x = a tenth of zstd -19 of its header-only pcap, 50KB = per "
+                  "million packets, none; dgc splits it between the skeleton, the delta and exact flows")
+      ->capture_default_str();
+  cmd->add_flag("--no-exact", o->no_exact, "keep no flow exactly (model only: no real 5-tuple is stored)");
+  cmd->add_flag("--no-structure", o->no_structure,
+                "keep no per-window distinct counts (and do not steer regenerated hosts to them)");
   cmd->add_option("--drift-threshold", o->selector.drift_threshold,
                   "drift against the latest model above which a nearer model is sought")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
@@ -781,6 +808,12 @@ Examples:
     if (Status st = ApplyModelFlags(o->model, &opt); !st.ok()) return Fail("compress", st, exit_code);
     opt.check_fidelity = !o->no_check;
     if (o->full_delta) opt.finetune.lora_rank = 0;
+    auto budget = ParseBudget(o->budget);
+    if (!budget.ok()) return Fail("compress", budget.status(), exit_code);
+    opt.budget_fraction = budget->fraction;
+    opt.budget_bytes_per_mpkt = budget->bytes_per_mpkt;
+    opt.exact_flows = !o->no_exact;
+    opt.structure = !o->no_structure;
     std::optional<Pseudonymizer> pseudo;
     if (!o->pseudonymize.empty()) {
       auto p = Pseudonymizer::FromKeyFile(o->pseudonymize);
@@ -842,6 +875,15 @@ Examples:
                         {"flows", tot.flows},
                         {"stored_bytes", tot.stored},
                         {"stored_bytes_per_million_packets", tot.packets ? tot.stored * 1e6 / tot.packets : 0.0},
+                        {"stored_split",
+                         {{"skeleton", tot.skeleton},
+                          {"structure", tot.structure},
+                          {"exact", tot.exact},
+                          {"delta", tot.delta},
+                          {"metadata", tot.stored - std::min(tot.stored, tot.skeleton + tot.structure + tot.exact +
+                                                                            tot.delta)}}},
+                        {"exact_flows", tot.exact_flows},
+                        {"budget", o->budget},
                         {"raw_bytes", tot.raw},
                         {"base_model", base_model},
                         {"base_model_bytes", usage.ok() ? usage->model_bytes : 0},
@@ -877,6 +919,12 @@ Examples:
         tot.packets ? tot.stored * 1e6 / tot.packets : 0.0, usage.ok() ? usage->model_bytes : 0, tot.raw,
         tot.stored ? double(tot.raw) / tot.stored : 0.0, tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0,
         opt.fidelity_target, tot.retried, dec.empty() ? "-" : dec, tot.max_depth, o->selector.max_depth);
+    const auto& split = j["stored_split"];
+    std::cout << absl::StrFormat(
+        "budget     %s: skeleton %d B, structure %d B, exact flows %d B (%d flows), deltas %d B, metadata %d B\n",
+        o->budget, split["skeleton"].get<uint64_t>(), split["structure"].get<uint64_t>(),
+        split["exact"].get<uint64_t>(), tot.exact_flows, split["delta"].get<uint64_t>(),
+        split["metadata"].get<uint64_t>());
     if (pc.streaming) {
       std::cout << absl::StrFormat("lag        at most %s after chunk end, %.1f s after the chunk completed\n",
                                    HumanSeconds(tot.max_lag), tot.max_wait);

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/time.h"
+#include "common/base/units.h"
 #include "coordinator/dgcctl/commands.h"
 #include "coordinator/library/rocksdb_model_library.h"
 #include "nlohmann/json.hpp"
@@ -63,30 +64,6 @@ std::string Human(uint64_t b) {
     ++u;
   }
   return u == 0 ? absl::StrFormat("%d B", b) : absl::StrFormat("%.3g %s", v, kUnits[u]);
-}
-
-// "1048576", "500k", "20MB", "1.5G", "2GiB": decimal units, or binary with "i".
-StatusOr<uint64_t> ParseBytes(const std::string& text) {
-  std::string s = absl::AsciiStrToLower(text);
-  if (!s.empty() && s.back() == 'b') s.pop_back();
-  double mult = 1;
-  bool binary = !s.empty() && s.back() == 'i';
-  if (binary) s.pop_back();
-  if (!s.empty() && std::isalpha(static_cast<unsigned char>(s.back()))) {
-    const std::string units = "kmgtp";
-    size_t u = units.find(s.back());
-    if (u == std::string::npos) s.clear();
-    else {
-      for (size_t i = 0; i <= u; ++i) mult *= binary ? 1024 : 1000;
-      s.pop_back();
-    }
-  }
-  double v = 0;
-  if (s.empty() || !absl::SimpleAtod(s, &v) || !(v >= 0) || v * mult > 9e18) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a size: use bytes, or a number with kB, MB, GB, TB (or KiB, MiB...)"));
-  }
-  return static_cast<uint64_t>(v * mult);
 }
 
 nlohmann::json ModelJson(const ModelRecord& m) {

@@ -56,7 +56,8 @@ TEST(BaselineCliTest, EachMethodWritesAPcapAndReportsTheBlobSize) {
     std::string out, err;
     std::string synth = dir.File(std::string(method) + ".pcap");
     std::string keep = dir.File(std::string(method) + ".kept");
-    int rc = RunSplit(kDgcctl + " baseline --method " + method + " --rate 1:10 " +
+    const std::string rate = std::string(method) == "sampling" ? " --rate 1:10 " : " ";
+    int rc = RunSplit(kDgcctl + " baseline --method " + method + rate +
                           dir.File("in.pcap") + " -o " + synth + " --keep " + keep +
                           " --summary json",
                       &out, &err, dir);
@@ -74,6 +75,34 @@ TEST(BaselineCliTest, EachMethodWritesAPcapAndReportsTheBlobSize) {
     ASSERT_TRUE(side.ok()) << method;
     EXPECT_EQ(nlohmann::json::parse(*side)["synthetic"], true);
   }
+}
+
+TEST(BaselineCliTest, FlowRecordsSampledOneInNKeepFewerRecordsAndScaleTheirVolume) {
+  testing::TempDir dir;
+  std::vector<PacketRecord> trace;
+  for (int i = 0; i < 3000; ++i) {  // 300 flows of 10 packets
+    trace.push_back(MakePacket(1600000000LL * 1000000000 + int64_t(i) * 1000000, 0x0a000001 + i % 300, 0x0a000100,
+                               kProtoUdp, uint16_t(2000 + i % 300), 53, 100));
+  }
+  testing::WritePcap(dir.File("in.pcap"), trace);
+  auto run = [&](const std::string& rate) {
+    std::string out, err;
+    EXPECT_EQ(RunSplit(kDgcctl + " baseline --method flows" + rate + " " + dir.File("in.pcap") + " -o " +
+                           dir.File("f.pcap") + " --summary json",
+                       &out, &err, dir),
+              0)
+        << err;
+    return nlohmann::json::parse(out);
+  };
+  nlohmann::json all = run(""), tenth = run(" --rate 1:10");
+  EXPECT_EQ(all["kept_records"], 300);
+  const int kept = tenth["kept_records"].get<int>();
+  EXPECT_GT(kept, 10);  // about 30, chosen by hash
+  EXPECT_LT(kept, 60);
+  EXPECT_LT(tenth["kept_bytes"].get<uint64_t>(), all["kept_bytes"].get<uint64_t>());
+  // Each kept record stands for ten: 100 packets a record.
+  EXPECT_EQ(tenth["regenerated_packets"].get<int>(), kept * 100);
+  EXPECT_EQ(tenth["options"]["flow_sampling_n"], 10);
 }
 
 TEST(BaselineCliTest, TextSummaryAndSameSeedSameFile) {

@@ -49,6 +49,7 @@ const std::vector<std::string> kTiny = {
     "--warmup-steps", "5", "--warmup-seconds", "5", "--steps", "2", "--seconds", "2",
     "--sample-flows", "64", "--no-check",
     "--min-flows", "1",  // every chunk fine-tunes: a delta per chunk, a chain to keep whole
+    "--budget", "10x",   // room for a delta and every flow exact in each small chunk
 };
 
 struct ChildRun {

@@ -3,6 +3,8 @@
 // pay for its bytes.
 #include "worker/chunk_compressor.h"
 
+#include "common/model/skeleton.h"
+
 #include "common/trace/synthetic_trace.h"
 #include "gtest/gtest.h"
 
@@ -35,6 +37,7 @@ CompressOptions TinyOptions() {
   o.min_flows_to_finetune = 1;
   o.retry_on_miss = false;
   o.check_flows = 0;
+  o.budget_fraction = 0;  // no budget: the fine-tune policy alone decides (the budget's own tests below)
   return o;
 }
 
@@ -81,6 +84,49 @@ TEST(ChunkCompressorTest, QuietChunkSharesItsParentUntilThePoolIsLargeEnough) {
   EXPECT_TRUE(tuned->finetuned);
   EXPECT_FALSE(tuned->artifact.delta.empty());
   EXPECT_EQ(tuned->artifact.report.value("pooled_flows", 0), static_cast<int>(pool.size()));
+}
+
+TEST(ChunkCompressorTest, TheBudgetDecidesTheDeltaAndTheExactFlows) {
+  Chunk c = SmallChunk(4);
+  CompressOptions o = TinyOptions();
+  o.check_fidelity = false;
+  auto base = TrainBase({c}, o, nullptr);
+  ASSERT_TRUE(base.ok()) << base.status();
+  const size_t flows = BuildFlows(c.packets, c.end_ns()).size();
+  // A tenth of zstd -19 of this small chunk leaves no room for a delta: the
+  // parent serves it, and the heaviest flows that fit are kept exactly.
+  o.budget_fraction = 0.1;
+  auto tight = CompressChunk(c, **base, "base-4", o);
+  ASSERT_TRUE(tight.ok()) << tight.status();
+  EXPECT_FALSE(tight->finetuned);
+  EXPECT_TRUE(tight->artifact.delta.empty());
+  const int64_t budget = tight->split["budget"].get<int64_t>();
+  ASSERT_GT(budget, 0);
+  const uint64_t exact_tight = tight->split["exact_flows"].get<uint64_t>();
+  EXPECT_GT(exact_tight, 0u);
+  EXPECT_LT(exact_tight, flows);
+  // What the split names fits the budget (the metadata is an estimate).
+  EXPECT_LE(tight->split["skeleton"].get<int64_t>() + tight->split["structure"].get<int64_t>() +
+                tight->split["exact"].get<int64_t>(),
+            budget);
+  auto sk = model::Skeleton::Decode(tight->artifact.skeleton, "tight");
+  ASSERT_TRUE(sk.ok()) << sk.status();
+  EXPECT_EQ(sk->exact.size(), exact_tight);
+  EXPECT_GT(sk->window_ns, 0);
+  // Ten times zstd -19: room for a delta and every flow exactly.
+  o.budget_fraction = 10;
+  auto roomy = CompressChunk(c, **base, "base-4", o);
+  ASSERT_TRUE(roomy.ok()) << roomy.status();
+  EXPECT_TRUE(roomy->finetuned);
+  EXPECT_FALSE(roomy->artifact.delta.empty());
+  EXPECT_EQ(roomy->split["exact_flows"].get<uint64_t>(), flows);
+  EXPECT_DOUBLE_EQ(roomy->artifact.report.value("exact_packet_share", 0.0), 1.0);
+  // Model only: no real 5-tuple is kept.
+  o.exact_flows = false;
+  auto model_only = CompressChunk(c, **base, "base-4", o);
+  ASSERT_TRUE(model_only.ok()) << model_only.status();
+  EXPECT_EQ(model_only->split["exact_flows"].get<uint64_t>(), 0u);
+  EXPECT_FALSE(model_only->artifact.report.contains("exact_packet_share"));
 }
 
 }  // namespace

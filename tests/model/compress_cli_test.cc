@@ -301,7 +301,7 @@ TEST_F(CompressCliTest, DeviceFlagErrorsAreClearAndTwoCpuRanksTrainDataParallel)
   // Two Gloo ranks on the CPU: what --device cuda does over a node's GPUs.
   const std::string lib = dir_.File("lib");
   ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny +
-                             "--min-flows 1 --device cpu,cpu -o json 2>/dev/null",
+                             "--min-flows 1 --budget none --device cpu,cpu -o json 2>/dev/null",
                          &err),
             0)
       << err;

@@ -1,5 +1,8 @@
 #include "common/model/generator.h"
 
+#include <algorithm>
+#include <set>
+
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
 
@@ -123,6 +126,102 @@ TEST(GeneratorTest, PlaceTailPacketsIsDeterministicForASeed) {
   };
   EXPECT_EQ(run(5), run(5));
   EXPECT_NE(run(5), run(6));
+}
+
+// A chunk of a few hosts in many flows, and a model that knows nothing (so
+// whatever comes out right, the skeleton made right).
+struct Untrained {
+  FlowTokenizer tok;
+  std::unique_ptr<FlowModel> model;
+  Untrained() {
+    NetworkConfig net;
+    net.vocab_size = tok.vocab_size();
+    net.max_length = tok.max_length();
+    net.width = 16;
+    net.depth = 1;
+    net.heads = 2;
+    auto m = FlowModel::Create(net, 3);
+    EXPECT_TRUE(m.ok()) << m.status();
+    model = std::move(m).value();
+  }
+};
+
+Chunk FewHostsChunk() {
+  Chunk c;
+  c.start_ns = kT0;
+  c.duration_ns = 180 * kSec;
+  for (int i = 0; i < 900; ++i) {
+    const int flow = i % 30;  // 30 flows between 3 clients and 2 servers
+    c.packets.push_back(MakePacket(kT0 + int64_t(i) * 200000000LL, 1 + flow % 3, 200 + flow % 2, kProtoTcp,
+                                   uint16_t(40000 + flow), 443, 80 + (i % 7) * 100, 0x10));
+  }
+  return c;
+}
+
+TEST(GeneratorTest, ExactFlowsKeepTheirTupleStartPacketsAndFlags) {
+  Untrained u;
+  Chunk c = FewHostsChunk();
+  Skeleton sk = Skeleton::FromChunk(c, BuildFlows(c.packets, c.end_ns()), Skeleton::DefaultBinNs(c.duration_ns));
+  std::vector<ExactFlow> ranked = Skeleton::RankFlows(c);
+  sk.SetExactFlows(ranked, ranked.size());  // every flow exact
+  GenerateOptions o;
+  o.threads = 1;
+  GenerateStats st;
+  auto out = GenerateChunk(*u.model, u.tok, sk, o, &st);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(st.exact_flows, ranked.size());
+  EXPECT_EQ(out->size(), c.packets.size());
+  std::vector<Flow> real = BuildFlows(c.packets, c.end_ns()), synth = BuildFlows(*out, c.end_ns());
+  ASSERT_EQ(synth.size(), real.size());
+  auto by_key = [](std::vector<Flow> v) {
+    std::sort(v.begin(), v.end(), [](const Flow& a, const Flow& b) { return a.key.sport < b.key.sport; });
+    return v;
+  };
+  real = by_key(real);
+  synth = by_key(synth);
+  for (size_t i = 0; i < real.size(); ++i) {
+    EXPECT_EQ(synth[i].key, real[i].key) << i;
+    EXPECT_EQ(synth[i].packets, real[i].packets) << i;
+    EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;  // microseconds
+    EXPECT_EQ(synth[i].tcp_flags & real[i].tcp_flags, real[i].tcp_flags) << i;
+  }
+}
+
+TEST(GeneratorTest, SteeredHostsFollowThePerWindowDistinctCounts) {
+  Untrained u;
+  Chunk c = FewHostsChunk();
+  Skeleton sk = Skeleton::FromChunk(c, BuildFlows(c.packets, c.end_ns()), Skeleton::DefaultBinNs(c.duration_ns));
+  sk.AddStructure(c, kStructureWindowNs);
+  ASSERT_EQ(sk.windows.size(), 3u);
+  GenerateOptions o;
+  o.threads = 1;
+  // IPv4 only: an untrained model draws IPv6 flows too, and those can only
+  // take IPv6 hosts (there are none in the real windows).
+  auto distinct = [&](const std::vector<PacketRecord>& ps, size_t w, bool src) {
+    std::set<std::vector<uint8_t>> seen;
+    for (const auto& p : ps) {
+      if ((p.ts_ns - kT0) / kStructureWindowNs != int64_t(w) || p.version != 4) continue;
+      const auto& a = src ? p.src.bytes : p.dst.bytes;
+      seen.insert(std::vector<uint8_t>(a.begin(), a.end()));
+    }
+    return seen.size();
+  };
+  o.steer_hosts = false;
+  auto free = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(free.ok()) << free.status();
+  o.steer_hosts = true;
+  auto steered = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(steered.ok()) << steered.status();
+  // An untrained model draws a new host for nearly every flow; steered, no
+  // window holds more hosts than the real one did.
+  size_t free_hosts = 0, steered_hosts = 0;
+  for (size_t w = 0; w < 3; ++w) {
+    free_hosts += distinct(*free, w, true) + distinct(*free, w, false);
+    steered_hosts += distinct(*steered, w, true) + distinct(*steered, w, false);
+    EXPECT_LE(distinct(*steered, w, true), sk.windows[w].srcs) << w;
+    EXPECT_LE(distinct(*steered, w, false), sk.windows[w].dsts) << w;
+  }
+  EXPECT_GT(free_hosts, 2 * steered_hosts);
 }
 
 }  // namespace

@@ -71,7 +71,9 @@ class RuntimeTest : public ::testing::Test {
                          const std::string& listen = "tcp://127.0.0.1:0", const std::string& api = "tcp://127.0.0.1:0") {
     Coord c;
     std::vector<std::string> args = {"--library", lib, "--listen", listen, "--api", api, "--metrics", "127.0.0.1:0",
-                                     "--base", base_, "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5"};
+                                     "--base", base_, "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
+                                     // room for a delta in these small chunks, as the embedded runs below
+                                     "--budget", "10x"};
     if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
     args.insert(args.end(), extra.begin(), extra.end());
     c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"));
@@ -235,7 +237,7 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   // The embedded path on the same input, base and knobs.
   std::string out;
   ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " + base_ +
-                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) + " --steps 10 --no-check 2>&1",
+                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) + " --steps 10 --no-check --budget 10x 2>&1",
                 &out),
             0)
       << out;
@@ -298,7 +300,7 @@ TEST_F(RuntimeTest, LargeJobsSpanTwoWorkersDataParallel) {
   // path's with the same knobs.
   ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " +
                              base_ + " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
-                             " --steps 10 --no-check --min-flows 1 2>&1",
+                             " --steps 10 --no-check --min-flows 1 --budget 10x 2>&1",
                          &out),
             0)
       << out;
@@ -403,7 +405,7 @@ TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommits
   std::vector<std::string> args = {"--library", dir_.File("lib"), "--listen", "tcp://127.0.0.1:0",
                                    "--api", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0", "--base", base_,
                                    "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
-                                   "--steps", "100000", "--seconds", "1.5"};
+                                   "--steps", "100000", "--seconds", "1.5", "--budget", "10x"};
   Coord c;
   c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"),
                                      std::vector<std::string>{"DGC_FAULT=library.commit.after_write:2"});

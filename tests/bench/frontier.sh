@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The frontier of fidelity against kept bytes (issue: step 1): per trace, dgc at
+# budgets of 0.01x, 0.03x, 0.1x, 0.3x and 1x of zstd -19 of the header-only pcap,
+# and packet sampling, flow records (flow-sampled below their full size) and the
+# marginals at the bytes dgc kept; the table on stdout, OUT/frontier.html with
+# the curves. See frontier.py for what is measured.
+#
+#   tests/bench/frontier.sh [OUT_DIR] [NAME=PATH:CHUNK_SECONDS ...]
+#
+# Without traces: the five IoT weeks (1 h chunks), the merged pcapplusplus LAN
+# captures (600 s), the ndpi sessions merged (600 s), the 1M bench trace (600 s,
+# built by make_bench_trace.sh) and the CAIDA sample. BUDGETS="0.1x,1x" narrows
+# the budgets. Needs nfdump and mergecap (deploy/install-deps.sh installs them).
+# Hours on 2 cores for the whole set: run it by hand, not in CI.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+out="${1:-$root/build/frontier}"
+[[ $# -gt 0 ]] && shift
+data="${DGC_DATA_DIR:-$root/../shared/data}"
+mkdir -p "$out"
+traces=("$@")
+if [[ ${#traces[@]} -eq 0 ]]; then
+  for f in "$data"/iot-oconnor/*.pcap; do traces+=("$(basename "$f" .pcap)=$f:3600"); done
+  mergecap -w "$out/lan.pcap" "$data"/pcapplusplus/*.pcap
+  traces+=("lan=$out/lan.pcap:600")
+  mergecap -w "$out/ndpi.pcap" "$data"/ndpi/*
+  traces+=("ndpi=$out/ndpi.pcap:600")
+  "$root/tests/bench/make_bench_trace.sh" "$out/bench-1m.pcap" >/dev/null
+  traces+=("bench-1m=$out/bench-1m.pcap:600")
+  traces+=("caida=$data/netshare/caida-small_raw.pcap:1")
+fi
+exec python3 "$root/tests/bench/frontier.py" --out "$out" --budgets "${BUDGETS:-0.01x,0.03x,0.1x,0.3x,1x}" "${traces[@]}"
