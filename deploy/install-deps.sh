@@ -25,6 +25,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   tshark tcpdump python3 prometheus curl
   zstd xz-utils gzip                  # codec_test: the command-line tools read what dgc writes
+  nfdump                              # the NetFlow view (nfpcapd, nfdump): tests/bench/netflow_view.py
   python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
 

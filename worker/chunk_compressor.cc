@@ -243,23 +243,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   // size the last fine-tune of a chunk like this took (or half the rest).
   const int64_t budget = static_cast<int64_t>(ChunkBudget(chunk, o));
   const bool budgeted = budget > 0;
-  model::Skeleton::Sizes base_sizes = sk.EncodedSizes();
-  // A tight budget (a quiet chunk) coarsens the bins until the skeleton
-  // takes at most half of it: per-second counts of a few hundred packets
-  // cost more than the flows themselves, whose starts and packet counts the
-  // exact records then keep.
-  for (int64_t coarser : {int64_t(10) * 1000000000, int64_t(60) * 1000000000, int64_t(600) * 1000000000}) {
-    if (!budgeted || int64_t(base_sizes.bins + base_sizes.structure) + kMetadataEstimate <= budget / 2 ||
-        coarser <= sk.bin_ns || coarser > chunk.duration_ns / 4) {
-      break;
-    }
-    model::Skeleton c2 = model::Skeleton::FromChunk(chunk, flows, coarser);
-    c2.window_ns = sk.window_ns;
-    c2.windows = std::move(sk.windows);
-    c2.total = sk.total;
-    sk = std::move(c2);
-    base_sizes = sk.EncodedSizes();
-  }
+  const model::Skeleton::Sizes base_sizes = sk.EncodedSizes();
   const int64_t fixed = int64_t(base_sizes.bins + base_sizes.structure) + kMetadataEstimate;
   std::vector<model::ExactFlow> ranked;
   if (budgeted && o.exact_flows) ranked = model::Skeleton::RankFlows(chunk);
@@ -296,7 +280,28 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
   }
 
-  if (flows.size() + pool.size() < size_t(o.min_flows_to_finetune) || !delta_fits) {
+  // What the parent alone scores on the check window and seed (2: not
+  // measured). A delta that does not beat it by min_delta_gain is not worth
+  // its bytes; and a quiet chunk the parent misses by far fine-tunes all the
+  // same when the budget has room for a delta, whatever min_flows says.
+  double parent_mean = 2;
+  auto score_parent = [&]() -> Status {
+    if (parent_mean <= 1) return absl::OkStatus();
+    auto synth = model::GenerateChunk(parent, tok, check.skeleton, gen);
+    if (!synth.ok()) return synth.status();
+    parent_mean = Fidelity(check.chunk, std::move(*synth))["mean"].get<double>();
+    report["parent_fidelity_mean"] = std::round(parent_mean * 1000) / 1000;
+    return absl::OkStatus();
+  };
+  bool quiet = flows.size() + pool.size() < size_t(o.min_flows_to_finetune);
+  if (quiet && delta_fits && budgeted && o.check_fidelity) {
+    DGC_RETURN_IF_ERROR(score_parent());
+    if (parent_mean > std::max(2 * o.fidelity_target, o.fidelity_target + 0.05)) {
+      quiet = false;
+      report["finetune_forced"] = true;  // below min_flows, but the parent misses by far
+    }
+  }
+  if (quiet || !delta_fits) {
     // A quiet chunk (or a budget with no room for a delta): its skeleton and
     // the parent's model are enough; its flows wait in the caller's pool for
     // a later fine-tune.
@@ -325,15 +330,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     std::string best_delta;
     std::unique_ptr<model::FlowModel> best_model;
     double best_mean = 2;
-    // What the parent alone scores on the same window and seed: a delta that
-    // does not beat it by min_delta_gain is not worth its bytes.
-    double parent_mean = 2;
-    if (o.check_fidelity && o.min_delta_gain > 0) {
-      auto synth = model::GenerateChunk(parent, tok, check.skeleton, gen);
-      if (!synth.ok()) return synth.status();
-      parent_mean = Fidelity(check.chunk, std::move(*synth))["mean"].get<double>();
-      report["parent_fidelity_mean"] = std::round(parent_mean * 1000) / 1000;
-    }
+    if (o.check_fidelity && o.min_delta_gain > 0) DGC_RETURN_IF_ERROR(score_parent());
     for (int attempt = 0; attempt < (o.retry_on_miss && o.check_fidelity ? 2 : 1); ++attempt) {
       DGC_ASSIGN_OR_RETURN(auto trained, parent.Clone());
       DGC_ASSIGN_OR_RETURN(model::TrainStats st, TrainOn(*trained, seqs, train, o));

@@ -6,9 +6,9 @@
 // to stderr, so a test knows the kill landed exactly there (inside the window
 // it means to test) rather than somewhere a timer happened to fall.
 //
-// Unset, a point costs one relaxed atomic load. The points are named
+// Unset, a point costs a check of a static pointer. The points are named
 // "component.what.where", e.g. "library.commit.after_write"; each is
-// documented where it is placed and listed in tests/README.md.
+// documented where it is placed and listed in README.md (Tests and CI).
 #ifndef DGC_COMMON_BASE_FAULT_H_
 #define DGC_COMMON_BASE_FAULT_H_
 

@@ -24,8 +24,7 @@ from datetime import datetime, timezone
 
 
 def flows_of(pcap, work):
-    out = os.path.join(work, os.path.basename(pcap) + ".nf")
-    os.makedirs(out)
+    out = tempfile.mkdtemp(prefix="nf-", dir=work)
     subprocess.run(["nfpcapd", "-r", pcap, "-w", out, "-e", "300,60"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     text = subprocess.run(["nfdump", "-R", out, "-o", "csv", "-q", "-N"], check=True,
