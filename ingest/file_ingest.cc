@@ -17,6 +17,7 @@
 #include "common/base/time.h"
 #include "common/trace/chunk_format.h"
 #include "common/trace/merged_reader.h"
+#include "spdlog/spdlog.h"
 
 namespace dgc {
 namespace {
@@ -172,6 +173,8 @@ StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
   sum.input_bytes = reader->raw_size();
   sum.link_dir = (std::filesystem::path(opt.spool_dir) / opt.chunker.link).string();
   DGC_RETURN_IF_ERROR(MakeDirs(sum.link_dir));
+  DGC_ASSIGN_OR_RETURN(auto stale, RemoveStaleTempFiles(sum.link_dir));
+  for (const auto& f : stale) spdlog::warn("removed {}: a partial spool file a killed run left", f);
 
   // `encode` runs on the pipeline's encoder threads, several at once.
   auto encode = [&](Chunk&& chunk, bool amend) -> EncodedChunk {

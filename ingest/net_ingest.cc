@@ -106,6 +106,10 @@ Status NetIngest::Start() {
     return absl::InvalidArgumentError("--shard i/n needs 0 <= i < n");
   }
   DGC_RETURN_IF_ERROR(MakeDirs(StreamDir()));
+  // A run killed mid-write leaves a partial "*.tmp.<pid>" beside the spooled
+  // chunks; its chunk is rewritten when the capture is read again.
+  DGC_ASSIGN_OR_RETURN(auto stale, RemoveStaleTempFiles(StreamDir()));
+  for (const auto& f : stale) spdlog::warn("removed {}: a partial spool file a killed run left", f);
   if (!options_.filter.empty()) {
     DGC_ASSIGN_OR_RETURN(filter_, PacketFilter::Compile(options_.filter));
   }

@@ -1,14 +1,17 @@
 #include "common/base/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace dgc {
@@ -75,6 +78,25 @@ StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+StatusOr<std::vector<std::string>> RemoveStaleTempFiles(const std::string& dir) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return ErrnoError(ec.value(), "cannot list", dir);
+  std::vector<std::string> removed;
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos) continue;
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(absl::string_view(name).substr(at + 5), &pid) || pid <= 0) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer lives (or is not ours to judge)
+    std::error_code rec;
+    if (fs::remove(entry.path(), rec)) removed.push_back(entry.path().string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 Status MakeDirs(const std::string& dir) {

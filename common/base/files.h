@@ -22,6 +22,11 @@ namespace dgc {
 // files and "*.tmp.*" leftovers skipped.
 [[nodiscard]] StatusOr<std::vector<std::string>> ListFiles(const std::string& dir);
 
+// Removes the "<name>.tmp.<pid>" files directly inside `dir` that a killed
+// WriteFileAtomic left behind: those whose <pid> is no live process. A live
+// writer's file is left alone. Returns the paths removed.
+[[nodiscard]] StatusOr<std::vector<std::string>> RemoveStaleTempFiles(const std::string& dir);
+
 // Creates `dir` and its parents when missing.
 [[nodiscard]] Status MakeDirs(const std::string& dir);
 

@@ -1,12 +1,14 @@
 #include "coordinator/library/library_records.h"
 
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/byte_io.h"
 #include "common/base/time.h"
 #include "common/model/artifact.h"
+#include "nlohmann/json.hpp"
 
 namespace dgc::library {
 namespace {
@@ -15,9 +17,15 @@ constexpr uint8_t kTagModel = 'M';
 constexpr uint8_t kTagChunk = 'C';
 constexpr uint8_t kTagJob = 'J';
 constexpr uint8_t kModelVersion = 1;
+// 3: a flags byte after the model id (kSameParent: no parent id, it is the
+// model id; kNoDrift: no drift, -1; kCountsInRecord: the report's packets,
+// flows, bytes and raw_bytes are the record's own and are not stored twice).
+// On a quiet link every byte of a chunk's record counts.
 // 2: the report is stored zstd-compressed with the artifact dictionary
-// (model::CompressReport), its raw size first; 1: plain JSON (still read).
-constexpr uint8_t kChunkVersion = 2;
+// (model::CompressReport), its raw size first; 1: plain JSON. Both still read.
+constexpr uint8_t kChunkVersion = 3;
+constexpr uint8_t kSameParent = 1, kNoDrift = 2, kCountsInRecord = 4;
+constexpr const char* kRecordCounts[] = {"packets", "flows", "bytes", "raw_bytes"};
 constexpr uint8_t kJobVersion = 1;
 constexpr uint64_t kMaxField = 1ull << 31;
 
@@ -219,7 +227,38 @@ StatusOr<ModelRecord> DecodeModel(absl::string_view key, absl::string_view value
   return m;
 }
 
+namespace {
+
+uint64_t RecordCount(const ChunkRecord& c, absl::string_view key) {
+  return key == "packets" ? c.packets : key == "flows" ? c.flows : key == "bytes" ? c.bytes : c.raw_bytes;
+}
+
+// The report without the counts the record holds, when putting them back
+// gives exactly `c.report_json` again; nullopt otherwise.
+std::optional<std::string> ReportWithoutCounts(const ChunkRecord& c) {
+  auto j = nlohmann::json::parse(c.report_json, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  for (const char* k : kRecordCounts) {
+    auto it = j.find(k);
+    if (it == j.end() || !it->is_number_unsigned() || it->get<uint64_t>() != RecordCount(c, k)) return std::nullopt;
+  }
+  nlohmann::json lean = j;
+  for (const char* k : kRecordCounts) lean.erase(k);
+  nlohmann::json back = lean;
+  for (const char* k : kRecordCounts) back[k] = RecordCount(c, k);
+  if (back.dump() != c.report_json) return std::nullopt;
+  return lean.dump();
+}
+
+}  // namespace
+
 std::string EncodeChunk(const ChunkRecord& c) {
+  const std::optional<std::string> lean = ReportWithoutCounts(c);
+  const std::string& report = lean ? *lean : c.report_json;
+  uint8_t flags = 0;
+  if (c.parent_id == c.model_id) flags |= kSameParent;
+  if (c.drift == -1) flags |= kNoDrift;
+  if (lean) flags |= kCountsInRecord;
   ByteWriter w;
   w.U8(kTagChunk);
   w.U8(kChunkVersion);
@@ -232,12 +271,13 @@ std::string EncodeChunk(const ChunkRecord& c) {
   w.Varint(c.flows);
   w.Varint(c.raw_bytes);
   Str(&w, c.model_id);
-  Str(&w, c.parent_id);
+  w.U8(flags);
+  if (!(flags & kSameParent)) Str(&w, c.parent_id);
   w.U8(static_cast<uint8_t>(c.state));
   Str(&w, c.skeleton);
-  w.Varint(c.report_json.size());
-  Str(&w, model::CompressReport(c.report_json));
-  F64(&w, c.drift);
+  w.Varint(report.size());
+  Str(&w, model::CompressReport(report));
+  if (!(flags & kNoDrift)) F64(&w, c.drift);
   Str(&w, c.decision);
   Str(&w, c.reason);
   Str(&w, c.raw_path);
@@ -259,7 +299,14 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
   c.flows = r.U();
   c.raw_bytes = r.U();
   c.model_id = r.Str();
-  c.parent_id = r.Str();
+  uint8_t flags = 0;
+  if (version >= 3) {
+    flags = r.B();
+    if (flags & ~(kSameParent | kNoDrift | kCountsInRecord)) {
+      return Corrupt("chunk", key, absl::StrCat("unknown flags 0x", absl::Hex(flags)));
+    }
+  }
+  c.parent_id = (flags & kSameParent) ? c.model_id : r.Str();
   uint8_t state = r.B();
   c.skeleton = r.Str();
   if (version >= 2) {
@@ -272,7 +319,13 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
   } else {
     c.report_json = r.Str();
   }
-  c.drift = r.D();
+  if (flags & kCountsInRecord) {
+    auto j = nlohmann::json::parse(c.report_json, nullptr, false);
+    if (!j.is_object()) return Corrupt("chunk", key, "report is not a JSON object");
+    for (const char* k : kRecordCounts) j[k] = RecordCount(c, k);
+    c.report_json = j.dump();
+  }
+  c.drift = (flags & kNoDrift) ? -1 : r.D();
   c.decision = r.Str();
   c.reason = r.Str();
   c.raw_path = r.Str();

@@ -18,6 +18,7 @@
 #include <unordered_set>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -87,6 +88,26 @@ std::string EncodeU32(uint32_t v) {
   return s;
 }
 
+// A directory that RocksDB began to create and never finished: a process
+// killed inside DB::Open before it wrote CURRENT leaves only these files, and
+// no write of a library ever happens before CURRENT exists. A write-ahead log,
+// a table or blob file, or any other name means real data (CURRENT lost to
+// corruption, or someone else's files): not this case.
+bool IsInterruptedCreation(const std::string& dir, std::vector<fs::path>* files) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return false;
+  for (const auto& entry : it) {
+    const std::string n = entry.path().filename().string();
+    const bool ours = n == "LOCK" || n == "LOG" || absl::StartsWith(n, "LOG.old.") || n == "IDENTITY" ||
+                      absl::StartsWith(n, "MANIFEST-") || absl::EndsWith(n, ".dbtmp");
+    std::error_code sec;
+    if (!ours || !entry.is_regular_file(sec)) return false;
+    files->push_back(entry.path());
+  }
+  return !files->empty();
+}
+
 }  // namespace
 
 const std::vector<std::string>& RocksDbModelLibrary::ColumnFamilyNames() {
@@ -126,6 +147,11 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
           dir, " is a step-3 directory library (it holds ", kDirMarker,
           "), not a RocksDB library: there is no in-place migration; re-run 'dgcctl compress' into a new "
           "directory"));
+    }
+    std::vector<fs::path> started;
+    if (options.create_if_missing && IsInterruptedCreation(dir, &started)) {
+      // Nothing was ever stored here: start the creation again.
+      for (const auto& f : started) fs::remove(f, ec);
     }
     if (!fs::is_empty(dir, ec)) {
       return absl::InvalidArgumentError(
@@ -426,7 +452,9 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
   if (commit.decision) {
     c.drift = commit.decision->drift;
     c.decision = library::DecisionName(commit.decision->kind);
-    c.reason = commit.decision->reason;
+    // Continuing the latest model needs no prose (the decision says it):
+    // on a quiet link that sentence was a fifth of a chunk's bytes.
+    if (commit.decision->kind != library::ParentDecision::Kind::kContinue) c.reason = commit.decision->reason;
   }
   c.raw_path = commit.raw_path;
   c.committed_ns = Now();

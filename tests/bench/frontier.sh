@@ -21,9 +21,9 @@ mkdir -p "$out"
 traces=("$@")
 if [[ ${#traces[@]} -eq 0 ]]; then
   for f in "$data"/iot-oconnor/*.pcap; do traces+=("$(basename "$f" .pcap)=$f:3600"); done
-  mergecap -w "$out/lan.pcap" "$data"/pcapplusplus/*.pcap
+  mergecap -F pcap -w "$out/lan.pcap" "$data"/pcapplusplus/*.pcap
   traces+=("lan=$out/lan.pcap:600")
-  mergecap -w "$out/ndpi.pcap" "$data"/ndpi/*
+  mergecap -F pcap -w "$out/ndpi.pcap" "$data"/ndpi/*
   traces+=("ndpi=$out/ndpi.pcap:600")
   "$root/tests/bench/make_bench_trace.sh" "$out/bench-1m.pcap" >/dev/null
   traces+=("bench-1m=$out/bench-1m.pcap:600")

@@ -10,7 +10,8 @@ NetFlow statistics). Also: the share of the real top-10 destination ports (by
 flows) found in the synthetic top 10.
 
 Usage: netflow_view.py REAL.pcap SYNTH.pcap   (prints one JSON object)
-Needs nfdump (Debian package nfdump; deploy/install-deps.sh installs it).
+Needs nfdump and editcap (Debian packages nfdump and wireshark-common, which
+deploy/install-deps.sh installs).
 """
 import csv
 import json
@@ -25,8 +26,14 @@ from datetime import datetime, timezone
 
 def flows_of(pcap, work):
     out = tempfile.mkdtemp(prefix="nf-", dir=work)
-    subprocess.run(["nfpcapd", "-r", pcap, "-w", out, "-e", "300,60"], check=True,
+    # nfpcapd reads classic pcap only: pcapng (and compressed captures) go
+    # through editcap first.
+    classic = os.path.join(out, "in.pcap")
+    subprocess.run(["editcap", "-F", "pcap", pcap, classic], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["nfpcapd", "-r", classic, "-w", out, "-e", "300,60"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.remove(classic)
     text = subprocess.run(["nfdump", "-R", out, "-o", "csv", "-q", "-N"], check=True,
                           capture_output=True, text=True).stdout
     flows = []
@@ -87,8 +94,10 @@ def view(real, synth):
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    if shutil.which("nfpcapd") is None or shutil.which("nfdump") is None:
-        sys.exit("netflow_view.py: nfdump is not installed (Debian package nfdump; deploy/install-deps.sh installs it)")
+    for tool, package in (("nfpcapd", "nfdump"), ("nfdump", "nfdump"), ("editcap", "wireshark-common")):
+        if shutil.which(tool) is None:
+            sys.exit("netflow_view.py: %s is not installed (Debian package %s; deploy/install-deps.sh installs it)" %
+                     (tool, package))
     work = tempfile.mkdtemp(prefix="dgc-netflow-")
     try:
         print(json.dumps(view(flows_of(sys.argv[1], work), flows_of(sys.argv[2], work))))

@@ -1,8 +1,11 @@
 #include "coordinator/library/library_records.h"
 
+#include <iostream>
 #include <limits>
 
 #include "common/base/byte_io.h"
+#include "common/model/artifact.h"
+#include "nlohmann/json.hpp"
 
 #include "gtest/gtest.h"
 
@@ -120,12 +123,88 @@ TEST(LibraryRecordsTest, ReadsVersionOneChunksWithAPlainReport) {
   EXPECT_EQ(c->report_json, report);
   EXPECT_EQ(c->skeleton, "SK");
   EXPECT_EQ(c->decision, "continue");
-  // Written again it is version 2, with a smaller report than the JSON.
-  std::string v2 = EncodeChunk(*c);
-  EXPECT_EQ(static_cast<uint8_t>(v2[1]), 2);
-  auto again = DecodeChunk(ChunkKey("tap0", 42), v2);
+  // Written again it is the newest version, with a smaller report than the JSON.
+  std::string v3 = EncodeChunk(*c);
+  EXPECT_EQ(static_cast<uint8_t>(v3[1]), 3);
+  auto again = DecodeChunk(ChunkKey("tap0", 42), v3);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->report_json, report);
+}
+
+TEST(LibraryRecordsTest, AQuietChunkStoresNoFigureTwice) {
+  // A shared chunk: its parent is its model, its report repeats the record's
+  // counts. Version 3 stores neither twice and reads back the same record.
+  ChunkRecord c;
+  c.link = "tap0";
+  c.start_ns = 1704067200LL * 1000000000;
+  c.duration_ns = 3600LL * 1000000000;
+  c.seq = 473352;
+  c.packets = 212;
+  c.bytes = 40310;
+  c.flows = 9;
+  c.raw_bytes = 52000;
+  c.model_id = c.parent_id = "base-00112233445566ff";
+  c.skeleton = "SK";
+  nlohmann::json report = {{"packets", 212}, {"flows", 9}, {"bytes", 40310}, {"raw_bytes", 52000},
+                           {"shared", true}, {"fidelity_mean", 0.125}, {"seconds", 0.21}};
+  c.report_json = report.dump();
+  c.decision = "continue";
+  const std::string key = ChunkKey("tap0", c.start_ns);
+  const std::string v3 = EncodeChunk(c);
+  auto d = DecodeChunk(key, v3);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->report_json, c.report_json);
+  EXPECT_EQ(d->parent_id, c.model_id);
+  EXPECT_EQ(d->drift, -1);
+  EXPECT_EQ(d->packets, 212u);
+  // What version 2 stored for the same record: both ids, the drift, the
+  // whole report.
+  ByteWriter w;
+  auto str = [&w](const std::string& v) {
+    w.Varint(v.size());
+    w.Bytes(v.data(), v.size());
+  };
+  w.U8('C');
+  w.U8(2);
+  str(c.link);
+  w.SignedVarint(c.start_ns);
+  w.SignedVarint(c.duration_ns);
+  w.SignedVarint(c.seq);
+  for (uint64_t v : {c.packets, c.bytes, c.flows, c.raw_bytes}) w.Varint(v);
+  str(c.model_id);
+  str(c.parent_id);
+  w.U8(1);
+  str(c.skeleton);
+  w.Varint(c.report_json.size());
+  str(model::CompressReport(c.report_json));
+  double drift = -1;
+  w.Bytes(&drift, sizeof drift);
+  str(c.decision);
+  str("");
+  str("");
+  w.SignedVarint(0);
+  w.Varint(0);
+  const std::string v2 = w.Take();
+  auto old = DecodeChunk(key, v2);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->report_json, c.report_json);
+  EXPECT_EQ(old->parent_id, c.parent_id);
+  std::cerr << "quiet chunk record: version 2 " << v2.size() << " B, version 3 " << v3.size() << " B\n";
+  EXPECT_LE(v3.size() + 30, v2.size());
+  // A report whose counts are not the record's is kept as it was.
+  c.report_json = R"({"flows":8,"packets":212})";
+  c.parent_id = "base-1";
+  c.drift = 0.5;
+  auto other = DecodeChunk(key, EncodeChunk(c));
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->report_json, c.report_json);
+  EXPECT_EQ(other->parent_id, "base-1");
+  EXPECT_EQ(other->drift, 0.5);
+  // Unknown flags are corruption, not a guess.
+  std::string bad = v3;
+  const size_t at = bad.find(c.model_id) + c.model_id.size();
+  bad[at] = static_cast<char>(0x80);
+  EXPECT_EQ(DecodeChunk(key, bad).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(LibraryRecordsTest, ValidatesIds) {

@@ -542,5 +542,28 @@ TEST(OpenModelLibraryTest, RefusesDirectoryLibrariesAndForeignDirectories) {
   EXPECT_FALSE(twice.ok());
 }
 
+TEST(OpenModelLibraryTest, FinishesACreationThatAKillInterruptedAndRefusesALostCurrent) {
+  // A process killed inside RocksDB's DB::Open, before CURRENT: only its
+  // creation files are there, nothing was stored, the next open creates.
+  testing::TempDir tmp;
+  const std::string dir = tmp.File("lib");
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"LOCK", "LOG", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"}) {
+    std::ofstream(dir + "/" + f) << "partial";
+  }
+  auto lib = RocksDbModelLibrary::Open(dir);
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  EXPECT_TRUE(std::filesystem::exists(dir + "/CURRENT"));
+  EXPECT_TRUE((*lib)->Check().ok());
+  lib->reset();
+  // CURRENT lost from a library that holds data (its log): refused, untouched.
+  std::filesystem::remove(dir + "/CURRENT");
+  size_t before = std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator());
+  auto lost = RocksDbModelLibrary::Open(dir);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kInvalidArgument) << lost.status();
+  size_t after = std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator());
+  EXPECT_EQ(before, after);
+}
+
 }  // namespace
 }  // namespace dgc

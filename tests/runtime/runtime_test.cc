@@ -4,9 +4,12 @@
 // killed and restarted, the coordinator away while ingest runs, a client
 // without an allowed key, hostile messages). Every wait is bounded.
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -458,8 +461,20 @@ TEST_F(RuntimeTest, IngestKilledMidStreamLosesNothingAndCommitsNothingTwice) {
   }
   std::cerr << "ingest: " << landed << " of " << points.size() << " planned kills landed mid-stream\n";
   EXPECT_EQ(landed, static_cast<int>(points.size()));
-  auto ingest = StartIngest(c.listen);
+  // A kill inside a spool write leaves "<chunk>.tmp.<pid>" behind (the
+  // capture thread writes while the shipping thread dies): one such file,
+  // of a pid that is gone, must not outlive the next run.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  const std::string partial =
+      dir_.File("spool") + "/test/chunk-000000000001-20260101T000030Z.dgcc.tmp." + std::to_string(dead);
+  std::ofstream(partial) << "torn";
+  auto ingest = StartIngest(c.listen, {}, "ingest-final.log");
   EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  EXPECT_NE(ingest->ReadLog().find("a partial spool file a killed run left"), std::string::npos) << ingest->ReadLog();
+  EXPECT_FALSE(fs::exists(partial));
   EXPECT_TRUE(fs::is_empty(dir_.File("spool") + "/test"));
   ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
   std::set<int64_t> seqs;
