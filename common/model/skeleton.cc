@@ -21,6 +21,9 @@ constexpr uint32_t kMaxBins = 1u << 24;
 constexpr uint64_t kMaxWindows = 1u << 20;
 constexpr uint64_t kMaxExact = 1u << 24;
 constexpr uint16_t kHasStructure = 1, kHasExact = 2;
+constexpr uint16_t kRawBody = 4;  // format 3: the sections are stored as they are (zstd would not shrink them)
+// Format 3: magic, version, then varints, then a 32-bit checksum.
+constexpr size_t kMinHeader3 = 4 + 2 + 6 + 4;
 
 std::string Zstd19(const std::string& raw) {
   std::string z(ZSTD_compressBound(raw.size()), '\0');
@@ -103,17 +106,14 @@ std::string ExactBody(const Skeleton& s) {
 }
 
 struct Sections {
-  std::string bins, structure, exact;  // zstd -19 each; empty when absent
-  size_t bins_raw = 0;
+  std::string bins, structure, exact;  // raw bodies; empty when absent
 };
 
-Sections Compress(const Skeleton& s) {
+Sections RawSections(const Skeleton& s, bool with_structure, bool with_exact) {
   Sections out;
-  std::string b = BinsBody(s);
-  out.bins_raw = b.size();
-  out.bins = Zstd19(b);
-  if (s.window_ns > 0) out.structure = Zstd19(StructureBody(s));
-  if (!s.exact.empty()) out.exact = Zstd19(ExactBody(s));
+  out.bins = BinsBody(s);
+  if (with_structure && s.window_ns > 0) out.structure = StructureBody(s);
+  if (with_exact && !s.exact.empty()) out.exact = ExactBody(s);
   return out;
 }
 
@@ -124,10 +124,168 @@ void PutSection(std::string* out, const std::string& z) {
   *out += z;
 }
 
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) v >>= 7, ++n;
-  return n;
+// Format 2: a fixed header, each section its own zstd -19 frame with a length.
+std::string EncodeFormat2(const Skeleton& s) {
+  Sections raw = RawSections(s, true, true);
+  uint16_t present = (s.window_ns > 0 ? kHasStructure : 0) | (!s.exact.empty() ? kHasExact : 0);
+  std::string out;
+  out.append(kMagic, 4);
+  PutFixed<uint16_t>(&out, 2);
+  PutFixed<uint16_t>(&out, present);
+  PutFixed<int64_t>(&out, s.start_ns);
+  PutFixed<int64_t>(&out, s.duration_ns);
+  PutFixed<int64_t>(&out, s.bin_ns);
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(s.bins()));
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(raw.bins.size()));
+  std::string body;
+  PutSection(&body, Zstd19(raw.bins));
+  if (present & kHasStructure) PutSection(&body, Zstd19(raw.structure));
+  if (present & kHasExact) PutSection(&body, Zstd19(raw.exact));
+  PutFixed<uint64_t>(&out, XXH64(body.data(), body.size(), XXH64(out.data(), out.size(), 0)));
+  out += body;
+  return out;
+}
+
+// Format 3: a varint header (the chunk's times cost what they need) and one
+// zstd -19 frame over all sections (one frame header, one set of tables),
+// or the sections as they are when zstd would not shrink them; a quiet
+// chunk's skeleton is mostly framing otherwise.
+std::string EncodeFormat3(const Skeleton& s, bool with_structure, bool with_exact) {
+  Sections raw = RawSections(s, with_structure, with_exact);
+  uint16_t present = (!raw.structure.empty() || (with_structure && s.window_ns > 0) ? kHasStructure : 0) |
+                     (!raw.exact.empty() ? kHasExact : 0);
+  const std::string all = raw.bins + raw.structure + raw.exact;
+  std::string body = Zstd19(all);
+  if (body.empty() || body.size() >= all.size()) {
+    body = all;
+    present |= kRawBody;
+  }
+  ByteWriter h;
+  h.Varint(present);
+  h.SignedVarint(s.start_ns);
+  h.Varint(static_cast<uint64_t>(s.duration_ns));
+  h.Varint(static_cast<uint64_t>(s.bin_ns));
+  h.Varint(s.bins());
+  h.Varint(raw.bins.size());
+  if (present & kHasStructure) h.Varint(raw.structure.size());
+  if (present & kHasExact) h.Varint(raw.exact.size());
+  std::string out;
+  out.append(kMagic, 4);
+  PutFixed<uint16_t>(&out, 3);
+  out += h.Take();
+  PutFixed<uint32_t>(&out, static_cast<uint32_t>(XXH64(body.data(), body.size(), XXH64(out.data(), out.size(), 0))));
+  out += body;
+  return out;
+}
+
+// Section parsers, shared by every format: "" or what is wrong.
+std::string ParseBins(const std::string& body, uint32_t nbins, Skeleton* s) {
+  s->new_flows.assign(nbins, 0);
+  s->packets.assign(nbins, 0);
+  s->bytes.assign(nbins, 0);
+  ByteReader r(body);
+  int64_t idx = -1;
+  while (r.remaining() > 0) {
+    uint64_t gap, f, p, by;
+    if (!r.Varint(&gap) || !r.Varint(&f) || !r.Varint(&p) || !r.Varint(&by)) return "truncated bin";
+    if (gap >= nbins) return "bin out of range";
+    idx = idx < 0 ? static_cast<int64_t>(gap) : idx + 1 + static_cast<int64_t>(gap);
+    if (idx < 0 || idx >= static_cast<int64_t>(nbins) || f > UINT32_MAX || p > UINT32_MAX) return "bin out of range";
+    s->new_flows[idx] = static_cast<uint32_t>(f);
+    s->packets[idx] = static_cast<uint32_t>(p);
+    s->bytes[idx] = by;
+  }
+  return "";
+}
+
+std::string ParseStructure(const std::string& raw, Skeleton* s) {
+  ByteReader r(raw);
+  uint64_t wns = 0, n = 0;
+  if (!r.Varint(&wns) || !r.Varint(&n)) return "truncated structure section";
+  if (wns == 0 || wns > uint64_t(s->duration_ns) || n > kMaxWindows ||
+      n != uint64_t((s->duration_ns + int64_t(wns) - 1) / int64_t(wns))) {
+    return "structure windows out of range";
+  }
+  s->window_ns = static_cast<int64_t>(wns);
+  s->windows.assign(n, WindowStats{});
+  for (uint32_t WindowStats::*field : {&WindowStats::srcs, &WindowStats::dsts, &WindowStats::pairs,
+                                       &WindowStats::five_tuples}) {
+    int64_t prev = 0;
+    for (auto& win : s->windows) {
+      int64_t d;
+      if (!r.SignedVarint(&d)) return "truncated structure section";
+      prev += d;
+      if (prev < 0 || prev > int64_t(UINT32_MAX)) return "structure count out of range";
+      win.*field = static_cast<uint32_t>(prev);
+    }
+  }
+  uint64_t t[4];
+  for (auto& v : t) {
+    if (!r.Varint(&v) || v > UINT32_MAX) return "truncated structure section";
+  }
+  s->total = {uint32_t(t[0]), uint32_t(t[1]), uint32_t(t[2]), uint32_t(t[3])};
+  if (r.remaining() != 0) return "trailing bytes in the structure section";
+  return "";
+}
+
+std::string ParseExact(const std::string& raw, Skeleton* s) {
+  ByteReader r(raw);
+  uint64_t n = 0;
+  if (!r.Varint(&n) || n > kMaxExact || n > raw.size()) return "exact-flow count out of range";
+  s->exact.assign(n, ExactFlow{});
+  auto& e = s->exact;
+  for (auto& f : e) {
+    uint8_t v6 = 0;
+    if (!r.U8(&v6) || v6 > 1) return "exact-flow family out of range";
+    f.key.version = v6 ? 6 : 4;
+  }
+  for (auto& f : e) r.U8(&f.key.proto);
+  for (bool src : {true, false}) {
+    for (auto& f : e) {
+      IpAddress& a = src ? f.key.src : f.key.dst;
+      if (f.key.version == 6) {
+        r.Bytes(a.bytes.data(), 16);
+      } else {
+        uint8_t v4[4] = {0, 0, 0, 0};
+        r.Bytes(v4, 4);
+        a = IpAddress::FromV4(v4);
+      }
+    }
+  }
+  for (bool sport : {true, false}) {
+    for (auto& f : e) {
+      if (ProtoHasPorts(f.key.proto)) r.U16(sport ? &f.key.sport : &f.key.dport);
+    }
+  }
+  int64_t prev = 0;
+  for (auto& f : e) {
+    int64_t d = 0;
+    r.SignedVarint(&d);
+    prev += d;
+    f.start_offset_us = prev;
+  }
+  uint64_t v = 0;
+  for (auto& f : e) r.Varint(&v), f.duration_us = static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX / 1000));
+  for (auto& f : e) r.Varint(&f.packets);
+  for (auto& f : e) r.Varint(&f.bytes);
+  for (auto& f : e) r.U8(&f.ttl);
+  for (auto& f : e) {
+    if (f.key.proto == kProtoTcp) r.U8(&f.tcp_flags);
+  }
+  for (auto& f : e) r.U8(&f.marks);
+  if (!r.ok()) return "truncated exact-flow section";
+  if (r.remaining() != 0) return "trailing bytes in the exact-flow section";
+  const int64_t chunk_us = s->duration_ns / 1000;
+  for (size_t i = 0; i < e.size(); ++i) {
+    const auto& f = e[i];
+    if (f.start_offset_us < 0 || f.start_offset_us > chunk_us || f.duration_us > chunk_us || f.packets == 0 ||
+        f.packets > (uint64_t{1} << 40) || f.bytes > (uint64_t{1} << 56) ||
+        (f.marks & ~(kFlowContinued | kFlowOpenAtEnd)) != 0 ||
+        (i > 0 && f.start_offset_us < e[i - 1].start_offset_us)) {
+      return absl::StrCat("exact flow ", i, " out of range");
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -234,40 +392,28 @@ void Skeleton::SetExactFlows(const std::vector<ExactFlow>& ranked, size_t k) {
 }
 
 Skeleton::Sizes Skeleton::EncodedSizes() const {
-  Sections z = Compress(*this);
+  // One frame holds every section: each is priced by what adding it costs.
+  const size_t bins_only = EncodeFormat3(*this, false, false).size();
+  const size_t with_structure = window_ns > 0 ? EncodeFormat3(*this, true, false).size() : bins_only;
+  const size_t all = exact.empty() ? with_structure : EncodeFormat3(*this, true, true).size();
   Sizes s;
-  s.bins = kHeader + VarintSize(z.bins.size()) + z.bins.size();
-  if (window_ns > 0) s.structure = VarintSize(z.structure.size()) + z.structure.size();
-  if (!exact.empty()) s.exact = VarintSize(z.exact.size()) + z.exact.size();
+  s.bins = std::min(bins_only, all);
+  s.structure = std::min(with_structure > s.bins ? with_structure - s.bins : 0, all - s.bins);
+  s.exact = all - s.bins - s.structure;
   return s;
 }
 
-std::string Skeleton::Encode() const {
-  Sections z = Compress(*this);
-  uint16_t present = (window_ns > 0 ? kHasStructure : 0) | (!exact.empty() ? kHasExact : 0);
-  std::string out;
-  out.append(kMagic, 4);
-  PutFixed<uint16_t>(&out, kSkeletonFormatVersion);
-  PutFixed<uint16_t>(&out, present);
-  PutFixed<int64_t>(&out, start_ns);
-  PutFixed<int64_t>(&out, duration_ns);
-  PutFixed<int64_t>(&out, bin_ns);
-  PutFixed<uint32_t>(&out, static_cast<uint32_t>(bins()));
-  PutFixed<uint32_t>(&out, static_cast<uint32_t>(z.bins_raw));
-  std::string body;
-  PutSection(&body, z.bins);
-  if (present & kHasStructure) PutSection(&body, z.structure);
-  if (present & kHasExact) PutSection(&body, z.exact);
-  PutFixed<uint64_t>(&out, XXH64(body.data(), body.size(), XXH64(out.data(), out.size(), 0)));
-  out += body;
-  return out;
+std::string Skeleton::Encode() const { return EncodeFormat3(*this, true, true); }
+
+std::string Skeleton::EncodeFormat(uint16_t version) const {
+  return version == 2 ? EncodeFormat2(*this) : EncodeFormat3(*this, true, true);
 }
 
 StatusOr<Skeleton> Skeleton::Decode(const std::string& b, const std::string& name) {
   auto bad = [&](const std::string& what) {
     return absl::DataLossError(absl::StrCat(name, ": corrupt skeleton: ", what));
   };
-  if (b.size() < kHeader || std::memcmp(b.data(), kMagic, 4) != 0) {
+  if (b.size() < 6 || std::memcmp(b.data(), kMagic, 4) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": not a dgc skeleton (bad magic)"));
   }
   uint16_t version = LoadFixed<uint16_t>(b.data() + 4);
@@ -276,32 +422,6 @@ StatusOr<Skeleton> Skeleton::Decode(const std::string& b, const std::string& nam
                                                  " is not supported (this build reads 1 to ",
                                                  kSkeletonFormatVersion, ")"));
   }
-  const uint16_t present = version >= 2 ? LoadFixed<uint16_t>(b.data() + 6) : 0;
-  Skeleton s;
-  s.start_ns = LoadFixed<int64_t>(b.data() + 8);
-  s.duration_ns = LoadFixed<int64_t>(b.data() + 16);
-  s.bin_ns = LoadFixed<int64_t>(b.data() + 24);
-  uint32_t nbins = LoadFixed<uint32_t>(b.data() + 32);
-  uint32_t body_size = LoadFixed<uint32_t>(b.data() + 36);
-  uint64_t sum = LoadFixed<uint64_t>(b.data() + 40);
-  if (XXH64(b.data() + kHeader, b.size() - kHeader, XXH64(b.data(), kHeader - 8, 0)) != sum) {
-    return bad("checksum mismatch");
-  }
-  if (nbins > kMaxBins || s.bin_ns <= 0 || s.duration_ns <= 0 || body_size > 16u * nbins + 64 ||
-      (present & ~(kHasStructure | kHasExact)) != 0) {
-    return bad("header out of range");
-  }
-  // The sections: v1 has the bins alone, the rest of the bytes; v2 gives
-  // each present section a length.
-  absl::string_view rest(b.data() + kHeader, b.size() - kHeader);
-  auto next_section = [&](absl::string_view* z) -> bool {
-    ByteReader r(rest);
-    uint64_t len;
-    if (!r.Varint(&len) || len > r.remaining()) return false;
-    *z = rest.substr(r.position(), len);
-    rest.remove_prefix(r.position() + len);
-    return true;
-  };
   auto inflate = [&](absl::string_view z, uint64_t max_raw, std::string* raw) -> bool {
     unsigned long long n = ZSTD_getFrameContentSize(z.data(), z.size());
     if (n == ZSTD_CONTENTSIZE_UNKNOWN || n == ZSTD_CONTENTSIZE_ERROR || n > max_raw) return false;
@@ -309,124 +429,98 @@ StatusOr<Skeleton> Skeleton::Decode(const std::string& b, const std::string& nam
     size_t got = ZSTD_decompress(raw->data(), raw->size(), z.data(), z.size());
     return !ZSTD_isError(got) && got == n;
   };
-  absl::string_view zbins = rest;
-  if (version >= 2 && !next_section(&zbins)) return bad("truncated bins section");
-  std::string body(body_size, '\0');
-  size_t got = ZSTD_decompress(body.data(), body.size(), zbins.data(), zbins.size());
-  if (ZSTD_isError(got) || got != body_size) return bad("payload does not decompress");
-  s.new_flows.assign(nbins, 0);
-  s.packets.assign(nbins, 0);
-  s.bytes.assign(nbins, 0);
-  {
-    ByteReader r(body);
-    int64_t idx = -1;
-    while (r.remaining() > 0) {
-      uint64_t gap, f, p, by;
-      if (!r.Varint(&gap) || !r.Varint(&f) || !r.Varint(&p) || !r.Varint(&by)) return bad("truncated bin");
-      if (gap >= nbins) return bad("bin out of range");
-      idx = idx < 0 ? static_cast<int64_t>(gap) : idx + 1 + static_cast<int64_t>(gap);
-      if (idx < 0 || idx >= static_cast<int64_t>(nbins) || f > UINT32_MAX || p > UINT32_MAX) {
-        return bad("bin out of range");
-      }
-      s.new_flows[idx] = static_cast<uint32_t>(f);
-      s.packets[idx] = static_cast<uint32_t>(p);
-      s.bytes[idx] = by;
+  Skeleton s;
+  uint16_t present = 0;
+  uint64_t nbins = 0;
+  std::string bins_raw, structure_raw, exact_raw;
+  if (version >= 3) {
+    if (b.size() < kMinHeader3) return bad("shorter than its header");
+    ByteReader h(absl::string_view(b).substr(6));
+    uint64_t pr = 0, dur = 0, bin = 0, sizes[3] = {0, 0, 0};
+    int64_t start = 0;
+    if (!h.Varint(&pr) || !h.SignedVarint(&start) || !h.Varint(&dur) || !h.Varint(&bin) || !h.Varint(&nbins) ||
+        !h.Varint(&sizes[0]) || ((pr & kHasStructure) && !h.Varint(&sizes[1])) ||
+        ((pr & kHasExact) && !h.Varint(&sizes[2]))) {
+      return bad("truncated header");
     }
+    if ((pr & ~uint64_t(kHasStructure | kHasExact | kRawBody)) != 0 || nbins > kMaxBins || bin == 0 || dur == 0 ||
+        bin > uint64_t(INT64_MAX) || dur > uint64_t(INT64_MAX) || sizes[0] > 16u * nbins + 64 ||
+        sizes[1] > 16 + 40 * kMaxWindows || sizes[2] > 64 * kMaxExact) {
+      return bad("header out of range");
+    }
+    const size_t at = 6 + h.position();
+    if (b.size() < at + 4) return bad("truncated header");
+    const uint32_t sum = LoadFixed<uint32_t>(b.data() + at);
+    absl::string_view body(b.data() + at + 4, b.size() - at - 4);
+    if (static_cast<uint32_t>(XXH64(body.data(), body.size(), XXH64(b.data(), at, 0))) != sum) {
+      return bad("checksum mismatch");
+    }
+    present = static_cast<uint16_t>(pr);
+    s.start_ns = start;
+    s.duration_ns = static_cast<int64_t>(dur);
+    s.bin_ns = static_cast<int64_t>(bin);
+    const uint64_t total = sizes[0] + sizes[1] + sizes[2];
+    std::string all;
+    if (present & kRawBody) {
+      if (body.size() != total) return bad("body size does not match its sections");
+      all.assign(body.data(), body.size());
+    } else if (!inflate(body, total, &all) || all.size() != total) {
+      return bad("payload does not decompress");
+    }
+    bins_raw = all.substr(0, sizes[0]);
+    structure_raw = all.substr(sizes[0], sizes[1]);
+    exact_raw = all.substr(sizes[0] + sizes[1], sizes[2]);
+  } else {
+    if (b.size() < kHeader) return bad("shorter than its header");
+    present = version >= 2 ? LoadFixed<uint16_t>(b.data() + 6) : 0;
+    s.start_ns = LoadFixed<int64_t>(b.data() + 8);
+    s.duration_ns = LoadFixed<int64_t>(b.data() + 16);
+    s.bin_ns = LoadFixed<int64_t>(b.data() + 24);
+    nbins = LoadFixed<uint32_t>(b.data() + 32);
+    uint32_t body_size = LoadFixed<uint32_t>(b.data() + 36);
+    uint64_t sum = LoadFixed<uint64_t>(b.data() + 40);
+    if (XXH64(b.data() + kHeader, b.size() - kHeader, XXH64(b.data(), kHeader - 8, 0)) != sum) {
+      return bad("checksum mismatch");
+    }
+    if (nbins > kMaxBins || s.bin_ns <= 0 || s.duration_ns <= 0 || body_size > 16u * nbins + 64 ||
+        (present & ~(kHasStructure | kHasExact)) != 0) {
+      return bad("header out of range");
+    }
+    // v1 has the bins alone, the rest of the bytes; v2 gives each present
+    // section a length.
+    absl::string_view rest(b.data() + kHeader, b.size() - kHeader);
+    auto next_section = [&](absl::string_view* z) -> bool {
+      ByteReader r(rest);
+      uint64_t len;
+      if (!r.Varint(&len) || len > r.remaining()) return false;
+      *z = rest.substr(r.position(), len);
+      rest.remove_prefix(r.position() + len);
+      return true;
+    };
+    absl::string_view zbins = rest;
+    if (version >= 2 && !next_section(&zbins)) return bad("truncated bins section");
+    if (version < 2) rest = {};
+    bins_raw.assign(body_size, '\0');
+    size_t got = ZSTD_decompress(bins_raw.data(), bins_raw.size(), zbins.data(), zbins.size());
+    if (ZSTD_isError(got) || got != body_size) return bad("payload does not decompress");
+    if (present & kHasStructure) {
+      absl::string_view z;
+      if (!next_section(&z) || !inflate(z, 16 + 40 * kMaxWindows, &structure_raw)) {
+        return bad("structure section does not decompress");
+      }
+    }
+    if (present & kHasExact) {
+      absl::string_view z;
+      if (!next_section(&z) || !inflate(z, 64 * kMaxExact, &exact_raw)) {
+        return bad("exact-flow section does not decompress");
+      }
+    }
+    if (!rest.empty()) return bad("trailing bytes");
   }
-  if (version < 2) return s;
-
-  if (present & kHasStructure) {
-    absl::string_view z;
-    std::string raw;
-    if (!next_section(&z) || !inflate(z, 16 + 40 * kMaxWindows, &raw)) return bad("structure section does not decompress");
-    ByteReader r(raw);
-    uint64_t wns = 0, n = 0;
-    if (!r.Varint(&wns) || !r.Varint(&n)) return bad("truncated structure section");
-    if (wns == 0 || wns > uint64_t(s.duration_ns) || n > kMaxWindows ||
-        n != uint64_t((s.duration_ns + int64_t(wns) - 1) / int64_t(wns))) {
-      return bad("structure windows out of range");
-    }
-    s.window_ns = static_cast<int64_t>(wns);
-    s.windows.assign(n, WindowStats{});
-    for (uint32_t WindowStats::*field : {&WindowStats::srcs, &WindowStats::dsts, &WindowStats::pairs,
-                                         &WindowStats::five_tuples}) {
-      int64_t prev = 0;
-      for (auto& win : s.windows) {
-        int64_t d;
-        if (!r.SignedVarint(&d)) return bad("truncated structure section");
-        prev += d;
-        if (prev < 0 || prev > int64_t(UINT32_MAX)) return bad("structure count out of range");
-        win.*field = static_cast<uint32_t>(prev);
-      }
-    }
-    uint64_t t[4];
-    for (auto& v : t) {
-      if (!r.Varint(&v) || v > UINT32_MAX) return bad("truncated structure section");
-    }
-    s.total = {uint32_t(t[0]), uint32_t(t[1]), uint32_t(t[2]), uint32_t(t[3])};
-    if (r.remaining() != 0) return bad("trailing bytes in the structure section");
-  }
-  if (present & kHasExact) {
-    absl::string_view z;
-    std::string raw;
-    if (!next_section(&z) || !inflate(z, 64 * kMaxExact, &raw)) return bad("exact-flow section does not decompress");
-    ByteReader r(raw);
-    uint64_t n = 0;
-    if (!r.Varint(&n) || n > kMaxExact || n > raw.size()) return bad("exact-flow count out of range");
-    s.exact.assign(n, ExactFlow{});
-    auto& e = s.exact;
-    for (auto& f : e) {
-      uint8_t v6 = 0;
-      if (!r.U8(&v6) || v6 > 1) return bad("exact-flow family out of range");
-      f.key.version = v6 ? 6 : 4;
-    }
-    for (auto& f : e) r.U8(&f.key.proto);
-    for (bool src : {true, false}) {
-      for (auto& f : e) {
-        IpAddress& a = src ? f.key.src : f.key.dst;
-        if (f.key.version == 6) {
-          r.Bytes(a.bytes.data(), 16);
-        } else {
-          uint8_t v4[4] = {0, 0, 0, 0};
-          r.Bytes(v4, 4);
-          a = IpAddress::FromV4(v4);
-        }
-      }
-    }
-    for (bool sport : {true, false}) {
-      for (auto& f : e) {
-        if (ProtoHasPorts(f.key.proto)) r.U16(sport ? &f.key.sport : &f.key.dport);
-      }
-    }
-    int64_t prev = 0;
-    for (auto& f : e) {
-      int64_t d = 0;
-      r.SignedVarint(&d);
-      prev += d;
-      f.start_offset_us = prev;
-    }
-    uint64_t v = 0;
-    for (auto& f : e) r.Varint(&v), f.duration_us = static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX / 1000));
-    for (auto& f : e) r.Varint(&f.packets);
-    for (auto& f : e) r.Varint(&f.bytes);
-    for (auto& f : e) r.U8(&f.ttl);
-    for (auto& f : e) {
-      if (f.key.proto == kProtoTcp) r.U8(&f.tcp_flags);
-    }
-    for (auto& f : e) r.U8(&f.marks);
-    if (!r.ok()) return bad("truncated exact-flow section");
-    if (r.remaining() != 0) return bad("trailing bytes in the exact-flow section");
-    const int64_t chunk_us = s.duration_ns / 1000;
-    for (size_t i = 0; i < e.size(); ++i) {
-      const auto& f = e[i];
-      if (f.start_offset_us < 0 || f.start_offset_us > chunk_us || f.duration_us > chunk_us ||
-          f.packets == 0 || f.packets > (uint64_t{1} << 40) || f.bytes > (uint64_t{1} << 56) ||
-          (f.marks & ~(kFlowContinued | kFlowOpenAtEnd)) != 0 || (i > 0 && f.start_offset_us < e[i - 1].start_offset_us)) {
-        return bad(absl::StrCat("exact flow ", i, " out of range"));
-      }
-    }
-  }
-  if (!rest.empty()) return bad("trailing bytes");
+  std::string why = ParseBins(bins_raw, static_cast<uint32_t>(nbins), &s);
+  if (why.empty() && (present & kHasStructure)) why = ParseStructure(structure_raw, &s);
+  if (why.empty() && (present & kHasExact)) why = ParseExact(exact_raw, &s);
+  if (!why.empty()) return bad(why);
   return s;
 }
 

@@ -22,9 +22,11 @@
 
 namespace dgc::model {
 
-// 2: structure windows and exact flows (sections, each zstd -19); 1 (bins
-// only) is still read.
-constexpr uint16_t kSkeletonFormatVersion = 2;
+// 3: a varint header and one zstd -19 frame over every section (or the
+// sections as they are when that is smaller); 2: structure windows and exact
+// flows (sections, each zstd -19, a fixed 48-byte header); 1: bins only.
+// All three are read.
+constexpr uint16_t kSkeletonFormatVersion = 3;
 constexpr int64_t kStructureWindowNs = 60LL * 1000000000;
 
 // Distinct counts over the flows active (with a packet) in one window.
@@ -64,8 +66,8 @@ struct Skeleton {
   WindowStats total;                // the same over the whole chunk
   std::vector<ExactFlow> exact;     // in order of start
 
-  // Bytes each section takes in Encode() (zstd -19 each, with its framing);
-  // the header is counted in `bins`.
+  // Bytes each section takes in Encode(): what adding it to the one frame
+  // costs; the header is counted in `bins`. They sum to Encode().size().
   struct Sizes {
     size_t bins = 0, structure = 0, exact = 0;
   };
@@ -88,9 +90,12 @@ struct Skeleton {
   void SetExactFlows(const std::vector<ExactFlow>& ranked, size_t k);
   Sizes EncodedSizes() const;
 
-  // Compact form: header, then sections (varint-coded non-empty bins; the
-  // windows; the exact flows, columnar, delta-coded), each zstd -19, one XXH64.
+  // Compact form (format 3): header, then the sections (varint-coded
+  // non-empty bins; the windows; the exact flows, columnar, delta-coded) in
+  // one zstd -19 frame, a 32-bit checksum over both.
   std::string Encode() const;
+  // Encode() in an older format (2), for tests of what older builds wrote.
+  std::string EncodeFormat(uint16_t version) const;
   // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.
   [[nodiscard]] static StatusOr<Skeleton> Decode(const std::string& bytes, const std::string& name);
 };

@@ -12,7 +12,10 @@
 namespace dgc::library {
 namespace {
 
-constexpr uint8_t kFingerprintVersion = 1;
+// 2: each histogram as a bitmap of its non-empty bins, then their counts (a
+// quiet chunk's fingerprint is mostly empty bins: ~30 B instead of ~70);
+// 1: every bin, after a bin count. Both read.
+constexpr uint8_t kFingerprintVersion = 2;
 
 // Service ports with their own bin; everything else by range.
 int PortBin(const PacketRecord& p) {
@@ -77,12 +80,6 @@ double JsDistance(const std::array<uint32_t, N>& a, const std::array<uint32_t, N
 }
 
 template <size_t N>
-void PutHist(ByteWriter* w, const std::array<uint32_t, N>& h) {
-  w->U8(static_cast<uint8_t>(N));
-  for (uint32_t v : h) w->Varint(v);
-}
-
-template <size_t N>
 bool GetHist(ByteReader* r, std::array<uint32_t, N>* h) {
   uint8_t n = 0;
   if (!r->U8(&n) || n != N) return false;
@@ -90,6 +87,31 @@ bool GetHist(ByteReader* r, std::array<uint32_t, N>* h) {
     uint64_t x;
     if (!r->Varint(&x) || x > UINT32_MAX) return false;
     v = static_cast<uint32_t>(x);
+  }
+  return true;
+}
+
+template <size_t N>
+void PutSparseHist(ByteWriter* w, const std::array<uint32_t, N>& h) {
+  static_assert(N <= 32);
+  uint64_t present = 0;
+  for (size_t i = 0; i < N; ++i) present |= uint64_t(h[i] != 0) << i;
+  w->Varint(present);
+  for (uint32_t v : h) {
+    if (v != 0) w->Varint(v);
+  }
+}
+
+template <size_t N>
+bool GetSparseHist(ByteReader* r, std::array<uint32_t, N>* h) {
+  uint64_t present = 0;
+  if (!r->Varint(&present) || (present >> N) != 0) return false;
+  for (size_t i = 0; i < N; ++i) {
+    (*h)[i] = 0;
+    if (!(present >> i & 1)) continue;
+    uint64_t x;
+    if (!r->Varint(&x) || x == 0 || x > UINT32_MAX) return false;
+    (*h)[i] = static_cast<uint32_t>(x);
   }
   return true;
 }
@@ -123,11 +145,11 @@ std::string Fingerprint::Encode() const {
   w.U8(kFingerprintVersion);
   w.Varint(packets);
   w.Varint(flows);
-  PutHist(&w, proto);
-  PutHist(&w, port);
-  PutHist(&w, size);
-  PutHist(&w, rate);
-  PutHist(&w, flow);
+  PutSparseHist(&w, proto);
+  PutSparseHist(&w, port);
+  PutSparseHist(&w, size);
+  PutSparseHist(&w, rate);
+  PutSparseHist(&w, flow);
   return w.Take();
 }
 
@@ -135,9 +157,16 @@ StatusOr<Fingerprint> Fingerprint::Decode(absl::string_view bytes, absl::string_
   ByteReader r(bytes);
   Fingerprint f;
   uint8_t tag = 0, version = 0;
-  bool ok = r.U8(&tag) && r.U8(&version) && tag == 'F' && version == kFingerprintVersion &&
-            r.Varint(&f.packets) && r.Varint(&f.flows) && GetHist(&r, &f.proto) && GetHist(&r, &f.port) &&
-            GetHist(&r, &f.size) && GetHist(&r, &f.rate) && GetHist(&r, &f.flow) && r.remaining() == 0;
+  bool ok = r.U8(&tag) && r.U8(&version) && tag == 'F' && (version == 1 || version == 2) &&
+            r.Varint(&f.packets) && r.Varint(&f.flows);
+  if (ok && version == 1) {
+    ok = GetHist(&r, &f.proto) && GetHist(&r, &f.port) && GetHist(&r, &f.size) && GetHist(&r, &f.rate) &&
+         GetHist(&r, &f.flow);
+  } else if (ok) {
+    ok = GetSparseHist(&r, &f.proto) && GetSparseHist(&r, &f.port) && GetSparseHist(&r, &f.size) &&
+         GetSparseHist(&r, &f.rate) && GetSparseHist(&r, &f.flow);
+  }
+  ok = ok && r.remaining() == 0;
   if (!ok) return absl::DataLossError(absl::StrCat("corrupt fingerprint of ", name));
   return f;
 }

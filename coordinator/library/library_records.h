@@ -73,7 +73,7 @@ struct ChunkRecord {
   std::string reason;
   std::string raw_path;  // the raw chunk file still kept beside the library; "" when none
   int64_t committed_ns = 0;
-  uint64_t stored_bytes = 0;  // this record + the delta it introduced (set on commit)
+  uint64_t stored_bytes = 0;  // every byte the commit added: this record, its fingerprint, the model its delta made (and keys)
 
   int64_t end_ns() const { return start_ns + duration_ns; }
 };

@@ -406,6 +406,7 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
     return absl::FailedPreconditionError(absl::StrCat("chunk ", library::ChunkKeyToString(key), ": parent model ",
                                                       a.parent_id, " is not in the library"));
   }
+  uint64_t model_bytes = 0;  // the model record (and lineage entry) this chunk introduces
   if (!a.delta.empty()) {
     DGC_ASSIGN_OR_RETURN(auto clash, lookup(a.model_id));
     if (clash) {
@@ -426,8 +427,11 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
     m.config_json = commit.model_config_json;
     m.training_json = commit.training_json;
     m.blob = a.delta;
-    batch.Put(cf_[kModels], Sl(m.id), library::EncodeModel(m));
-    batch.Put(cf_[kLineage], library::LineageKey(m.parent_id, m.id), "");
+    const std::string encoded = library::EncodeModel(m);
+    const std::string lineage = library::LineageKey(m.parent_id, m.id);
+    model_bytes = m.id.size() + encoded.size() + lineage.size();
+    batch.Put(cf_[kModels], Sl(m.id), encoded);
+    batch.Put(cf_[kLineage], lineage, "");
   } else if (a.model_id != a.parent_id) {
     DGC_ASSIGN_OR_RETURN(auto own, lookup(a.model_id));
     if (!own) {
@@ -458,9 +462,14 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
   }
   c.raw_path = commit.raw_path;
   c.committed_ns = Now();
-  c.stored_bytes = library::EncodeChunk(c).size() + a.delta.size() + 8;
+  // Every byte this chunk adds to the store: its record and key, its
+  // fingerprint and key, the model record its delta makes. (The record holds
+  // the figure itself: settle its varint's width.)
+  const std::string fingerprint = commit.fingerprint ? commit.fingerprint->Encode() : std::string();
+  const uint64_t around = key.size() + (commit.fingerprint ? key.size() + fingerprint.size() : 0) + model_bytes;
+  for (int i = 0; i < 3; ++i) c.stored_bytes = library::EncodeChunk(c).size() + around;
   batch.Put(cf_[kChunks], key, library::EncodeChunk(c));
-  if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, commit.fingerprint->Encode());
+  if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, fingerprint);
   FaultPoint("library.commit.before_write");  // all decided, nothing written
   DGC_RETURN_IF_ERROR(Write(&batch));
   FaultPoint("library.commit.after_write");  // committed, the caller not yet told

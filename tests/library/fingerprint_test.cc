@@ -1,8 +1,10 @@
 #include "coordinator/library/fingerprint.h"
 
 #include <algorithm>
+#include <iostream>
 #include <random>
 
+#include "common/base/byte_io.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
 
@@ -86,6 +88,61 @@ TEST(FingerprintTest, EncodesAndDecodes) {
   bad.pop_back();
   EXPECT_EQ(Fingerprint::Decode(bad, "tap0@x").status().code(), absl::StatusCode::kDataLoss);
   EXPECT_LT(f.Encode().size(), 200u);
+}
+
+// Version 1 as earlier builds wrote it: every bin, after a bin count.
+std::string EncodeVersionOne(const Fingerprint& f) {
+  ByteWriter w;
+  w.U8('F');
+  w.U8(1);
+  w.Varint(f.packets);
+  w.Varint(f.flows);
+  auto hist = [&w](const auto& h) {
+    w.U8(static_cast<uint8_t>(h.size()));
+    for (uint32_t v : h) w.Varint(v);
+  };
+  hist(f.proto);
+  hist(f.port);
+  hist(f.size);
+  hist(f.rate);
+  hist(f.flow);
+  return w.Take();
+}
+
+TEST(FingerprintTest, VersionOneStillReadsAndAQuietChunksFingerprintIsSmall) {
+  // A quiet hour: a few DNS and MQTT packets.
+  std::vector<PacketRecord> packets;
+  for (int i = 0; i < 40; ++i) {
+    packets.push_back(testing::MakePacket(int64_t(i) * 90 * kSec, 0x0a000002, i % 3 ? 0x0a0000fe : 0x08080808,
+                                          i % 3 ? kProtoTcp : kProtoUdp, 40002, i % 3 ? 1883 : 53, 80 + i % 7,
+                                          0x18));
+  }
+  const int64_t hour = 3600 * kSec;
+  Fingerprint f = Fingerprint::Compute(packets, BuildFlows(packets, hour), 0, hour);
+  const std::string v1 = EncodeVersionOne(f), v2 = f.Encode();
+  for (const std::string* bytes : {&v1, &v2}) {
+    auto d = Fingerprint::Decode(*bytes, "quiet");
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->packets, f.packets);
+    EXPECT_EQ(d->flows, f.flows);
+    EXPECT_EQ(d->proto, f.proto);
+    EXPECT_EQ(d->port, f.port);
+    EXPECT_EQ(d->size, f.size);
+    EXPECT_EQ(d->rate, f.rate);
+    EXPECT_EQ(d->flow, f.flow);
+  }
+  std::cerr << "quiet hour fingerprint: version 1 " << v1.size() << " B, version 2 " << v2.size() << " B\n";
+  EXPECT_LE(v2.size() * 2, v1.size());
+  // A bit for a bin past the histogram, or a zero count under a set bit, is corruption.
+  for (size_t n = 0; n < v2.size(); ++n) EXPECT_FALSE(Fingerprint::Decode(v2.substr(0, n), "q").ok()) << n;
+  ByteWriter w;
+  w.U8('F');
+  w.U8(2);
+  w.Varint(1);
+  w.Varint(1);
+  w.Varint(uint64_t{1} << 5);  // proto has 5 bins: bit 5 is past it
+  w.Varint(1);
+  EXPECT_EQ(Fingerprint::Decode(w.Take(), "tap0@x").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(FingerprintTest, DriftIsSmallForNoiseAndLargeForARealChange) {
