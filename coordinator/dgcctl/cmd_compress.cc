@@ -226,7 +226,7 @@ class Pipeline {
     uint32_t max_depth = 0;
     double max_lag = 0, max_wait = 0;
     uint64_t deleted_raw_files = 0;
-    // Stored bytes by what they hold; metadata is the rest of the record.
+    // Stored bytes by what they hold; metadata is the rest: records, keys, fingerprints, model records.
     uint64_t skeleton = 0, structure = 0, exact = 0, delta = 0, exact_flows = 0;
   };
 
