@@ -8,6 +8,10 @@
 #ifdef DGC_HAVE_WIRE
 #include "common/wire/codec.h"
 #endif
+#ifdef DGC_HAVE_MODEL_TOKENS
+#include "common/model/artifact.h"
+#include "common/model/skeleton.h"
+#endif
 
 namespace {
 void Write(const std::string& path, const std::string& bytes) {
@@ -49,6 +53,31 @@ int main(int argc, char** argv) {
       Write(dir + "/parse_frame/seed-" + std::to_string(i) + (link == dgc::OutputLink::kEthernet ? "e" : "r"), frame);
     }
   }
+#ifdef DGC_HAVE_MODEL_TOKENS
+  {
+    // Skeletons of the eight packets: bins alone, with windows, with exact
+    // flows; in formats 2 and 3; and one artifact holding one.
+    const int64_t duration = c.duration_ns;
+    c.duration_ns = 60LL * 1000000000;
+    namespace m = dgc::model;
+    m::Skeleton s = m::Skeleton::FromChunk(c, dgc::BuildFlows(c.packets, c.end_ns()),
+                                           m::Skeleton::DefaultBinNs(c.duration_ns));
+    Write(dir + "/skeleton_decode/seed-bins", s.Encode());
+    s.AddStructure(c, m::kStructureWindowNs);
+    s.SetExactFlows(m::Skeleton::RankFlows(c), 4);
+    Write(dir + "/skeleton_decode/seed-v3", s.Encode());
+    Write(dir + "/skeleton_decode/seed-v2", s.EncodeFormat(2));
+    m::ChunkArtifact a;
+    a.link = c.link;
+    a.start_ns = c.start_ns;
+    a.duration_ns = c.duration_ns;
+    a.model_id = a.parent_id = "base-0000000000000001";
+    a.skeleton = s.Encode();
+    a.report = {{"packets", 8}, {"shared", true}};
+    Write(dir + "/skeleton_decode/seed-artifact", a.Encode());
+    c.duration_ns = duration;
+  }
+#endif
   Write(dir + "/chunk_decode/seed-8", dgc::EncodeChunk(c));
   c.packets.resize(1);
   Write(dir + "/chunk_decode/seed-1", dgc::EncodeChunk(c));
