@@ -1,5 +1,7 @@
 #include "coordinator/library/rocksdb_model_library.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -105,7 +107,18 @@ bool IsInterruptedCreation(const std::string& dir, std::vector<fs::path>* files)
     if (!ours || !entry.is_regular_file(sec)) return false;
     files->push_back(entry.path());
   }
-  return !files->empty();
+  if (files->empty()) return false;
+  // RocksDB holds an fcntl lock on LOCK while it opens: a creation still in
+  // progress in a live process is not interrupted.
+  const std::string lock = (fs::path(dir) / "LOCK").string();
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  const bool free = ::fcntl(fd, F_SETLK, &fl) == 0;
+  ::close(fd);  // releases it
+  return free;
 }
 
 }  // namespace

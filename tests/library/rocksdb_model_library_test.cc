@@ -1,7 +1,10 @@
 // RocksDbModelLibrary against a real RocksDB in a temp dir.
 #include "coordinator/library/rocksdb_model_library.h"
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -550,6 +553,33 @@ TEST(OpenModelLibraryTest, FinishesACreationThatAKillInterruptedAndRefusesALostC
   std::filesystem::create_directories(dir);
   for (const char* f : {"LOCK", "LOG", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"}) {
     std::ofstream(dir + "/" + f) << "partial";
+  }
+  {
+    // While a live process holds RocksDB's lock, its creation is in
+    // progress, not interrupted: refused, nothing removed.
+    int ready[2], done[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    ASSERT_EQ(::pipe(done), 0);
+    pid_t holder = ::fork();
+    if (holder == 0) {
+      int fd = ::open((dir + "/LOCK").c_str(), O_RDWR);
+      struct flock fl = {};
+      fl.l_type = F_WRLCK;
+      fl.l_whence = SEEK_SET;
+      char c = ::fcntl(fd, F_SETLK, &fl) == 0 ? 'y' : 'n';
+      (void)!::write(ready[1], &c, 1);
+      (void)!::read(done[0], &c, 1);
+      ::_exit(0);
+    }
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    ASSERT_EQ(c, 'y');
+    auto busy = RocksDbModelLibrary::Open(dir);
+    EXPECT_EQ(busy.status().code(), absl::StatusCode::kInvalidArgument) << busy.status();
+    EXPECT_TRUE(std::filesystem::exists(dir + "/MANIFEST-000001"));
+    (void)!::write(done[1], "x", 1);
+    ASSERT_EQ(::waitpid(holder, nullptr, 0), holder);
+    for (int fd : {ready[0], ready[1], done[0], done[1]}) ::close(fd);
   }
   auto lib = RocksDbModelLibrary::Open(dir);
   ASSERT_TRUE(lib.ok()) << lib.status();
