@@ -116,9 +116,17 @@ size_t ExactFlowsThatFit(model::Skeleton& sk, const std::vector<model::ExactFlow
     sk.exact.clear();
     return 0;
   }
+  // The section's price is EncodedSizes().exact: what it adds to the larger of
+  // the skeleton with the bins alone and with the structure too. Those two
+  // do not change between probes: encode them once, and each probe once
+  // (EncodedSizes() would encode all three every time).
+  sk.exact.clear();
+  model::Skeleton bins_only = sk;
+  bins_only.window_ns = 0;
+  const int64_t without = static_cast<int64_t>(std::max(bins_only.Encode().size(), sk.Encode().size()));
   auto size_of = [&](size_t k) {
     sk.SetExactFlows(ranked, k);
-    return static_cast<int64_t>(sk.EncodedSizes().exact);
+    return std::max<int64_t>(0, static_cast<int64_t>(sk.Encode().size()) - without);
   };
   size_t k = std::min<size_t>(ranked.size(), 64);
   int64_t bytes = size_of(k);

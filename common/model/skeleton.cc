@@ -152,8 +152,7 @@ std::string EncodeFormat2(const Skeleton& s) {
 // chunk's skeleton is mostly framing otherwise.
 std::string EncodeFormat3(const Skeleton& s, bool with_structure, bool with_exact) {
   Sections raw = RawSections(s, with_structure, with_exact);
-  uint16_t present = (!raw.structure.empty() || (with_structure && s.window_ns > 0) ? kHasStructure : 0) |
-                     (!raw.exact.empty() ? kHasExact : 0);
+  uint16_t present = (!raw.structure.empty() ? kHasStructure : 0) | (!raw.exact.empty() ? kHasExact : 0);
   const std::string all = raw.bins + raw.structure + raw.exact;
   std::string body = Zstd19(all);
   if (body.empty() || body.size() >= all.size()) {

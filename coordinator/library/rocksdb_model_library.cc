@@ -476,12 +476,17 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
   c.raw_path = commit.raw_path;
   c.committed_ns = Now();
   // Every byte this chunk adds to the store: its record and key, its
-  // fingerprint and key, the model record its delta makes. (The record holds
-  // the figure itself: settle its varint's width.)
+  // fingerprint and key, the model record its delta makes. The record holds
+  // the figure itself: encode until its varint's width settles (two or three
+  // encodes; the last one is stored).
   const std::string fingerprint = commit.fingerprint ? commit.fingerprint->Encode() : std::string();
   const uint64_t around = key.size() + (commit.fingerprint ? key.size() + fingerprint.size() : 0) + model_bytes;
-  for (int i = 0; i < 3; ++i) c.stored_bytes = library::EncodeChunk(c).size() + around;
-  batch.Put(cf_[kChunks], key, library::EncodeChunk(c));
+  std::string value = library::EncodeChunk(c);
+  while (value.size() + around != c.stored_bytes) {
+    c.stored_bytes = value.size() + around;
+    value = library::EncodeChunk(c);
+  }
+  batch.Put(cf_[kChunks], key, value);
   if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, fingerprint);
   FaultPoint("library.commit.before_write");  // all decided, nothing written
   DGC_RETURN_IF_ERROR(Write(&batch));
