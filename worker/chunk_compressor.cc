@@ -98,14 +98,14 @@ CheckWindow MakeCheckWindow(const Chunk& chunk, const model::Skeleton& sk, int32
 
 // The chunk's byte budget under `o` (0: none).
 uint64_t ChunkBudget(const Chunk& chunk, const CompressOptions& o) {
+  uint64_t own = 0;
   if (o.budget_fraction > 0) {
     auto z = baseline::Compress(baseline::Codec::kZstd, 19, baseline::PcapImage(chunk.packets));
-    return z.ok() ? static_cast<uint64_t>(o.budget_fraction * double(z->size())) : 0;
+    own = z.ok() ? static_cast<uint64_t>(o.budget_fraction * double(z->size())) : 0;
+  } else if (o.budget_bytes_per_mpkt > 0) {
+    own = static_cast<uint64_t>(o.budget_bytes_per_mpkt * double(chunk.packets.size()) / 1e6);
   }
-  if (o.budget_bytes_per_mpkt > 0) {
-    return static_cast<uint64_t>(o.budget_bytes_per_mpkt * double(chunk.packets.size()) / 1e6);
-  }
-  return 0;
+  return own > 0 ? own + o.extra_budget_bytes : 0;
 }
 
 // The most flows of `ranked` whose exact section fits `room` bytes: sized

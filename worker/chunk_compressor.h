@@ -57,6 +57,10 @@ struct CompressOptions {
   // split ("bytes": skeleton, structure, exact, delta, metadata).
   double budget_fraction = 0.1;
   double budget_bytes_per_mpkt = 0;
+  // Budget bytes earlier chunks left unspent, added to this chunk's (when it
+  // has one): the last of a run of quiet chunks trains their pooled flows
+  // with what they did not use.
+  uint64_t extra_budget_bytes = 0;
   bool exact_flows = true;  // false (--no-exact): model only, no real 5-tuple kept
   bool structure = true;    // per-window distinct counts, and hosts steered to them
   // Where this process trains (not part of the options a job carries: each

@@ -242,6 +242,7 @@ class Pipeline {
 
   // A chunk as the chunker completed it.
   Status Add(Chunk&& c) {
+    DGC_RETURN_IF_ERROR(CommitHeld(/*train_pool=*/false));  // a successor came: the held chunk goes as it is
     Entry e;
     e.emitted_ns = WallNs();
     auto existing = lib_->GetChunk(c.link, c.start_ns);
@@ -261,8 +262,25 @@ class Pipeline {
     return Route(std::move(e));
   }
 
-  // End of input: chunks still waiting for a first base train it now.
-  Status Finish() { return pending_.empty() ? absl::OkStatus() : TrainFirstBase(); }
+  // End of input: chunks still waiting for a first base train it now, and
+  // the last quiet chunk fine-tunes on the pool of flows its predecessors
+  // left untrained (when the budget has room for a delta), so a capture
+  // never ends with its last chunks unadapted.
+  Status Finish() {
+    if (!pending_.empty()) DGC_RETURN_IF_ERROR(TrainFirstBase());
+    return CommitHeld(/*train_pool=*/true);
+  }
+
+  // Streaming: a quiet chunk held for its successor longer than
+  // `hold_seconds` (wall time) is committed as at the end of the input.
+  Status Tick(double hold_seconds) {
+    if (!held_ || hold_seconds <= 0 || double(WallNs() - held_->since_ns) / 1e9 < hold_seconds) {
+      return absl::OkStatus();
+    }
+    std::cerr << absl::StrFormat("no chunk after %s for %.0f s: training the pooled flows now\n",
+                                 FormatRfc3339(held_->e.chunk.start_ns), hold_seconds);
+    return CommitHeld(/*train_pool=*/true);
+  }
 
   // End of the newest chunk committed (or found committed): raw input before
   // it is no longer needed.
@@ -289,6 +307,7 @@ class Pipeline {
 
   Status Route(Entry&& e) {
     using K = library::ParentDecision::Kind;
+    DGC_RETURN_IF_ERROR(CommitHeld(/*train_pool=*/false));  // chunks commit in order
     DGC_ASSIGN_OR_RETURN(auto cands, lib_->ParentCandidates(cfg_.link, cfg_.selector.recent_models,
                                                                cfg_.selector.previous_full_models));
     library::ParentDecision d;
@@ -320,19 +339,62 @@ class Pipeline {
     }
     DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));
     uint32_t depth = chain_.last_depth();
-    if (d.kind != K::kContinue || pool_parent_ != d.parent_id) pool_.clear();  // pooled flows belong to another model
+    if (d.kind != K::kContinue || pool_parent_ != d.parent_id) ResetPool(d.parent_id);  // pooled flows belong to another model
     DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, cfg_.opt, pool_));
     if (r.finetuned) {
-      pool_.clear();
-      pool_parent_ = r.artifact.model_id;
+      ResetPool(r.artifact.model_id);
       depth++;
-    } else {
-      auto seqs = ChunkSequences(e.chunk, pool_tokenizer_, cfg_.opt.sample_flows,
-                                 cfg_.opt.seed ^ static_cast<uint64_t>(e.chunk.seq()));
-      pool_.insert(pool_.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
-      pool_parent_ = d.parent_id;
+      return Commit(std::move(e), d, std::move(r), std::nullopt, depth);
     }
-    return Commit(std::move(e), d, std::move(r), std::nullopt, depth);
+    // A quiet chunk: its flows join the pool, and it waits (in memory, its
+    // input not yet released) for its successor, or for the end of the input
+    // that trains the pool on it.
+    const size_t pool_before = pool_.size();
+    auto seqs = ChunkSequences(e.chunk, pool_tokenizer_, cfg_.opt.sample_flows,
+                               cfg_.opt.seed ^ static_cast<uint64_t>(e.chunk.seq()));
+    pool_.insert(pool_.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
+    pool_parent_ = d.parent_id;
+    held_.emplace(Held{std::move(e), d, std::move(r), depth, pool_before, WallNs()});
+    return absl::OkStatus();
+  }
+
+  // Commits the held quiet chunk. With `train_pool` (end of input, or held
+  // too long) it is compressed again, fine-tuning on the pooled flows of the
+  // quiet chunks before it whatever --min-flows says, with the budget those
+  // chunks left unspent added to its own; the delta is kept when it fits and
+  // pays its way (the usual checks), else the chunk goes as first compressed.
+  Status CommitHeld(bool train_pool) {
+    if (!held_) return absl::OkStatus();
+    Held h = std::move(*held_);
+    held_.reset();
+    if (train_pool && h.pool_before > 0) {
+      DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(h.d.parent_id));
+      CompressOptions o = cfg_.opt;
+      o.min_flows_to_finetune = 0;
+      o.extra_budget_bytes = pool_unspent_;
+      std::vector<std::vector<model::Token>> pool(pool_.begin(), pool_.begin() + long(h.pool_before));
+      DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(h.e.chunk, *parent, h.d.parent_id, o, pool));
+      if (!r.artifact.delta.empty()) {
+        r.artifact.report["pool_trained"] = absl::StrFormat("%d pooled flows, at the end of the input", pool.size());
+        std::cerr << absl::StrFormat("chunk %s: fine-tuned on %d pooled flows of the quiet chunks before it\n",
+                                     FormatRfc3339(h.e.chunk.start_ns), pool.size());
+        ResetPool(r.artifact.model_id);
+        return Commit(std::move(h.e), h.d, std::move(r), std::nullopt, h.depth + 1);
+      }
+    }
+    uint64_t unspent = 0;
+    if (int64_t b = h.r.split.value("budget", int64_t{0}); b > 0) unspent = uint64_t(b);
+    const uint64_t kept = h.r.artifact.skeleton.size() + h.r.artifact.delta.size();
+    unspent = unspent > kept ? unspent - kept : 0;
+    DGC_RETURN_IF_ERROR(Commit(std::move(h.e), h.d, std::move(h.r), std::nullopt, h.depth));
+    pool_unspent_ += unspent;
+    return absl::OkStatus();
+  }
+
+  void ResetPool(const std::string& parent) {
+    pool_.clear();
+    pool_parent_ = parent;
+    pool_unspent_ = 0;
   }
 
   // Trains a full model on `chunks` (newest first is fine) and returns its record.
@@ -391,8 +453,7 @@ class Pipeline {
     Entry first = std::move(pending.front());
     pending.pop_front();
     DGC_ASSIGN_OR_RETURN(ChunkResult r, ShareFull(first, *base, rec.id));
-    pool_.clear();
-    pool_parent_ = rec.id;
+    ResetPool(rec.id);
     DGC_RETURN_IF_ERROR(Commit(std::move(first), d, std::move(r), std::move(rec), 0));
     while (!pending.empty()) {
       Entry e = std::move(pending.front());
@@ -427,8 +488,7 @@ class Pipeline {
     library::ParentDecision dd = d;
     dd.parent_id = rec.id;
     DGC_ASSIGN_OR_RETURN(ChunkResult r, ShareFull(e, *full, rec.id));
-    pool_.clear();
-    pool_parent_ = rec.id;
+    ResetPool(rec.id);
     return Commit(std::move(e), dd, std::move(r), std::move(rec), 0);
   }
 
@@ -520,6 +580,16 @@ class Pipeline {
   uint64_t pending_flows_ = 0;
   std::vector<std::vector<model::Token>> pool_;  // flows of quiet chunks since the last fine-tune
   std::string pool_parent_;                      // the model those quiet chunks shared
+  uint64_t pool_unspent_ = 0;                    // budget bytes those quiet chunks did not use
+  struct Held {
+    Entry e;
+    library::ParentDecision d;
+    ChunkResult r;
+    uint32_t depth = 0;
+    size_t pool_before = 0;  // pool_ entries before this chunk's own
+    int64_t since_ns = 0;
+  };
+  std::optional<Held> held_;  // the latest quiet chunk, not committed yet
   std::deque<Entry> recent_;                     // newest first
   int64_t committed_until_ = std::numeric_limits<int64_t>::min();
   nlohmann::json base_report_;
@@ -535,6 +605,10 @@ struct FollowOptions {
   double settle_seconds = 2;
   double idle_exit_seconds = 0;  // 0: follow until SIGINT/SIGTERM
   double keep_raw_hours = -1;    // < 0: delete a capture once all its chunks are committed
+  // A quiet chunk waits for its successor before it commits (the last one
+  // trains the pooled flows); past this many seconds of wall time without
+  // one it commits as at the end of the input. 0: the chunk length.
+  double hold_seconds = 0;
 };
 
 bool FollowCandidate(const std::filesystem::path& p) {
@@ -652,6 +726,7 @@ Status Follow(const FollowOptions& o, const std::string& link, int64_t chunk_ns,
       waiting.push_back(std::move(rf));
       retention();
     }
+    DGC_RETURN_IF_ERROR(pipe.Tick(o.hold_seconds > 0 ? o.hold_seconds : double(chunk_ns) / 1e9));
     retention();
     if (o.idle_exit_seconds > 0 &&
         std::chrono::duration<double>(Clock::now() - last_activity).count() >= o.idle_exit_seconds) {
@@ -682,7 +757,11 @@ the delta chain would pass --max-depth, a new base is trained on the chunk and
 the recent chunks like it (retrain). Each decision, its drift and reason are
 recorded (dgcctl describe chunk). Without --base, the first chunks train the
 base model. A chunk fine-tunes only when its flows plus those of the quiet
-chunks before it reach --min-flows; until then chunks share the previous model.
+chunks before it reach --min-flows; until then chunks share the previous model
+(or, when the parent alone misses --target by far and the budget has room, the
+chunk fine-tunes anyway). The last chunk of the input (with --follow: a quiet
+chunk with no successor for --hold-seconds) fine-tunes on the pooled flows of
+the quiet chunks before it, with the budget they left unspent.
 After training, a window of the chunk holding about --check-flows flows is
 regenerated and scored (the 17 metrics of eval and the replay rate); a chunk
 whose mean misses --target is trained once more with twice the budget.
@@ -791,6 +870,10 @@ Examples:
                   "with --follow: keep a capture this many hours after it was written (default: delete it once "
                   "its chunks are committed)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--hold-seconds", o->follow.hold_seconds,
+                  "with --follow: a quiet chunk waits this long for its successor, then fine-tunes on the "
+                  "pooled flows of the quiet chunks before it as at the end of the input (0: --chunk-seconds)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--pseudonymize", o->pseudonymize,
                   "key file: map every address through a keyed prefix-preserving permutation before training");
   cmd->add_option("-o,--output", o->output, "summary format: table or json")

@@ -15,6 +15,7 @@ deploy/install-deps.sh installs).
 """
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -52,12 +53,16 @@ def view(real, synth):
         return {"figure": None, "error": "no flow records in the real trace"}
     t0 = min(f["ts"] for f in real)
     span = max(f["te"] for f in real) - t0
-    w = 300.0 if span >= 3000 else max(span / 10.0, 1.0)
+    short = span < 3000
+    w = 300.0 if not short else max(span / 10.0, 1.0)
 
     def per_window(flows):
         out = {}
         for f in flows:
-            k = int((f["ts"] - t0) // w)
+            # Short traces have exactly ten windows: the last record (at t0 + span) falls in the tenth.
+            k = math.floor((f["ts"] - t0) / w)
+            if short and k == 10 and f["ts"] - t0 <= span:
+                k = 9
             e = out.setdefault(k, {"flows": 0, "packets": 0, "bytes": 0, "src": set(), "dst": set(), "dport": set()})
             e["flows"] += 1
             e["packets"] += f["pkts"]

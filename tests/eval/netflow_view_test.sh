@@ -20,10 +20,18 @@ view() { python3 "$root/tests/bench/netflow_view.py" "$tmp/t.pcap" "$1"; }
 figure() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])["figure"])' "$1"; }
 same=$(view "$tmp/t.pcap"); flows=$(view "$tmp/flows.pcap"); s20=$(view "$tmp/s20.pcap")
 echo "self: $same"; echo "flow records: $flows"; echo "sampling 1:20: $s20"
-python3 - "$same" "$flows" "$s20" <<'PY'
+# dgcctl's own implementation (common/eval/netflow_view.cc) must agree with this script.
+ctl_s20=$("$ctl" eval "$tmp/t.pcap" "$tmp/s20.pcap" --netflow -o json)
+python3 - "$same" "$flows" "$s20" "$ctl_s20" <<'PY'
 import json, sys
-same, flows, s20 = (json.loads(a) for a in sys.argv[1:])
+same, flows, s20, ctl = (json.loads(a) for a in sys.argv[1:])
 fail = []
+c = ctl["netflow"]
+if abs(c["figure"] - s20["figure"]) > 1e-9: fail.append("dgcctl eval --netflow %s != netflow_view.py %s" % (c["figure"], s20["figure"]))
+for k, v in s20["medians"].items():
+    if abs(c["medians"][k] - v) > 1e-9: fail.append("median %s: dgcctl %s, script %s" % (k, c["medians"][k], v))
+if (c["windows"], c["real_records"], c["synth_records"]) != (s20["windows"], s20["real_records"], s20["synth_records"]):
+    fail.append("windows/records differ: dgcctl %s, script %s" % (c, s20))
 if same["figure"] != 0: fail.append("a trace against itself must read 0, got %s" % same["figure"])
 if same["windows"] < 10: fail.append("expected at least 10 windows, got %d" % same["windows"])
 if not flows["figure"] < 0.05: fail.append("flow records should read nearly the same, got %s" % flows["figure"])
@@ -32,4 +40,4 @@ if same["top10_dport_share"] != 1: fail.append("top-10 ports of a trace against 
 for f in fail: print("FAIL:", f)
 sys.exit(1 if fail else 0)
 PY
-echo "netflow view: 3 checks passed"
+echo "netflow view: 3 checks passed, dgcctl eval --netflow agrees with the script"

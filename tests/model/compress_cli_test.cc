@@ -120,6 +120,37 @@ nlohmann::json Chunks(const std::string& lib) {
   return nlohmann::json::parse(out);
 }
 
+// Quiet chunks (below --min-flows) share their parent and pool their flows;
+// the last chunk of the input fine-tunes on that pool, so a capture does not
+// end with its last chunks unadapted.
+TEST_F(CompressCliTest, TheLastChunkFineTunesOnThePooledFlowsOfTheQuietChunksBeforeIt) {
+  std::string trace = dir_.File("three.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " synth-trace -o " + trace + " --seconds 180 --sessions-per-second 1.5 2>/dev/null"),
+            0);
+  std::string lib = dir_.File("lib"), err = dir_.File("err.txt"), out;
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace + " --library " + lib + kTiny +
+                             "--no-check --budget none -o json 2>" + err, &out),
+            0)
+      << out << *ReadFile(err);
+  nlohmann::json chunks = Chunks(lib);
+  ASSERT_EQ(chunks.size(), 3u) << chunks.dump();
+  // The first trains the base and shares it; the second is quiet and shares it too.
+  EXPECT_EQ(chunks[0]["model"], chunks[1]["model"]) << chunks.dump();
+  // The third, the end of the input, fine-tunes on the pool: a delta of its own.
+  EXPECT_NE(chunks[2]["model"], chunks[1]["model"]) << chunks.dump();
+  std::string desc;
+  ASSERT_EQ(testing::Run(kCtl + " describe chunk " + chunks[2]["chunk"].get<std::string>() + " --library " + lib +
+                             " -o json 2>/dev/null", &desc),
+            0);
+  auto d = nlohmann::json::parse(desc);
+  EXPECT_TRUE(d["report"].contains("pool_trained")) << d.dump();
+  EXPECT_GT(d["report"].value("pooled_flows", 0), 0) << d.dump();
+  EXPECT_NE(ReadFile(err)->find("fine-tuned on"), std::string::npos) << *ReadFile(err);
+  // And it regenerates.
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + dir_.File("g.pcap") + " 2>/dev/null"), 0);
+  EXPECT_GT(CountPackets(dir_.File("g.pcap")), 100u);
+}
+
 TEST_F(CompressCliTest, CompressingTheSameInputTwiceIsANoOp) {
   std::string lib = dir_.File("lib");
   std::string out, err;
