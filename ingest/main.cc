@@ -117,6 +117,10 @@ stderr and skipped), 1 when an input cannot be read or a chunk not written.)");
   app.add_option("--snaplen", net.snaplen, "bytes captured per packet (headers)")->capture_default_str();
   app.add_option("--buffer-bytes", net.buffer_bytes, "libpcap buffer")->capture_default_str();
   app.add_flag("--follow", net.follow, "keep reading each capture file that appears in the input directory");
+  app.add_option("--settle-seconds", net.settle_seconds,
+                 "with --follow: the newest file is complete once unchanged this long (earlier files once a later "
+                 "one exists; *.part, *.tmp and hidden files are never read: write aside, then rename)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--shard", shard, "i/n: keep the flows whose 5-tuple hashes to i mod n")->capture_default_str();
   app.add_option("--coordinator", net.coordinator, "ship chunks to this coordinator (its --listen)");
   app.add_option("--spool-max-bytes", net.spool_max_bytes, "beyond this the oldest spooled chunk is evicted")

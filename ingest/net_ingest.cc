@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/fault.h"
+#include "common/base/directory_follower.h"
 #include "common/base/files.h"
 #include "common/trace/chunk_format.h"
 #include "common/trace/merged_reader.h"
@@ -192,37 +193,11 @@ Status NetIngest::ReadFiles(const std::vector<std::string>& files, Chunker& chun
 }
 
 Status NetIngest::FollowDirs(Chunker& chunker) {
-  for (const auto& d : options_.inputs) {
-    if (!fs::is_directory(d)) return absl::InvalidArgumentError(absl::StrCat("--follow: ", d, " is not a directory"));
-  }
+  DGC_ASSIGN_OR_RETURN(DirectoryFollower follower, DirectoryFollower::Create(options_.inputs, options_.settle_seconds));
   source_open_ = true;
-  // A file is read once its size and modification time stayed the same for
-  // one scan (half a second): closed, or renamed into the directory.
-  std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> seen_once;
-  std::set<std::string> done;
   while (!stop_capture_.load()) {
-    std::vector<std::string> ready;
-    for (const auto& d : options_.inputs) {
-      auto files = ListFiles(d);
-      if (!files.ok()) continue;
-      for (const auto& f : *files) {
-        if (done.count(f)) continue;
-        std::error_code ec;
-        auto size = fs::file_size(f, ec);
-        auto mtime = fs::last_write_time(f, ec);
-        if (ec) continue;
-        auto it = seen_once.find(f);
-        if (it != seen_once.end() && it->second.first == size && it->second.second == mtime && size > 0) {
-          ready.push_back(f);
-        } else {
-          seen_once[f] = {size, mtime};
-        }
-      }
-    }
-    std::sort(ready.begin(), ready.end());
-    for (const auto& f : ready) {
-      done.insert(f);
-      seen_once.erase(f);
+    for (const auto& f : follower.Poll()) {
+      if (stop_capture_.load()) break;
       spdlog::info("reading {}", f);
       Status st = ReadFiles({f}, chunker);
       if (!st.ok()) spdlog::error("{}: {}", f, Str(st));  // one bad file does not stop the follower

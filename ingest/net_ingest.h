@@ -37,6 +37,9 @@ namespace dgc {
 struct NetIngestOptions {
   std::vector<std::string> inputs;  // files or directories (read once), or with follow: directories
   bool follow = false;              // keep reading new capture files appearing in the directories
+  // With follow: the newest file is complete once unchanged this long (the
+  // rule of common/base/directory_follower.h, shared with dgcctl compress).
+  double settle_seconds = 2;
   std::string interface;            // live capture instead of inputs
   std::string filter;               // BPF: capture filter (live) or read filter (files)
   int snaplen = 256;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/base/directory_follower.h"
 #include "common/base/files.h"
 #include "common/base/time.h"
 #include "common/base/units.h"
@@ -327,7 +328,7 @@ class Pipeline {
       // it replaces (measured on schlage-lock-01: mean 0.145 -> 0.216): below
       // --min-flows the link keeps its latest model and the drift stays on
       // record. A retrain by chain depth always goes ahead.
-      if (!absl::StrContains(d.reason, "max_depth") && flows < uint64_t(cfg_.opt.min_flows_to_finetune) &&
+      if (d.trigger != library::ParentDecision::Trigger::kDepth && flows < uint64_t(cfg_.opt.min_flows_to_finetune) &&
           !pool_parent_.empty()) {
         d.reason = absl::StrCat(d.reason, "; retrain deferred: ", flows, " flows < --min-flows ",
                                 cfg_.opt.min_flows_to_finetune, ", continuing ", pool_parent_);
@@ -469,7 +470,7 @@ class Pipeline {
   // The chunks a retrain trains on: `e` and the recent ones that look like
   // it (all recent ones for a retrain by depth), up to --warmup-flows flows.
   std::vector<const Entry*> RetrainSet(const Entry& e, const library::ParentDecision& d, uint64_t* flows) const {
-    bool by_depth = absl::StrContains(d.reason, "max_depth");
+    const bool by_depth = d.trigger == library::ParentDecision::Trigger::kDepth;
     std::vector<const Entry*> set = {&e};
     *flows = e.flows;
     for (const auto& r : recent_) {
@@ -611,15 +612,6 @@ struct FollowOptions {
   double hold_seconds = 0;
 };
 
-bool FollowCandidate(const std::filesystem::path& p) {
-  std::string name = p.filename().string();
-  if (name.empty() || name[0] == '.') return false;
-  for (const char* s : {".part", ".tmp", ".partial", ".dgc.json"}) {
-    if (absl::EndsWith(name, s)) return false;
-  }
-  return true;
-}
-
 // Follows `o.dir`: capture files are read whole, in name order, once complete
 // (a later file exists, or it has not changed for settle_seconds); chunks
 // span files (one chunker). A file is deleted once every chunk holding its
@@ -632,8 +624,7 @@ Status Follow(const FollowOptions& o, const std::string& link, int64_t chunk_ns,
               Pseudonymizer* pseudo, uint64_t* late) {
   namespace fs = std::filesystem;
   using Clock = std::chrono::steady_clock;
-  std::error_code ec;
-  if (!fs::is_directory(o.dir, ec)) return absl::NotFoundError(absl::StrCat("--follow: no directory ", o.dir));
+  DGC_ASSIGN_OR_RETURN(DirectoryFollower follower, DirectoryFollower::Create({o.dir}, o.settle_seconds));
   Chunker chunker(MakeChunkerOptions(link, chunk_ns), [&](Chunk&& c, bool amend) -> Status {
     if (amend) {
       *late += c.packets.size();
@@ -641,18 +632,11 @@ Status Follow(const FollowOptions& o, const std::string& link, int64_t chunk_ns,
     }
     return pipe.Add(std::move(c));
   });
-  struct Seen {
-    uintmax_t size = 0;
-    fs::file_time_type mtime;
-    Clock::time_point stable_since;
-  };
   struct ReadFile {
     std::string path;
     int64_t max_ts = std::numeric_limits<int64_t>::min();
   };
-  std::map<std::string, Seen> watching;  // not read yet
-  std::set<std::string> done;            // read (or unreadable)
-  std::deque<ReadFile> waiting;          // read, not deleted yet (name order)
+  std::deque<ReadFile> waiting;  // read, not deleted yet (name order)
   auto last_activity = Clock::now();
 
   auto retention = [&]() {
@@ -683,27 +667,8 @@ Status Follow(const FollowOptions& o, const std::string& link, int64_t chunk_ns,
   };
 
   while (!g_stop) {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(o.dir, ec)) {
-      if (e.is_regular_file(ec) && FollowCandidate(e.path()) && !done.count(e.path().string())) {
-        names.push_back(e.path().string());
-      }
-    }
-    std::sort(names.begin(), names.end());
-    auto now = Clock::now();
-    for (size_t i = 0; i < names.size() && !g_stop; ++i) {
-      const std::string& path = names[i];
-      std::error_code e1;
-      uintmax_t size = fs::file_size(path, e1);
-      auto mtime = fs::last_write_time(path, e1);
-      if (e1) break;  // vanished meanwhile: look again next poll
-      auto [it, fresh] = watching.try_emplace(path, Seen{size, mtime, now});
-      if (!fresh && (it->second.size != size || it->second.mtime != mtime)) it->second = Seen{size, mtime, now};
-      bool complete = i + 1 < names.size() ||
-                      std::chrono::duration<double>(now - it->second.stable_since).count() >= o.settle_seconds;
-      if (!complete) break;  // name order: nothing after an unfinished file
-      watching.erase(it);
-      done.insert(path);
+    for (const std::string& path : follower.Poll()) {
+      if (g_stop) break;  // not read: the next run reads it (it is kept)
       auto reader = MergedReader::Open({path});
       if (!reader.ok()) {
         std::cerr << "dgcctl compress: warning: skipping " << path << ": " << reader.status().message()
@@ -864,7 +829,9 @@ Examples:
   cmd->add_option("--poll-seconds", o->follow.poll_seconds, "with --follow: how often the directory is listed")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--settle-seconds", o->follow.settle_seconds,
-                  "with --follow: a file unchanged this long is complete (the newest file)")
+                  "with --follow: the newest file is complete once unchanged this long (earlier files once a later "
+                  "one exists; *.part, *.tmp and hidden files are never read: write aside, then rename; the rule "
+                  "dgc-ingest --follow uses)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep-raw-hours", o->follow.keep_raw_hours,
                   "with --follow: keep a capture this many hours after it was written (default: delete it once "

@@ -217,11 +217,13 @@ ParentDecision ParentSelector::Decide(const Fingerprint& chunk, const std::vecto
     d.drift = latest_drift ? latest_drift->score : -1;
     if (too_deep(latest)) {
       d.kind = K::kRetrain;
+      d.trigger = ParentDecision::Trigger::kDepth;
       d.reason = absl::StrFormat("chain depth %d would exceed max_depth %d: train a new base", latest.depth + 1,
                                  o.max_depth);
       return d;
     }
     d.kind = K::kContinue;
+    d.trigger = latest_drift && !noisy ? ParentDecision::Trigger::kWithinDrift : ParentDecision::Trigger::kUnknownDrift;
     d.parent_id = latest.model_id;
     d.reason = !latest_drift ? absl::StrCat("latest model ", latest.model_id, " (its fingerprint is unknown)")
                : noisy ? absl::StrFormat("latest model %s (only %d packets: too few to judge drift)",
@@ -252,6 +254,7 @@ ParentDecision ParentSelector::Decide(const Fingerprint& chunk, const std::vecto
   for (size_t i = 0; i < previous_full.size() && i < size_t(std::max(o.previous_full_models, 0)); ++i) {
     if (seen.insert(previous_full[i].model_id).second) consider(previous_full[i], false);
   }
+  d.trigger = ParentDecision::Trigger::kDrift;
   std::string why = absl::StrFormat("drift %s against latest model %s > %.2f", latest_drift->Describe(),
                                     latest.model_id, o.drift_threshold);
   if (!best || best_drift.score > o.retrain_threshold) {

@@ -76,7 +76,17 @@ struct ParentDecision {
     kBase,      // the full model at the root of the latest model's chain
     kRetrain,   // train a new base on this chunk: drift too large, chain too deep, or no model
   };
+  // What led to the decision, for callers to act on (the reason is prose for
+  // people only).
+  enum class Trigger {
+    kNoModel,       // nothing to continue: the link's first base
+    kWithinDrift,   // the latest model's drift is at most drift_threshold
+    kUnknownDrift,  // the latest model has no fingerprint, or the chunk is too small to judge
+    kDrift,         // the latest model drifted past drift_threshold (switch, base or retrain)
+    kDepth,         // continuing would pass max_depth: retrain
+  };
   Kind kind = Kind::kRetrain;
+  Trigger trigger = Trigger::kNoModel;
   std::string parent_id;  // empty for kRetrain
   double drift = -1;      // against parent_id (kRetrain: against the nearest candidate); -1 unknown
   std::string reason;     // one line for operators (`dgcctl describe chunk`)

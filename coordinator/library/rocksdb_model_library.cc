@@ -474,7 +474,7 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
     if (commit.decision->kind != library::ParentDecision::Kind::kContinue) c.reason = commit.decision->reason;
   }
   c.raw_path = commit.raw_path;
-  c.committed_ns = Now();
+  c.committed_ns = Now() / 1000000 * 1000000;  // milliseconds: the record stores it so
   // Every byte this chunk adds to the store: its record and key, its
   // fingerprint and key, the model record its delta makes. The record holds
   // the figure itself: encode until its varint's width settles (two or three

@@ -177,6 +177,7 @@ TEST(ParentSelectorTest, ContinuesTheLatestModelOnNoise) {
   auto d = sel.Decide(Of(Regime::kIot, 3), {Model("tap0-9", Of(Regime::kIot, 2), 5)},
                       Model("base", Of(Regime::kIot, 1), 0, true));
   EXPECT_EQ(d.kind, ParentDecision::Kind::kContinue) << d.reason;
+  EXPECT_EQ(d.trigger, ParentDecision::Trigger::kWithinDrift);
   EXPECT_EQ(d.parent_id, "tap0-9");
   EXPECT_GE(d.drift, 0);
 }
@@ -190,6 +191,7 @@ TEST(ParentSelectorTest, SwitchesBackToTheModelOfAnEarlierRegime) {
                                          Model("tap0-15", Of(Regime::kIot, 15), 9)};
   auto d = sel.Decide(Of(Regime::kIot, 21), recent, Model("base", Of(Regime::kStreaming, 1), 0, true));
   EXPECT_EQ(d.kind, ParentDecision::Kind::kSwitch) << d.reason;
+  EXPECT_EQ(d.trigger, ParentDecision::Trigger::kDrift);
   EXPECT_EQ(d.parent_id, "tap0-15");
   EXPECT_NE(d.reason.find("tap0-20"), std::string::npos) << d.reason;
 }
@@ -207,10 +209,12 @@ TEST(ParentSelectorTest, RetrainsOnANewRegimeAndOnDeepChains) {
   auto deep = shallow.Decide(Of(Regime::kIot, 5), {Model("tap0-4", Of(Regime::kIot, 4), 8)},
                              Model("base", Of(Regime::kIot, 1), 0, true));
   EXPECT_EQ(deep.kind, ParentDecision::Kind::kRetrain) << deep.reason;
+  EXPECT_EQ(deep.trigger, ParentDecision::Trigger::kDepth);
   EXPECT_NE(deep.reason.find("max_depth"), std::string::npos) << deep.reason;
 
   auto first = sel.Decide(Of(Regime::kIot, 5), {}, std::nullopt);
   EXPECT_EQ(first.kind, ParentDecision::Kind::kRetrain);
+  EXPECT_EQ(first.trigger, ParentDecision::Trigger::kNoModel);
 }
 
 TEST(ParentSelectorTest, SwitchesBackToTheEarlierFullModelAfterAShortEpisode) {
@@ -228,6 +232,7 @@ TEST(ParentSelectorTest, SwitchesBackToTheEarlierFullModelAfterAShortEpisode) {
   Fingerprint storm_fp = Of(Regime::kDnsStorm, 3, 2 * kChunkNs);
   auto storm = sel.Decide(storm_fp, {base}, base);
   EXPECT_EQ(storm.kind, ParentDecision::Kind::kRetrain) << storm.reason;
+  EXPECT_EQ(storm.trigger, ParentDecision::Trigger::kDrift);
   EXPECT_GT(storm.drift, sel.options().retrain_threshold);
 
   ParentCandidate retrain = Model("tap0-3-retrain", storm_fp, 0, true);

@@ -125,7 +125,7 @@ TEST(LibraryRecordsTest, ReadsVersionOneChunksWithAPlainReport) {
   EXPECT_EQ(c->decision, "continue");
   // Written again it is the newest version, with a smaller report than the JSON.
   std::string v3 = EncodeChunk(*c);
-  EXPECT_EQ(static_cast<uint8_t>(v3[1]), 3);
+  EXPECT_EQ(static_cast<uint8_t>(v3[1]), 4);
   auto again = DecodeChunk(ChunkKey("tap0", 42), v3);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->report_json, report);
@@ -189,8 +189,8 @@ TEST(LibraryRecordsTest, AQuietChunkStoresNoFigureTwice) {
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(old->report_json, c.report_json);
   EXPECT_EQ(old->parent_id, c.parent_id);
-  std::cerr << "quiet chunk record: version 2 " << v2.size() << " B, version 3 " << v3.size() << " B\n";
-  EXPECT_LE(v3.size() + 30, v2.size());
+  std::cerr << "quiet chunk record: version 2 " << v2.size() << " B, version 4 " << v3.size() << " B\n";
+  EXPECT_LE(v3.size() + 30 + 20, v2.size());
   // A report whose counts are not the record's is kept as it was.
   c.report_json = R"({"flows":8,"packets":212})";
   c.parent_id = "base-1";
@@ -213,6 +213,82 @@ TEST(LibraryRecordsTest, ValidatesIds) {
   EXPECT_FALSE(ValidateId("model id", std::string("a\0b", 3)).ok());
   EXPECT_FALSE(ValidateId("link", "a@b").ok());
   EXPECT_FALSE(ValidateId("link", std::string(201, 'a')).ok());
+}
+
+
+TEST(LibraryRecordsTest, VersionFourReadsTheLinkFromTheKeyAndCodesDecisionSeqAndCommitTime) {
+  ChunkRecord c;
+  c.link = "lockly-hub-01";
+  c.start_ns = 1704067200LL * 1000000000;
+  c.duration_ns = 3600LL * 1000000000;
+  c.seq = c.start_ns / c.duration_ns;
+  c.model_id = c.parent_id = "base-00112233445566ff";
+  c.report_json = "{}";
+  c.committed_ns = c.end_ns() + 1500LL * 1000000;
+  const std::string key = ChunkKey(c.link, c.start_ns);
+  for (const char* decision : {"", "continue", "switch", "retrain", "base", "something new"}) {
+    c.decision = decision;
+    const std::string v4 = EncodeChunk(c);
+    EXPECT_EQ(v4.find(c.link), std::string::npos) << "the link is the key's, not stored twice";
+    auto d = DecodeChunk(key, v4);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->link, c.link);
+    EXPECT_EQ(d->start_ns, c.start_ns);
+    EXPECT_EQ(d->seq, c.seq);
+    EXPECT_EQ(d->decision, c.decision);
+    EXPECT_EQ(d->committed_ns, c.committed_ns);
+  }
+  // A seq that is not start / duration and a commit before the chunk's end are kept as they are.
+  c.seq = 7;
+  c.committed_ns = c.start_ns - 123;
+  auto d = DecodeChunk(key, EncodeChunk(c));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->seq, 7);
+  EXPECT_EQ(d->committed_ns, c.start_ns - 123);
+  // A bad decision code is a clear error naming the chunk.
+  c.decision = "continue";
+  c.seq = c.start_ns / c.duration_ns;
+  c.committed_ns = c.end_ns();
+  std::string bad = EncodeChunk(c);
+  size_t at = bad.size() - 1 /*stored*/ - 1 /*commit ms*/ - 1 /*raw path*/ - 1 /*reason*/ - 1;
+  ASSERT_EQ(static_cast<uint8_t>(bad[at]), 1);  // "continue"
+  bad[at] = char(77);
+  auto e = DecodeChunk(key, bad);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("decision code"), std::string::npos) << e.status();
+  EXPECT_NE(e.status().message().find("lockly-hub-01@2024-01-01"), std::string::npos) << e.status();
+
+  // Version 3 (link and seq stored, decision as text, commit in ns) still reads.
+  ByteWriter w;
+  auto str = [&w](const std::string& v) {
+    w.Varint(v.size());
+    w.Bytes(v.data(), v.size());
+  };
+  w.U8('C');
+  w.U8(3);
+  str(c.link);
+  w.SignedVarint(c.start_ns);
+  w.SignedVarint(c.duration_ns);
+  w.SignedVarint(c.seq);
+  for (uint64_t v : {0, 0, 0, 0}) w.Varint(v);
+  str(c.model_id);
+  w.U8(1 | 2);  // same parent, no drift
+  w.U8(1);
+  str("SK");
+  w.Varint(2);
+  str(model::CompressReport("{}"));
+  str("retrain");
+  str("why");
+  str("");
+  w.SignedVarint(987654321);
+  w.Varint(55);
+  auto v3 = DecodeChunk(key, w.Take());
+  ASSERT_TRUE(v3.ok()) << v3.status();
+  EXPECT_EQ(v3->decision, "retrain");
+  EXPECT_EQ(v3->reason, "why");
+  EXPECT_EQ(v3->committed_ns, 987654321);
+  EXPECT_EQ(v3->stored_bytes, 55u);
+  EXPECT_EQ(v3->link, c.link);
 }
 
 }  // namespace
