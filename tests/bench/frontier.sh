@@ -23,7 +23,23 @@ if [[ ${#traces[@]} -eq 0 ]]; then
   for f in "$data"/iot-oconnor/*.pcap; do traces+=("$(basename "$f" .pcap)=$f:3600"); done
   mergecap -F pcap -w "$out/lan.pcap" "$data"/pcapplusplus/*.pcap
   traces+=("lan=$out/lan.pcap:600")
-  mergecap -F pcap -w "$out/ndpi.pcap" "$data"/ndpi/*
+  # The ndpi sessions mix link types (Ethernet, Linux SLL, pcapng) that one
+  # classic pcap cannot hold: each goes to header-only raw IP first
+  # (`baseline --method sampling --rate 1:1` keeps every packet), shifted to
+  # start at the same instant, then merged.
+  nd="$out/ndpi-parts"
+  rm -rf "$nd" && mkdir -p "$nd"
+  i=0
+  for f in "$data"/ndpi/*; do
+    i=$((i + 1))
+    "$root/build/coordinator/dgcctl/dgcctl" baseline --method sampling --rate 1:1 "$f" -o "$nd/$i.pcap" \
+      --summary json >/dev/null
+    first=$(capinfos -a -S -r -T "$nd/$i.pcap" | awk -F'\t' '{print $2}')
+    [[ -z "$first" ]] && continue
+    editcap -t "$(awk -v f="$first" 'BEGIN { printf "%.6f", 1600000000 - f }')" "$nd/$i.pcap" "$nd/$i.s.pcap"
+  done
+  mergecap -F pcap -w "$out/ndpi.pcap" "$nd"/*.s.pcap
+  rm -rf "$nd"
   traces+=("ndpi=$out/ndpi.pcap:600")
   "$root/tests/bench/make_bench_trace.sh" "$out/bench-1m.pcap" >/dev/null
   traces+=("bench-1m=$out/bench-1m.pcap:600")
