@@ -82,6 +82,14 @@ or startup error.)");
   app.add_option("--heads", heads, "attention heads")->capture_default_str();
   app.add_option("--packets-per-flow", packets_per_flow, "packets of each flow with their own tokens")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
+  app.add_option("--drift-threshold", o.selector.drift_threshold,
+                 "as dgcctl compress: above this drift against the latest model, look for a nearer model")
+      ->capture_default_str();
+  app.add_option("--retrain-threshold", o.selector.retrain_threshold,
+                 "above this drift against every candidate, a new base is trained from the stream's next chunk")
+      ->capture_default_str();
+  app.add_option("--max-depth", o.selector.max_depth, "longest delta chain; past it a new base is trained")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-coordinator"); rc >= 0) return rc;
   dgc::InitLogging("dgc-coordinator", common.log_level);
 

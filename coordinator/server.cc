@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include <xxhash.h>
 
@@ -11,6 +12,8 @@
 #include "common/base/files.h"
 #include "common/base/time.h"
 #include "common/model/artifact.h"
+#include "common/trace/chunk_format.h"
+#include "common/trace/flow.h"
 #include "spdlog/spdlog.h"
 
 namespace dgc {
@@ -406,6 +409,7 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
   bool newly_committed = false;
   nlohmann::json report;
   uint64_t raw_bytes = 0, stored_bytes = 0;
+  std::optional<library::ParentDecision> decision;
   if (*cls == CompletionOutcome::kCommitted) {
     Status st;
     if (job->kind == JobKind::kRetrain) {
@@ -428,6 +432,15 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
         report = art->report;
         RocksDbModelLibrary::ChunkCommit commit;
         commit.training_json = res.stats.json;
+        auto policy = PolicyFor(*job, job->parent_job);
+        if (policy.ok()) {
+          commit.fingerprint = (*policy)->fingerprint;
+          commit.decision = (*policy)->decision;
+          commit.decision->parent_id = art->parent_id;  // what the worker trained from
+          decision = commit.decision;
+        } else {
+          spdlog::warn("job {}: committed without a fingerprint: {}", res.job_id, std::string(policy.status().message()));
+        }
         commit.artifact = *std::move(art);
         auto cr = library_->CommitChunk(commit);
         if (!cr.ok()) {
@@ -482,7 +495,13 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
           metrics_->fidelity.Observe(report["fidelity_mean"].get<double>());
         }
         if (report.value("retried", false)) metrics_->drift->Add({{"reason", "fidelity_retry"}}).Increment();
+        if (decision && decision->trigger == library::ParentDecision::Trigger::kDrift) {
+          metrics_->drift->Add({{"reason", "drift"}}).Increment();
+          spdlog::info("job {} ({}/{} seq {}): drift {:.3f}: {}: {}", res.job_id, job->link, job->shard, job->seq,
+                       decision->drift, library::DecisionName(decision->kind), decision->reason);
+        }
       }
+      policies_.erase(res.job_id);
       spdlog::info("job {} ({}/{} seq {}): model {} committed{}", res.job_id, job->link, job->shard, job->seq,
                    result_ref, newly_committed ? "" : " (chunk already in the library)");
       DeleteRawLater(chunk_ref, clock_.NowNs());
@@ -518,6 +537,47 @@ StatusOr<std::string> Coordinator::ParentModelId(const JobRecord& job, JobId par
   if (latest.ok()) return latest->model_id;
   return absl::FailedPreconditionError(absl::StrCat("no parent model for ", job.link, "/", job.shard,
                                                     ": no base (--base) and no earlier chunk"));
+}
+
+StatusOr<const Coordinator::ChunkPolicy*> Coordinator::PolicyFor(const JobRecord& job, JobId parent_job) {
+  if (auto it = policies_.find(job.id); it != policies_.end()) return &it->second;
+  using K = library::ParentDecision::Kind;
+  using T = library::ParentDecision::Trigger;
+  ChunkPolicy p;
+  DGC_ASSIGN_OR_RETURN(Chunk chunk, ReadChunkFile(job.chunk_ref));
+  std::vector<Flow> flows = BuildFlows(chunk.packets, chunk.end_ns());
+  p.fingerprint = library::Fingerprint::Compute(chunk.packets, flows, chunk.start_ns, chunk.duration_ns);
+  auto sc = shard_counts_.find(StreamKey(job.link, job.shard));
+  const std::string link = LibraryLink(job.link, job.shard, sc == shard_counts_.end() ? 1 : sc->second);
+  library::ParentDecision& d = p.decision;
+  const JobRecord* pj = parent_job ? scheduler_->FindJob(parent_job) : nullptr;
+  if (pj && pj->kind == JobKind::kRetrain && !pj->result_ref.empty()) {
+    // A base trained on this very chunk (the stream's first, or dgcctl retrain).
+    d.kind = K::kRetrain;
+    d.trigger = T::kNoModel;
+    d.parent_id = pj->result_ref;
+    d.reason = absl::StrCat("a new base ", pj->result_ref, " trained on this chunk (first chunk of ", link,
+                            ", or dgcctl retrain)");
+  } else {
+    DGC_ASSIGN_OR_RETURN(d, library_->SelectParent(link, p.fingerprint, library::ParentSelector(options_.selector)));
+    if (d.kind == K::kRetrain && d.trigger == T::kNoModel) {
+      // Nothing of this link in the library yet: the --base model.
+      DGC_ASSIGN_OR_RETURN(d.parent_id, ParentModelId(job, parent_job));
+      d.kind = K::kBase;
+      d.reason = absl::StrCat("first chunk of link ", link, ": the --base model ", d.parent_id);
+    } else if (d.kind == K::kRetrain) {
+      // A new base is trained from the stream's next chunk (a retrain job
+      // before its compress job, as dgcctl retrain asks); this chunk
+      // continues the latest model meanwhile.
+      DGC_ASSIGN_OR_RETURN(d.parent_id, ParentModelId(job, parent_job));
+      retrain_requested_.insert(StreamKey(job.link, job.shard));
+      d.kind = K::kContinue;
+      d.reason = absl::StrCat(d.reason, "; retrain scheduled with the stream's next chunk, continuing ", d.parent_id);
+    }
+  }
+  spdlog::debug("job {} ({}/{} seq {}): {} {} (drift {:.3f}): {}", job.id, job.link, job.shard, job.seq,
+                library::DecisionName(d.kind), d.parent_id, d.drift, d.reason);
+  return &policies_.emplace(job.id, std::move(p)).first->second;
 }
 
 StatusOr<std::string> Coordinator::ParentBundleBytes(const std::string& model_id) {
@@ -619,7 +679,8 @@ Status Coordinator::SendAssignment(const Assignment& a) {
     ja.chunk_bytes = *std::move(bytes);
   }
   if (job->kind == JobKind::kCompress) {
-    DGC_ASSIGN_OR_RETURN(std::string parent, ParentModelId(*job, a.parent_job));
+    DGC_ASSIGN_OR_RETURN(const ChunkPolicy* policy, PolicyFor(*job, a.parent_job));
+    const std::string parent = policy->decision.parent_id;
     if (a.attempt == 1 && w->second.Holds(parent)) {
       ja.parent = wire::JobAssign::Parent::kId;  // the worker has it; a miss fails retryably and goes by bytes
       ja.parent_id = parent;

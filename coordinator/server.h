@@ -64,6 +64,13 @@ struct CoordinatorOptions {
   uint32_t ingest_credits = 8;         // chunks an ingest may have in flight
   size_t max_queued_jobs = 100000;     // beyond: no credit (ingest spools)
   nlohmann::json job_options = nlohmann::json::object();  // training knobs sent to workers
+  // Parent choice by drift, as `dgcctl compress` does it: each compress job's
+  // chunk is fingerprinted and its parent chosen among the stream's recent
+  // models, the base and earlier full models (continue, switch, base); a
+  // drift or depth that calls for a new base asks for a retrain with the
+  // stream's next chunk. Each chunk is committed with its fingerprint,
+  // decision, drift and reason.
+  library::ParentSelector::Options selector;
   wire::SecurityOptions security;
   std::string curve_allow_dir;         // re-read by ReloadAllowList
 };
@@ -140,6 +147,15 @@ class Coordinator {
   void ScheduleAndSend();
   Status SendAssignment(const Assignment& a);
   StatusOr<std::string> ParentModelId(const JobRecord& job, JobId parent_job);
+  // The fingerprint and parent decision of a compress job's chunk, made once
+  // (at its first assignment) and kept until its result is committed; after
+  // a restart it is made again from the raw chunk and the library, which the
+  // stream's later chunks cannot have changed (they wait for this one).
+  struct ChunkPolicy {
+    library::Fingerprint fingerprint;
+    library::ParentDecision decision;
+  };
+  StatusOr<const ChunkPolicy*> PolicyFor(const JobRecord& job, JobId parent_job);
   StatusOr<std::string> ParentBundleBytes(const std::string& model_id);
   void Tick();
   void UpdateGauges();
@@ -176,6 +192,7 @@ class Coordinator {
   std::set<std::string> retrain_requested_;                          // StreamKey: dgcctl retrain
   std::unordered_map<std::string, uint32_t> shard_counts_;           // StreamKey -> shards of its link
   std::unordered_map<JobId, int64_t> lease_started_ns_;              // steady clock, for durations
+  std::unordered_map<JobId, ChunkPolicy> policies_;                  // compress jobs assigned, not committed
   std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;

@@ -240,7 +240,8 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   // The embedded path on the same input, base and knobs.
   std::string out;
   ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " + base_ +
-                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) + " --steps 10 --no-check --budget 10x 2>&1",
+                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                    " --steps 10 --no-check --budget 10x --min-flows 32 2>&1",  // the coordinator's --min-flows
                 &out),
             0)
       << out;
@@ -254,6 +255,23 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   ASSERT_GE(dist, 0);
   std::cerr << "fidelity mean: embedded " << emb << ", distributed " << dist << "\n";
   EXPECT_NEAR(dist, emb, 0.02);
+  // One policy: the cluster fingerprints every chunk and records the same
+  // decision the embedded path made, with its drift.
+  auto chunks_of = [&](const std::string& lib) {
+    std::string text;
+    EXPECT_EQ(testing::Run(BinaryPath("dgcctl") + " get chunks --library " + lib + " -o json 2>/dev/null", &text), 0);
+    return nlohmann::json::parse(text, nullptr, false);
+  };
+  nlohmann::json ce = chunks_of(dir_.File("emb")), cd = chunks_of(dir_.File("lib"));
+  ASSERT_TRUE(ce.is_array() && cd.is_array());
+  ASSERT_EQ(ce.size(), cd.size());
+  for (size_t i = 0; i < ce.size(); ++i) {
+    EXPECT_EQ(cd[i]["start"], ce[i]["start"]);
+    EXPECT_FALSE(cd[i]["decision"].get<std::string>().empty()) << cd[i].dump();
+    EXPECT_EQ(cd[i]["decision"], ce[i]["decision"]) << "chunk " << i << ": cluster " << cd[i].dump() << "\nembedded "
+                                                    << ce[i].dump();
+    if (i > 0) EXPECT_GE(cd[i].value("drift", -1.0), 0.0) << cd[i].dump();
+  }
 }
 
 TEST_F(RuntimeTest, WorkerWithTwoRanksTrainsEveryJobDataParallel) {
