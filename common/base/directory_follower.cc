@@ -1,10 +1,10 @@
 #include "common/base/directory_follower.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/files.h"
 
 namespace dgc {
 namespace fs = std::filesystem;
@@ -15,12 +15,7 @@ bool DirectoryFollower::Candidate(const std::string& name) {
     if (absl::EndsWith(name, s)) return false;
   }
   // "<name>.tmp.<pid>": an atomic write in progress (or a killed one's leftover).
-  size_t at = name.rfind(".tmp.");
-  if (at != std::string::npos && at + 5 < name.size() &&
-      std::all_of(name.begin() + long(at) + 5, name.end(), [](unsigned char c) { return std::isdigit(c); })) {
-    return false;
-  }
-  return true;
+  return !AtomicWriteTempPid(name);
 }
 
 StatusOr<DirectoryFollower> DirectoryFollower::Create(std::vector<std::string> dirs, double settle_seconds) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -80,6 +81,18 @@ StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) {
   return out;
 }
 
+std::optional<int> AtomicWriteTempPid(absl::string_view name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == absl::string_view::npos) return std::nullopt;
+  const absl::string_view digits = name.substr(at + 5);
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return std::nullopt;
+  }
+  int pid = 0;
+  if (!absl::SimpleAtoi(digits, &pid) || pid <= 0) return std::nullopt;
+  return pid;
+}
+
 StatusOr<std::vector<std::string>> RemoveStaleTempFiles(const std::string& dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
@@ -87,11 +100,9 @@ StatusOr<std::vector<std::string>> RemoveStaleTempFiles(const std::string& dir) 
   std::vector<std::string> removed;
   for (const auto& entry : it) {
     const std::string name = entry.path().filename().string();
-    const size_t at = name.rfind(".tmp.");
-    if (at == std::string::npos) continue;
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(absl::string_view(name).substr(at + 5), &pid) || pid <= 0) continue;
-    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer lives (or is not ours to judge)
+    const std::optional<int> pid = AtomicWriteTempPid(name);
+    if (!pid) continue;
+    if (::kill(*pid, 0) == 0 || errno != ESRCH) continue;  // its writer lives (or is not ours to judge)
     std::error_code rec;
     if (fs::remove(entry.path(), rec)) removed.push_back(entry.path().string());
   }

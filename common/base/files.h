@@ -2,6 +2,7 @@
 #ifndef DGC_COMMON_BASE_FILES_H_
 #define DGC_COMMON_BASE_FILES_H_
 
+#include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
 #include <vector>
@@ -21,6 +22,10 @@ namespace dgc {
 // Regular files directly inside `dir` (not recursive), sorted by name, hidden
 // files and "*.tmp.*" leftovers skipped.
 [[nodiscard]] StatusOr<std::vector<std::string>> ListFiles(const std::string& dir);
+
+// The <pid> of a "<name>.tmp.<pid>" file name (what WriteFileAtomic writes
+// under until its rename); nullopt for any other name.
+std::optional<int> AtomicWriteTempPid(absl::string_view file_name);
 
 // Removes the "<name>.tmp.<pid>" files directly inside `dir` that a killed
 // WriteFileAtomic left behind: those whose <pid> is no live process. A live

@@ -103,8 +103,9 @@ StatusOr<std::vector<NetflowRecord>> ParseNfdumpCsv(const std::string& text) {
 StatusOr<std::vector<NetflowRecord>> NetflowRecordsOf(const std::string& pcap, const std::string& work_dir) {
   std::error_code ec;
   if (!fs::is_regular_file(pcap, ec)) return absl::NotFoundError(absl::StrCat("no capture file ", pcap));
-  std::string dir = (fs::path(work_dir) / fs::path(pcap).filename()).string();
-  for (int i = 1; fs::exists(dir, ec); ++i) dir = absl::StrCat((fs::path(work_dir) / fs::path(pcap).filename()).string(), ".", i);
+  const std::string base = (fs::path(work_dir) / fs::path(pcap).filename()).string();
+  std::string dir = base;
+  for (int i = 1; fs::exists(dir, ec); ++i) dir = absl::StrCat(base, ".", i);
   DGC_RETURN_IF_ERROR(MakeDirs(dir));
   const std::string classic = dir + "/in.pcap";
   DGC_RETURN_IF_ERROR(RunNetflowTool({"editcap", "-F", "pcap", pcap, classic}));
