@@ -32,7 +32,7 @@ or startup error.)");
   dgc::CoordinatorOptions o;
   double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0;
   // Training knobs sent to the workers with every job (defaults: dgcctl compress's).
-  int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 32, check_flows = 4096;
+  int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 4096, check_flows = 4096;
   int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
   double seconds = 20, warmup_seconds = 120;
   uint64_t seed = 1;
@@ -66,7 +66,9 @@ or startup error.)");
   app.add_option("--seconds", seconds, "fine-tune time budget per chunk")->capture_default_str();
   app.add_option("--rank", rank, "adapter rank")->capture_default_str();
   app.add_option("--sample-flows", sample_flows, "flows per chunk the fine-tune sees, at most")->capture_default_str();
-  app.add_option("--min-flows", min_flows, "fewer flows: share the previous model")->capture_default_str();
+  app.add_option("--min-flows", min_flows,
+                 "fewer flows: share the previous model; a retrain by drift on fewer flows is deferred")
+      ->capture_default_str();
   app.add_flag("--no-check", no_check, "workers skip the fidelity check");
   app.add_option("--budget", budget,
                  "bytes each chunk may keep (as dgcctl compress --budget): 0.1x of zstd -19 of its header-only "
@@ -86,7 +88,7 @@ or startup error.)");
                  "as dgcctl compress: above this drift against the latest model, look for a nearer model")
       ->capture_default_str();
   app.add_option("--retrain-threshold", o.selector.retrain_threshold,
-                 "above this drift against every candidate, a new base is trained from the stream's next chunk")
+                 "above this drift against every candidate, a new base is trained on the chunk (a retrain job first)")
       ->capture_default_str();
   app.add_option("--max-depth", o.selector.max_depth, "longest delta chain; past it a new base is trained")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
@@ -138,8 +140,14 @@ or startup error.)");
     return 1;
   }
   int exit_code = 0;
+  dgc::SystemClock clock;  // wall time: lease deadlines outlive a restart
   {
-    auto c = dgc::Coordinator::Create(io, **zmq, metrics, o);
+    auto stores = dgc::CoordinatorStores::Open(o.library_dir);
+    if (!stores.ok()) {
+      spdlog::error("{}", std::string(stores.status().message()));
+      return 1;
+    }
+    auto c = dgc::Coordinator::Create(io, **zmq, metrics, o, *std::move(stores), &clock);
     if (!c.ok()) {
       spdlog::error("{}", std::string(c.status().message()));
       return 1;

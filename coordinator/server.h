@@ -36,7 +36,8 @@
 #include "common/wire/codec.h"
 #include "common/wire/parent_bundle.h"
 #include "common/wire/zmq_transport.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/compression_policy.h"
+#include "library/rocksdb_model_library.h"
 #include "coordinator/scheduler/clock.h"
 #include "coordinator/scheduler/rocksdb_job_store.h"
 #include "coordinator/scheduler/scheduler.h"
@@ -64,29 +65,42 @@ struct CoordinatorOptions {
   uint32_t ingest_credits = 8;         // chunks an ingest may have in flight
   size_t max_queued_jobs = 100000;     // beyond: no credit (ingest spools)
   nlohmann::json job_options = nlohmann::json::object();  // training knobs sent to workers
-  // Parent choice by drift, as `dgcctl compress` does it: each compress job's
-  // chunk is fingerprinted and its parent chosen among the stream's recent
+  // Parent choice by drift, the policy `dgcctl compress` runs
+  // (library::CompressionPolicy): each compress job's chunk is fingerprinted
+  // at its first assignment and its parent chosen among the stream's recent
   // models, the base and earlier full models (continue, switch, base); a
-  // drift or depth that calls for a new base asks for a retrain with the
-  // stream's next chunk. Each chunk is committed with its fingerprint,
-  // decision, drift and reason.
+  // drift or depth that calls for a new base has a retrain job trained on
+  // this chunk before its compress job runs (a retrain by drift on fewer
+  // than job_options' min_flows flows is deferred). Each chunk is committed
+  // with its fingerprint, decision, drift and reason.
   library::ParentSelector::Options selector;
   wire::SecurityOptions security;
   std::string curve_allow_dir;         // re-read by ReloadAllowList
 };
 
+// What the coordinator keeps its state in, opened by its main (or a test):
+// the model library and the scheduler's job store over the library's jobs
+// column family.
+struct CoordinatorStores {
+  std::unique_ptr<RocksDbModelLibrary> library;
+  std::unique_ptr<JobStore> jobs;
+  // Opens the library at `library_dir` and a RocksDbJobStore over it.
+  // Errors: the library's (Unavailable when another process holds it).
+  [[nodiscard]] static StatusOr<CoordinatorStores> Open(const std::string& library_dir);
+};
+
 class Coordinator {
  public:
-  // Opens the library, recovers the jobs, binds both sockets and starts the
-  // timers. Errors: the library's (Unavailable when another process holds
-  // it), the transport's (PermissionDenied for a non-loopback endpoint
-  // without keys, Unavailable when the address is in use), InvalidArgument
-  // for a --base file that is not a model. `io`, `zmq` and `metrics` must
-  // outlive the coordinator.
+  // Recovers the jobs from `stores`, binds both sockets and starts the
+  // timers. Errors: the transport's (PermissionDenied for a non-loopback
+  // endpoint without keys, Unavailable when the address is in use),
+  // InvalidArgument for a --base file that is not a model or for missing
+  // stores. `io`, `zmq`, `metrics` and `clock` must outlive the coordinator.
   [[nodiscard]] static StatusOr<std::unique_ptr<Coordinator>> Create(boost::asio::io_context& io,
                                                                      wire::ZmqContext& zmq,
                                                                      runtime::ProcessMetrics& metrics,
-                                                                     CoordinatorOptions options);
+                                                                     CoordinatorOptions options,
+                                                                     CoordinatorStores stores, const Clock* clock);
   ~Coordinator();
 
   // Stops accepting (closes the sockets and timers); the library is closed
@@ -131,7 +145,7 @@ class Coordinator {
   struct Metrics;
 
   Coordinator(boost::asio::io_context& io, wire::ZmqContext& zmq, runtime::ProcessMetrics& metrics,
-              CoordinatorOptions options);
+              CoordinatorOptions options, CoordinatorStores stores, const Clock* clock);
   Status Init();
 
   void DrainRouter();
@@ -153,8 +167,12 @@ class Coordinator {
   // stream's later chunks cannot have changed (they wait for this one).
   struct ChunkPolicy {
     library::Fingerprint fingerprint;
-    library::ParentDecision decision;
+    library::ParentDecision decision;  // kRetrain with no parent yet: its retrain job must run first
   };
+  // The policy asked for a retrain of `job`'s chunk: its lease is taken back
+  // and a retrain job for the same chunk submitted, which runs first.
+  // Returns Cancelled (nothing sent; schedule again) or the store's error.
+  Status RetrainFirst(const JobRecord& job, const ChunkPolicy& policy);
   StatusOr<const ChunkPolicy*> PolicyFor(const JobRecord& job, JobId parent_job);
   StatusOr<std::string> ParentBundleBytes(const std::string& model_id);
   void Tick();
@@ -173,9 +191,10 @@ class Coordinator {
   wire::ZmqContext& zmq_;
   runtime::ProcessMetrics& process_metrics_;
   CoordinatorOptions options_;
-  SystemClock clock_;
+  const Clock* clock_;
   std::unique_ptr<RocksDbModelLibrary> library_;
-  std::unique_ptr<RocksDbJobStore> store_;
+  std::unique_ptr<library::CompressionPolicy> policy_;
+  std::unique_ptr<JobStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<wire::ZmqRouter> router_;
   std::unique_ptr<wire::ZmqRouter> api_;

@@ -11,7 +11,7 @@
 #include "common/wire/parent_bundle.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "worker/chunk_compressor.h"
+#include "common/compress/chunk_compressor.h"
 
 namespace dgc {
 namespace {

@@ -32,10 +32,11 @@
 #include "common/trace/merged_reader.h"
 #include "coordinator/dgcctl/commands.h"
 #include "common/trace/pseudonymize.h"
-#include "coordinator/library/fingerprint.h"
-#include "coordinator/library/rocksdb_model_library.h"
-#include "worker/chunk_compressor.h"
-#include "worker/model_chain.h"
+#include "library/compression_policy.h"
+#include "library/fingerprint.h"
+#include "library/rocksdb_model_library.h"
+#include "common/compress/chunk_compressor.h"
+#include "library/model_chain.h"
 
 namespace dgc::ctl {
 namespace {
@@ -232,7 +233,11 @@ class Pipeline {
   };
 
   Pipeline(RocksDbModelLibrary* lib, Config config)
-      : lib_(lib), cfg_(std::move(config)), selector_(cfg_.selector), chain_(lib), pool_tokenizer_(cfg_.opt.tokenizer) {}
+      : lib_(lib),
+        cfg_(std::move(config)),
+        policy_(lib, PolicyOptionsOf(cfg_)),
+        chain_(lib),
+        pool_tokenizer_(cfg_.opt.tokenizer) {}
 
   // Stores a base model from 'dgcctl warmup': the first chunk of a link with
   // no model starts from it instead of training one.
@@ -309,34 +314,13 @@ class Pipeline {
   Status Route(Entry&& e) {
     using K = library::ParentDecision::Kind;
     DGC_RETURN_IF_ERROR(CommitHeld(/*train_pool=*/false));  // chunks commit in order
-    DGC_ASSIGN_OR_RETURN(auto cands, lib_->ParentCandidates(cfg_.link, cfg_.selector.recent_models,
-                                                               cfg_.selector.previous_full_models));
-    library::ParentDecision d;
-    if (cands.recent.empty() && !cands.base) {
-      if (base_id_.empty()) return AddPending(std::move(e));  // no model at all: the first chunks train one
-      d.kind = K::kBase;
-      d.parent_id = base_id_;
-      d.reason = absl::StrCat("first chunk of link ", cfg_.link, ": the --base model ", base_id_);
-    } else {
-      d = selector_.Decide(e.fp, cands.recent, cands.base, cands.previous_full);
-    }
+    // The decision is the shared policy's (library/compression_policy.h), as
+    // the cluster's coordinator makes it.
+    DGC_ASSIGN_OR_RETURN(library::ChunkPlan plan, policy_.Plan(cfg_.link, e.fp, base_id_));
+    library::ParentDecision d = plan.decision;
     if (d.kind == K::kRetrain) {
-      uint64_t flows = 0;
-      RetrainSet(e, d, &flows);
-      // A new base trained from scratch on a handful of flows (one quiet
-      // hour's DNS storm) regenerates every later chunk worse than the model
-      // it replaces (measured on schlage-lock-01: mean 0.145 -> 0.216): below
-      // --min-flows the link keeps its latest model and the drift stays on
-      // record. A retrain by chain depth always goes ahead.
-      if (d.trigger != library::ParentDecision::Trigger::kDepth && flows < uint64_t(cfg_.opt.min_flows_to_finetune) &&
-          !pool_parent_.empty()) {
-        d.reason = absl::StrCat(d.reason, "; retrain deferred: ", flows, " flows < --min-flows ",
-                                cfg_.opt.min_flows_to_finetune, ", continuing ", pool_parent_);
-        d.kind = K::kContinue;
-        d.parent_id = pool_parent_;
-      } else {
-        return Retrain(std::move(e), d);
-      }
+      if (d.trigger == library::ParentDecision::Trigger::kNoModel) return AddPending(std::move(e));
+      return Retrain(std::move(e), plan);
     }
     DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));
     uint32_t depth = chain_.last_depth();
@@ -465,28 +449,20 @@ class Pipeline {
   }
 
   // Drift too large for every candidate, or the chain too deep: a new full
-  // model (kind retrain) on this chunk and the recent chunks that look like it
-  // (all recent chunks when the trigger is depth, not drift).
-  // The chunks a retrain trains on: `e` and the recent ones that look like
-  // it (all recent ones for a retrain by depth), up to --warmup-flows flows.
-  std::vector<const Entry*> RetrainSet(const Entry& e, const library::ParentDecision& d, uint64_t* flows) const {
-    const bool by_depth = d.trigger == library::ParentDecision::Trigger::kDepth;
+  // model (kind retrain) on this chunk and the recent chunks the policy chose
+  // (those that look like it; all recent ones for a retrain by depth). A
+  // chosen chunk no longer in memory (committed by an earlier run) is left out.
+  Status Retrain(Entry&& e, const library::ChunkPlan& plan) {
     std::vector<const Entry*> set = {&e};
-    *flows = e.flows;
-    for (const auto& r : recent_) {
-      if (*flows >= uint64_t(cfg_.opt.warmup_flows)) break;
-      if (!by_depth && library::ComputeDrift(e.fp, r.fp).score > cfg_.selector.drift_threshold) continue;
-      set.push_back(&r);
-      *flows += r.flows;
+    for (const library::RecentChunk& rc : plan.retrain_with) {
+      for (const Entry& r : recent_) {
+        if (r.chunk.start_ns == rc.start_ns) set.push_back(&r);
+      }
     }
-    return set;
-  }
-  Status Retrain(Entry&& e, const library::ParentDecision& d) {
-    uint64_t flows = 0;
-    std::vector<const Entry*> set = RetrainSet(e, d, &flows);
     std::unique_ptr<model::FlowModel> full;
-    DGC_ASSIGN_OR_RETURN(library::ModelRecord rec, TrainFull(set, library::ModelKind::kRetrain, d.reason, &full));
-    library::ParentDecision dd = d;
+    DGC_ASSIGN_OR_RETURN(library::ModelRecord rec,
+                         TrainFull(set, library::ModelKind::kRetrain, plan.decision.reason, &full));
+    library::ParentDecision dd = plan.decision;
     dd.parent_id = rec.id;
     DGC_ASSIGN_OR_RETURN(ChunkResult r, ShareFull(e, *full, rec.id));
     ResetPool(rec.id);
@@ -573,7 +549,17 @@ class Pipeline {
 
   RocksDbModelLibrary* lib_;
   Config cfg_;
-  library::ParentSelector selector_;
+  static library::PolicyOptions PolicyOptionsOf(const Config& c) {
+    library::PolicyOptions p;
+    p.selector = c.selector;
+    p.min_flows = uint64_t(std::max(0, c.opt.min_flows_to_finetune));
+    p.warmup_flows = uint64_t(std::max(0, c.opt.warmup_flows));
+    p.recent_chunks = c.recent_chunks;
+    p.recent_packets = c.recent_packets;
+    return p;
+  }
+
+  library::CompressionPolicy policy_;
   ModelChain chain_;
   model::FlowTokenizer pool_tokenizer_;
   std::string base_id_;

@@ -15,9 +15,9 @@
 #include "common/trace/pcap_writer.h"
 #include "common/trace/pseudonymize.h"
 #include "coordinator/dgcctl/commands.h"
-#include "coordinator/library/rocksdb_model_library.h"
-#include "worker/chunk_compressor.h"
-#include "worker/model_chain.h"
+#include "library/rocksdb_model_library.h"
+#include "common/compress/chunk_compressor.h"
+#include "library/model_chain.h"
 
 namespace dgc::ctl {
 

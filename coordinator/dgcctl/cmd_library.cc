@@ -24,7 +24,7 @@
 #include "common/base/time.h"
 #include "common/base/units.h"
 #include "coordinator/dgcctl/commands.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "nlohmann/json.hpp"
 
 namespace dgc::ctl {

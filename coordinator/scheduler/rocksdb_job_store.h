@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "common/base/status.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "coordinator/scheduler/job_store.h"
 
 namespace dgc {

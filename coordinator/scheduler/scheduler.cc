@@ -463,6 +463,17 @@ StatusOr<FailureOutcome> Scheduler::Fail(const std::string& worker, JobId job, u
   return outcome;
 }
 
+Status Scheduler::Release(JobId job, const std::string& reason) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
+  Entry& e = it->second;
+  if (e.rec.state != JobState::kLeased) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job, " is not leased"));
+  }
+  FailureOutcome outcome;
+  return FailLeased(e, reason, /*count=*/false, /*retryable=*/true, &outcome);
+}
+
 Status Scheduler::Tick(TickReport* report) {
   const int64_t now = clock_->NowNs();
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {

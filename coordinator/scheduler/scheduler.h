@@ -216,6 +216,12 @@ class Scheduler {
   [[nodiscard]] StatusOr<FailureOutcome> Fail(const std::string& worker, JobId job, uint32_t attempt,
                                               const std::string& reason, bool retryable = true);
 
+  // The coordinator takes back a lease it handed out but did not send (its
+  // job must first wait for another, e.g. a retrain of the same chunk it
+  // just submitted): the job is queued again, no failure counted. NotFound
+  // for an unknown job; FailedPrecondition when it is not leased.
+  [[nodiscard]] Status Release(JobId job, const std::string& reason);
+
   // Requeues expired leases and forgets silent workers; call it from a timer
   // at NextDeadlineNs() (or periodically). On a store error, returns it after
   // filling `report` with what was done.

@@ -31,7 +31,7 @@
 
 #include "common/base/time.h"
 #include "common/trace/pcap_reader.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testutil/testutil.h"

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "tests/library/chain_fixture.h"
 
 int main(int argc, char** argv) {

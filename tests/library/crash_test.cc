@@ -14,7 +14,7 @@
 #include <sstream>
 #include <string>
 
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "gtest/gtest.h"
 #include "tests/library/chain_fixture.h"
 #include "tests/testutil/testutil.h"

@@ -1,4 +1,4 @@
-#include "coordinator/library/fingerprint.h"
+#include "library/fingerprint.h"
 
 #include <algorithm>
 #include <iostream>

@@ -2,7 +2,7 @@
 // process against a library filled through the API.
 #include <string>
 
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/library/chain_fixture.h"

@@ -1,4 +1,4 @@
-#include "coordinator/library/library_records.h"
+#include "library/library_records.h"
 
 #include <iostream>
 #include <limits>

@@ -1,5 +1,7 @@
 // RocksDbModelLibrary against a real RocksDB in a temp dir.
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
+
+#include "library/compression_policy.h"
 
 #include <fcntl.h>
 #include <rocksdb/db.h>
@@ -9,7 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "coordinator/library/model_library.h"
+#include "library/compression_policy.h"
+#include "library/model_library.h"
 #include "gtest/gtest.h"
 #include "tests/library/chain_fixture.h"
 #include "tests/testutil/testutil.h"
@@ -493,6 +496,98 @@ TEST_F(RocksDbModelLibraryTest, SwitchesBackToTheEarlierBaseAfterAShortEpisode) 
   EXPECT_TRUE(check->problems.empty());
 }
 
+// The policy both compress paths run (library/compression_policy.h): the
+// first chunk, continue on noise, a retrain by drift on enough flows, and the
+// same drift on a handful of flows deferred.
+TEST_F(RocksDbModelLibraryTest, CompressionPolicyPlansEveryCaseFromTheLibrary) {
+  using K = library::ParentDecision::Kind;
+  using T = library::ParentDecision::Trigger;
+  library::PolicyOptions po;
+  po.min_flows = 4096;
+  po.warmup_flows = 200000;
+  po.recent_chunks = 3;
+  library::CompressionPolicy policy(lib_.get(), po);
+
+  auto first = policy.Plan("tap0", NormalFingerprint(0), "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->decision.kind, K::kRetrain);
+  EXPECT_EQ(first->decision.trigger, T::kNoModel);
+  auto with_base = policy.Plan("tap0", NormalFingerprint(0), "base-w");
+  ASSERT_TRUE(with_base.ok());
+  EXPECT_EQ(with_base->decision.kind, K::kBase);
+  EXPECT_EQ(with_base->decision.parent_id, "base-w");
+
+  std::string latest_model;
+  auto commit = [&](int i, const library::Fingerprint& fp, const library::ParentDecision& d,
+                    std::optional<library::ModelRecord> full) {
+    RocksDbModelLibrary::ChunkCommit c;
+    model::ChunkArtifact& a = c.artifact;
+    a.link = "tap0";
+    a.start_ns = kChainT0 + i * kChainChunkNs;
+    a.duration_ns = kChainChunkNs;
+    a.skeleton = testing::Bytes(100, i);
+    a.report = {{"packets", fp.packets}, {"flows", fp.flows}};
+    a.parent_id = d.parent_id;
+    a.model_id = d.parent_id;
+    c.fingerprint = fp;
+    c.decision = d;
+    c.new_full_model = std::move(full);
+    auto r = lib_->CommitChunk(c);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    latest_model = a.model_id;
+  };
+  library::ModelRecord base;
+  base.id = "base-1";
+  base.kind = ModelKind::kBase;
+  base.blob = testing::Bytes(5000, 1);
+  base.fingerprint = NormalFingerprint(0).Encode();
+  library::ParentDecision d0 = first->decision;
+  d0.parent_id = "base-1";
+  commit(0, NormalFingerprint(0), d0, base);
+  for (int i = 1; i < 5; ++i) {
+    auto p = policy.Plan("tap0", NormalFingerprint(i), "");
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->decision.kind, K::kContinue) << i << ": " << p->decision.reason;
+    EXPECT_EQ(p->decision.parent_id, latest_model);
+    commit(i, NormalFingerprint(i), p->decision, std::nullopt);
+  }
+  auto recent = policy.Recent("tap0");
+  ASSERT_TRUE(recent.ok());
+  ASSERT_EQ(recent->size(), 3u);  // recent_chunks
+  EXPECT_EQ((*recent)[0].start_ns, kChainT0 + 4 * kChainChunkNs);  // newest first
+  EXPECT_EQ((*recent)[2].start_ns, kChainT0 + 2 * kChainChunkNs);
+
+  // A storm of 90k flows: retrain by drift, on the storm alone (the normal
+  // chunks are too far to train with it).
+  auto storm = policy.Plan("tap0", StormFingerprint(5), "");
+  ASSERT_TRUE(storm.ok());
+  EXPECT_EQ(storm->decision.kind, K::kRetrain) << storm->decision.reason;
+  EXPECT_EQ(storm->decision.trigger, T::kDrift);
+  EXPECT_FALSE(storm->deferred);
+  EXPECT_TRUE(storm->retrain_with.empty());
+  EXPECT_EQ(storm->retrain_flows, StormFingerprint(5).flows);
+  EXPECT_TRUE(storm->decision.parent_id.empty());
+
+  // The same kind of change on 3 flows: deferred, the link continues.
+  library::Fingerprint small;
+  small.proto = {0, 0, 0, 0, 500};
+  small.port[15] = 500;
+  small.size[11] = 500;
+  small.rate[9] = 600;
+  small.flow[11] = 3;
+  small.packets = 500;
+  small.flows = 3;
+  auto deferred = policy.Plan("tap0", small, "");
+  ASSERT_TRUE(deferred.ok());
+  EXPECT_TRUE(deferred->deferred);
+  EXPECT_EQ(deferred->decision.kind, K::kContinue);
+  EXPECT_EQ(deferred->decision.trigger, T::kDrift);
+  EXPECT_EQ(deferred->decision.parent_id, latest_model);
+  EXPECT_GT(deferred->decision.drift, 0.35);
+  EXPECT_NE(deferred->decision.reason.find("deferred"), std::string::npos) << deferred->decision.reason;
+
+}
+
 TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {
   ASSERT_TRUE(lib_->PutJob({"job-2", 3, "payload two"}).ok());
   ASSERT_TRUE(lib_->PutJob({"job-1", 1, std::string("\0bin", 4)}).ok());
@@ -529,8 +624,10 @@ TEST_F(RocksDbModelLibraryTest, CountsUsageByKind) {
 
 TEST(OpenModelLibraryTest, RefusesDirectoryLibrariesAndForeignDirectories) {
   testing::TempDir tmp;
-  auto dirlib = DirModelLibrary::Open(tmp.File("old"));
-  ASSERT_TRUE(dirlib.ok());
+  // A step-3 directory library, as that version laid it out.
+  std::filesystem::create_directories(tmp.File("old/models"));
+  std::filesystem::create_directories(tmp.File("old/chunks"));
+  std::ofstream(tmp.File("old/DGC-LIBRARY")) << "dgc model library v1\n";
   auto r = OpenModelLibrary(tmp.File("old"));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("step-3 directory library"), std::string::npos) << r.status();

@@ -1,7 +1,7 @@
 // CompressChunk's storage decisions, on a small synthetic chunk with a tiny
 // model (seconds): pooling of quiet chunks and dropping a delta that does not
 // pay for its bytes.
-#include "worker/chunk_compressor.h"
+#include "common/compress/chunk_compressor.h"
 
 #include "common/model/skeleton.h"
 

@@ -18,7 +18,7 @@
 #include "common/base/time.h"
 #include "common/trace/pcap_reader.h"
 #include "common/wire/codec.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "common/wire/zmq_transport.h"
 #include "gtest/gtest.h"
 #include "tests/runtime/cluster.h"
@@ -78,6 +78,8 @@ class RuntimeTest : public ::testing::Test {
                                      // room for a delta in these small chunks, as the embedded runs below
                                      "--budget", "10x"};
     if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
+    // Fine-tunes on these small chunks (the default, dgcctl compress's, is 4096).
+    if (std::find(extra.begin(), extra.end(), "--min-flows") == extra.end()) extra.insert(extra.end(), {"--min-flows", "32"});
     args.insert(args.end(), extra.begin(), extra.end());
     c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"));
     auto l = c.proc->WaitForLog("listening on (tcp://[0-9.:]+) \\(workers", seconds(20));
@@ -241,7 +243,7 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   std::string out;
   ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " + base_ +
                     " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
-                    " --steps 10 --no-check --budget 10x --min-flows 32 2>&1",  // the coordinator's --min-flows
+                    " --steps 10 --no-check --budget 10x --min-flows 32 2>&1",  // as the coordinator above
                 &out),
             0)
       << out;
@@ -271,6 +273,88 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
     EXPECT_EQ(cd[i]["decision"], ce[i]["decision"]) << "chunk " << i << ": cluster " << cd[i].dump() << "\nembedded "
                                                     << ce[i].dump();
     if (i > 0) EXPECT_GE(cd[i].value("drift", -1.0), 0.0) << cd[i].dump();
+  }
+}
+
+// A drift episode through both paths: the synthetic LAN, then a minute of a
+// DNS retry storm (one host, 150 queries a second, a new source port each).
+// The shared policy (library/compression_policy.h) must retrain on the
+// storm's first chunk itself in both, and the cluster must count it in
+// dgc_drift_triggers_total{reason="drift"}; every chunk gets the same
+// decision on both paths.
+TEST_F(RuntimeTest, DriftEpisodeRetrainsTheSameChunkOnBothPaths) {
+  constexpr int64_t kChunkNs = kChunkSeconds * 1'000'000'000LL;
+  std::vector<PacketRecord> packets;
+  {
+    auto r = TraceReader::Open(trace_);
+    ASSERT_TRUE(r.ok()) << r.status();
+    PacketRecord p;
+    while ((*r)->Next(&p)) packets.push_back(p);
+  }
+  ASSERT_FALSE(packets.empty());
+  const int64_t storm_start = (packets.back().ts_ns / kChunkNs + 1) * kChunkNs;
+  uint32_t lcg = 12345;
+  for (int i = 0; i < 2 * kChunkSeconds * 150; ++i) {
+    lcg = lcg * 1103515245u + 12345u;
+    packets.push_back(MakePacket(storm_start + int64_t(i) * (1'000'000'000LL / 150), 0x0a000007, 0x08080808,
+                                 kProtoUdp, uint16_t(1024 + (lcg >> 16) % 60000), 53, 70 + (lcg >> 8) % 10));
+  }
+  const std::string trace = dir_.File("storm.pcap");
+  WritePcap(trace, packets);
+  const std::string storm_chunk = FormatRfc3339(storm_start);
+  const std::vector<std::string> knobs = {"--warmup-steps", "30", "--warmup-seconds", "10", "--warmup-flows", "3000"};
+
+  Coord c = StartCoordinator(dir_.File("lib"), knobs);
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  Process ingest(BinaryPath("dgc-ingest"),
+                 {trace, "--coordinator", c.listen, "--spool-dir", dir_.File("spool"), "--link", "test",
+                  "--chunk-seconds", std::to_string(kChunkSeconds), "--metrics", "127.0.0.1:0"},
+                 dir_.File("ingest.log"));
+  EXPECT_EQ(ingest.Wait(seconds(60)), 0) << Logs();
+  const int chunks = chunks_ + 2;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto jobs = Jobs(c.api);
+        if (static_cast<int>(jobs.size()) != chunks) return false;
+        for (const auto& j : jobs) {
+          if (j.value("state", "") != "done") return false;
+        }
+        return true;
+      },
+      seconds(180)))
+      << Logs();
+  std::string metrics = HttpGet(c.metrics, "/metrics");
+  EXPECT_GE(MetricValue(metrics, "dgc_drift_triggers_total{reason=\"drift\"}").value_or(0), 1) << metrics;
+  EXPECT_EQ(Jobs(c.api, "retrain").size(), 1u);  // the storm's first chunk; --base serves the first
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+
+  std::string out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace + " --library " + dir_.File("emb") + " --base " +
+                             base_ + " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                             " --steps 10 --no-check --budget 10x --min-flows 32 --warmup-steps 30"
+                             " --warmup-seconds 10 --warmup-flows 3000 2>&1",
+                         &out),
+            0)
+      << out;
+  auto chunks_of = [&](const std::string& lib) {
+    std::string text;
+    EXPECT_EQ(testing::Run(BinaryPath("dgcctl") + " get chunks --library " + lib + " -o json 2>/dev/null", &text), 0);
+    return nlohmann::json::parse(text, nullptr, false);
+  };
+  nlohmann::json ce = chunks_of(dir_.File("emb")), cd = chunks_of(dir_.File("lib"));
+  ASSERT_TRUE(ce.is_array() && cd.is_array());
+  ASSERT_EQ(static_cast<int>(ce.size()), chunks);
+  ASSERT_EQ(cd.size(), ce.size());
+  for (size_t i = 0; i < ce.size(); ++i) {
+    EXPECT_EQ(cd[i]["start"], ce[i]["start"]);
+    EXPECT_EQ(cd[i]["decision"], ce[i]["decision"]) << "chunk " << i << ": cluster " << cd[i].dump() << "\nembedded "
+                                                    << ce[i].dump();
+    if (ce[i]["start"] == storm_chunk) {
+      EXPECT_EQ(ce[i]["decision"], "retrain") << ce[i].dump();
+      EXPECT_GT(cd[i].value("drift", -1.0), 0.35) << cd[i].dump();
+    }
   }
 }
 

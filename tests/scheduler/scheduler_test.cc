@@ -4,7 +4,7 @@
 #include <limits>
 #include <memory>
 
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 #include "coordinator/scheduler/rocksdb_job_store.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"

@@ -6,8 +6,8 @@
 // version, then fields as varints and length-prefixed strings (ByteWriter), and
 // must be consumed exactly. Decoders never crash on bad bytes: they return
 // DataLoss naming the key, or Unimplemented for a version newer than this build.
-#ifndef DGC_COORDINATOR_LIBRARY_LIBRARY_RECORDS_H_
-#define DGC_COORDINATOR_LIBRARY_LIBRARY_RECORDS_H_
+#ifndef DGC_LIBRARY_LIBRARY_RECORDS_H_
+#define DGC_LIBRARY_LIBRARY_RECORDS_H_
 
 #include <cstdint>
 #include <string>
@@ -111,4 +111,4 @@ std::string EncodeModelV0ForUpgrade(const ModelRecord& m);
 
 }  // namespace dgc::library
 
-#endif  // DGC_COORDINATOR_LIBRARY_LIBRARY_RECORDS_H_
+#endif  // DGC_LIBRARY_LIBRARY_RECORDS_H_

@@ -7,8 +7,8 @@
 // protocol mix, the services (ports), the packet sizes, the rate regime and the
 // flow sizes. Each is a small histogram; drift is the mean Jensen-Shannon
 // distance (base 2, so each in [0,1]) over the five.
-#ifndef DGC_COORDINATOR_LIBRARY_FINGERPRINT_H_
-#define DGC_COORDINATOR_LIBRARY_FINGERPRINT_H_
+#ifndef DGC_LIBRARY_FINGERPRINT_H_
+#define DGC_LIBRARY_FINGERPRINT_H_
 
 #include <array>
 #include <cstdint>
@@ -141,4 +141,4 @@ class ParentSelector {
 
 }  // namespace dgc::library
 
-#endif  // DGC_COORDINATOR_LIBRARY_FINGERPRINT_H_
+#endif  // DGC_LIBRARY_FINGERPRINT_H_

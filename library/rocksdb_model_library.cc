@@ -1,4 +1,4 @@
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -39,7 +39,7 @@ using library::ModelRecord;
 namespace {
 
 constexpr char kSchemaKey[] = "schema_version";
-constexpr char kDirMarker[] = "DGC-LIBRARY";  // DirModelLibrary's marker file
+constexpr char kDirMarker[] = "DGC-LIBRARY";  // the step-3 directory library's marker file
 constexpr uint32_t kMaxChain = 1u << 20;     // bound on ancestor walks (a loop is corruption)
 
 // The one place rocksdb::Status becomes a dgc Status.
@@ -586,6 +586,18 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::LatestChunk(absl::string_view link) {
   return absl::NotFoundError(absl::StrCat("link ", link, " has no chunk in the library"));
 }
 
+StatusOr<std::vector<ChunkRecord>> RocksDbModelLibrary::RecentChunks(absl::string_view link, size_t n) {
+  std::vector<ChunkRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+  for (it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
+       out.size() < n && it->Valid() && HasPrefix(it->key(), LinkPrefix(link)); it->Prev()) {
+    DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+    out.push_back(std::move(c));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  return out;
+}
+
 model::ChunkArtifact ArtifactFields(const ChunkRecord& c) {
   model::ChunkArtifact a;
   a.link = c.link;
@@ -810,7 +822,7 @@ StatusOr<RocksDbModelLibrary::DetailedUsage> RocksDbModelLibrary::GetDetailedUsa
   return u;
 }
 
-StatusOr<ModelLibrary::Usage> RocksDbModelLibrary::GetUsage() {
+StatusOr<RocksDbModelLibrary::Usage> RocksDbModelLibrary::GetUsage() {
   DGC_ASSIGN_OR_RETURN(DetailedUsage d, GetDetailedUsage());
   Usage u;
   u.chunks = d.chunks;

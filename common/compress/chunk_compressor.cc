@@ -1,4 +1,4 @@
-#include "worker/chunk_compressor.h"
+#include "common/compress/chunk_compressor.h"
 
 #include <xxhash.h>
 

@@ -3,8 +3,8 @@
 // adapters on a bounded sample of the chunk's flows, store the delta
 // quantised, check fidelity by regenerating the chunk and scoring it with the
 // eval code, and raise the budget once when the score misses the target.
-#ifndef DGC_WORKER_CHUNK_COMPRESSOR_H_
-#define DGC_WORKER_CHUNK_COMPRESSOR_H_
+#ifndef DGC_COMMON_COMPRESS_CHUNK_COMPRESSOR_H_
+#define DGC_COMMON_COMPRESS_CHUNK_COMPRESSOR_H_
 
 #include <cstdint>
 #include <functional>
@@ -121,4 +121,4 @@ std::string BaseModelId(const std::string& checkpoint_bytes);
 
 }  // namespace dgc
 
-#endif  // DGC_WORKER_CHUNK_COMPRESSOR_H_
+#endif  // DGC_COMMON_COMPRESS_CHUNK_COMPRESSOR_H_

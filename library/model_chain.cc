@@ -1,4 +1,4 @@
-#include "worker/model_chain.h"
+#include "library/model_chain.h"
 
 #include <algorithm>
 

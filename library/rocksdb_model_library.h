@@ -1,7 +1,6 @@
-// RocksDbModelLibrary: the model library on RocksDB (step 4). It implements
-// ModelLibrary, so code written against DirModelLibrary switches by changing
-// the Open call, and adds lineage, parent selection, retention, a consistency
-// check and the job records the scheduler (step 5) keeps.
+// RocksDbModelLibrary: the model library on RocksDB (step 4): models and
+// chunks, lineage, parent selection, retention, a consistency check and the
+// job records the scheduler (step 5) keeps.
 //
 // Column families (values: versioned binary records, library_records.h):
 //   models        model id -> ModelRecord (kind base|finetune|retrain, parent,
@@ -26,8 +25,8 @@
 // Every change that touches several keys is one WriteBatch. Thread safety: all
 // methods may be called from any thread; commits and Expire serialise on one
 // mutex. One process at a time may open a library (RocksDB's LOCK file).
-#ifndef DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
-#define DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
+#ifndef DGC_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
+#define DGC_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
 
 #include <cstdint>
 #include <functional>
@@ -40,9 +39,9 @@
 #include "absl/strings/string_view.h"
 #include "common/base/status.h"
 #include "common/model/artifact.h"
-#include "coordinator/library/fingerprint.h"
-#include "coordinator/library/library_records.h"
-#include "coordinator/library/model_library.h"
+#include "library/fingerprint.h"
+#include "library/library_records.h"
+#include "library/model_library.h"
 
 namespace rocksdb {
 class DB;
@@ -51,7 +50,7 @@ class ColumnFamilyHandle;
 
 namespace dgc {
 
-class RocksDbModelLibrary final : public ModelLibrary {
+class RocksDbModelLibrary final {
  public:
   struct Options {
     // Create the database when `dir` is missing or empty.
@@ -68,7 +67,7 @@ class RocksDbModelLibrary final : public ModelLibrary {
 
   // Opens (or creates) the library in `dir` and runs the schema upgrade when
   // the store is older than this build. InvalidArgument when `dir` holds
-  // something that is not a RocksDB library (a DirModelLibrary included);
+  // something that is not a RocksDB library (a step-3 directory library included);
   // FailedPrecondition when it was written by a newer dgc; Unavailable when
   // another process holds it; other errors from RocksDB, naming `dir`.
   [[nodiscard]] static StatusOr<std::unique_ptr<RocksDbModelLibrary>> Open(const std::string& dir,
@@ -76,20 +75,27 @@ class RocksDbModelLibrary final : public ModelLibrary {
   [[nodiscard]] static StatusOr<std::unique_ptr<RocksDbModelLibrary>> Open(const std::string& dir) {
     return Open(dir, Options());
   }
-  ~RocksDbModelLibrary() override;
+  ~RocksDbModelLibrary();
 
-  // --- ModelLibrary ------------------------------------------------------
+  // --- models and chunks, plainly -------------------------------------------
   // PutModel stores a base model (kind base); an existing id is kept as is.
-  Status PutModel(const std::string& id, const std::string& bytes) override;
+  [[nodiscard]] Status PutModel(const std::string& id, const std::string& bytes);
   // The full checkpoint of a base or retrain model. NotFound when absent;
   // FailedPrecondition for a finetune model (its blob is a delta: rebuild it
   // from Ancestors()).
-  StatusOr<std::string> GetModel(const std::string& id) override;
-  bool HasModel(const std::string& id) override;
+  [[nodiscard]] StatusOr<std::string> GetModel(const std::string& id);
+  [[nodiscard]] bool HasModel(const std::string& id);
   // CommitChunk without fingerprint or decision; an existing chunk is kept.
-  Status PutChunk(const model::ChunkArtifact& chunk) override;
-  StatusOr<std::vector<model::ChunkArtifact>> Chunks(const ChunkQuery& query) override;
-  StatusOr<Usage> GetUsage() override;
+  [[nodiscard]] Status PutChunk(const model::ChunkArtifact& chunk);
+  [[nodiscard]] StatusOr<std::vector<model::ChunkArtifact>> Chunks(const ChunkQuery& query);
+  // Bytes kept: chunk artifacts and full models, apart.
+  struct Usage {
+    uint64_t chunk_bytes = 0;
+    uint64_t chunks = 0;
+    uint64_t model_bytes = 0;
+    uint64_t models = 0;
+  };
+  [[nodiscard]] StatusOr<Usage> GetUsage();
 
   // --- models ------------------------------------------------------------
   // Stores a full model (kind base or retrain) with its metadata. An existing
@@ -135,6 +141,8 @@ class RocksDbModelLibrary final : public ModelLibrary {
   [[nodiscard]] StatusOr<std::vector<library::ChunkRecord>> ListChunks(const ChunkQuery& query);
   // The newest chunk of `link`; NotFound when the link has none.
   [[nodiscard]] StatusOr<library::ChunkRecord> LatestChunk(absl::string_view link);
+  // The newest `n` chunks of `link`, newest first (fewer when it has fewer).
+  [[nodiscard]] StatusOr<std::vector<library::ChunkRecord>> RecentChunks(absl::string_view link, size_t n);
   // NotFound when the chunk has no fingerprint.
   [[nodiscard]] StatusOr<library::Fingerprint> GetFingerprint(absl::string_view link, int64_t start_ns);
   // The fingerprint of the data a model was trained on (its own for full
@@ -262,11 +270,11 @@ class RocksDbModelLibrary final : public ModelLibrary {
 // The library every dgcctl verb opens: RocksDB in `dir`, created when `dir`
 // is missing or empty.
 //
-// A step-3 DirModelLibrary (a directory holding the DGC-LIBRARY marker file,
-// models/ and chunks/) is recognised by its marker and refused with
-// InvalidArgument naming the way out: open it with DirModelLibrary::Open, or
-// re-run `dgcctl compress` into a new directory (there is no in-place
-// migration: the step-3 format was never released). A non-empty directory
+// A step-3 directory library (a directory holding the DGC-LIBRARY marker
+// file, models/ and chunks/) is recognised by its marker and refused with
+// InvalidArgument naming the way out: re-run `dgcctl compress` into a new
+// directory (there is no in-place migration: the step-3 format was never
+// released). A non-empty directory
 // that is neither is refused as well, so a typo never writes into someone
 // else's files.
 [[nodiscard]] StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir);
@@ -278,4 +286,4 @@ model::ChunkArtifact ArtifactFields(const library::ChunkRecord& c);
 
 }  // namespace dgc
 
-#endif  // DGC_COORDINATOR_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
+#endif  // DGC_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_

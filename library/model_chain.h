@@ -5,8 +5,8 @@
 // a model stays buildable after Expire dropped the chunk that introduced it.
 // Keeps the last model built: walking chunks in time order costs one delta per
 // new model. Not thread safe.
-#ifndef DGC_WORKER_MODEL_CHAIN_H_
-#define DGC_WORKER_MODEL_CHAIN_H_
+#ifndef DGC_LIBRARY_MODEL_CHAIN_H_
+#define DGC_LIBRARY_MODEL_CHAIN_H_
 
 #include <memory>
 #include <string>
@@ -14,7 +14,7 @@
 
 #include "common/base/status.h"
 #include "common/model/flow_model.h"
-#include "coordinator/library/rocksdb_model_library.h"
+#include "library/rocksdb_model_library.h"
 
 namespace dgc {
 
@@ -47,4 +47,4 @@ class ModelChain {
 
 }  // namespace dgc
 
-#endif  // DGC_WORKER_MODEL_CHAIN_H_
+#endif  // DGC_LIBRARY_MODEL_CHAIN_H_

@@ -1,0 +1,167 @@
+// The operator API dgcctl talks to (status, jobs, workers, retrain, drain,
+// cancel, retry).
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/files.h"
+#include "common/base/time.h"
+#include "common/model/artifact.h"
+#include "common/trace/chunk_format.h"
+#include "common/trace/flow.h"
+#include "coordinator/server_internal.h"
+#include "spdlog/spdlog.h"
+
+namespace dgc {
+
+using coordinator_internal::ParseOr;
+using coordinator_internal::Error;
+using coordinator_internal::Ok;
+
+void Coordinator::DrainApi() {
+  runtime::DrainSocket(api_, 64, process_metrics_, "an operator message", [this](wire::ZmqRouter::Inbound& in) {
+    auto* req = std::get_if<wire::OperatorRequest>(&in.message.message);
+    if (!req) {
+      spdlog::warn("operator API: unexpected {}", wire::MessageKindName(in.message.kind()));
+      return;
+    }
+    wire::OperatorReply reply = OnOperator(*req);
+    reply.request_id = req->request_id;
+    Status st = api_->Send(in.peer, reply);
+    if (!st.ok()) spdlog::warn("operator reply: {}", std::string(st.message()));
+  });
+}
+
+nlohmann::json Coordinator::WorkerJson(const WorkerInfo& w) const {
+  nlohmann::json j = {{"name", w.id},
+                      {"state", w.draining ? (w.used_slots ? "draining" : "drained") : (w.used_slots ? "busy" : "idle")},
+                      {"slots", w.slots},
+                      {"used_slots", w.used_slots},
+                      {"cpu_threads", w.capacity.cpu_threads},
+                      {"gpus", w.capacity.gpus},
+                      {"leases", w.leases},
+                      {"registered", FormatRfc3339(w.registered_ns)},
+                      {"last_heartbeat", FormatRfc3339(w.last_heartbeat_ns)},
+                      {"registered_ns", w.registered_ns}};
+  auto it = workers_.find(w.id);
+  if (it != workers_.end()) {
+    j["hostname"] = it->second.hostname;
+    j["build"] = it->second.build;
+    j["tokens_per_second"] = it->second.tokens_per_second;
+    j["ranks"] = it->second.ranks;
+    j["peer_address"] = it->second.peer_address;
+  }
+  return j;
+}
+
+wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
+  nlohmann::json args = ParseOr(req.args_json.empty() ? "{}" : req.args_json, nlohmann::json::object());
+  auto job_id = [&](JobId* id) {
+    return absl::SimpleAtoi(req.name, id) ? absl::OkStatus()
+                                          : absl::InvalidArgumentError(absl::StrCat("'", req.name, "' is not a job id"));
+  };
+  auto job_json = [](const JobRecord& r) { return nlohmann::json::parse(EncodeJobRecord(r)); };
+  switch (req.verb) {
+    case wire::OperatorVerb::kGet:
+    case wire::OperatorVerb::kDescribe: {
+      bool describe = req.verb == wire::OperatorVerb::kDescribe;
+      if (req.noun == "jobs" || req.noun == "job") {
+        if (describe || !req.name.empty()) {
+          JobId id = 0;
+          if (Status st = job_id(&id); !st.ok()) return Error(std::string(st.message()));
+          const JobRecord* r = scheduler_->FindJob(id);
+          if (!r) return Error(absl::StrCat("job ", id, " not found"));
+          nlohmann::json j = job_json(*r);
+          if (describe && r->parent_job) j["parent_model"] = scheduler_->FindJob(r->parent_job) ?
+              scheduler_->FindJob(r->parent_job)->result_ref : "";
+          return Ok(describe ? j : nlohmann::json::array({j}));
+        }
+        std::string state = args.value("state", "");
+        std::string link = args.value("link", "");
+        nlohmann::json arr = nlohmann::json::array();
+        for (const JobRecord& r : scheduler_->Jobs()) {
+          if (!state.empty() && state != JobStateName(r.state)) continue;
+          if (!link.empty() && link != r.link) continue;
+          arr.push_back(job_json(r));
+        }
+        return Ok(arr);
+      }
+      if (req.noun == "workers" || req.noun == "worker") {
+        if (!req.name.empty()) {
+          auto w = scheduler_->FindWorker(req.name);
+          if (!w) return Error(absl::StrCat("worker ", req.name, " not found"));
+          return Ok(describe ? WorkerJson(*w) : nlohmann::json::array({WorkerJson(*w)}));
+        }
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& w : scheduler_->Workers()) arr.push_back(WorkerJson(w));
+        return Ok(arr);
+      }
+      if (req.noun == "chunks") {
+        ChunkQuery q;
+        q.link = args.value("link", "");
+        auto chunks = library_->ListChunks(q);
+        if (!chunks.ok()) return Error(std::string(chunks.status().message()));
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& c : *chunks) {
+          arr.push_back({{"chunk", library::ChunkKeyToString(library::ChunkKey(c.link, c.start_ns))},
+                         {"link", c.link}, {"start", FormatRfc3339(c.start_ns)}, {"seq", c.seq},
+                         {"packets", c.packets}, {"flows", c.flows}, {"model", c.model_id},
+                         {"parent", c.parent_id}, {"stored_bytes", c.stored_bytes}, {"raw_bytes", c.raw_bytes}});
+        }
+        return Ok(arr);
+      }
+      if (req.noun == "models") {
+        auto models = library_->ListModels(false);
+        if (!models.ok()) return Error(std::string(models.status().message()));
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& m : *models) {
+          arr.push_back({{"id", m.id}, {"kind", library::ModelKindName(m.kind)}, {"parent", m.parent_id},
+                         {"depth", m.depth}, {"blob_bytes", m.blob_bytes}, {"created", FormatRfc3339(m.created_ns)}});
+        }
+        return Ok(arr);
+      }
+      return Error(absl::StrCat("unknown noun '", req.noun, "': use jobs, workers, chunks or models"));
+    }
+    case wire::OperatorVerb::kCancel:
+    case wire::OperatorVerb::kRetry: {
+      JobId id = 0;
+      if (Status st = job_id(&id); !st.ok()) return Error(std::string(st.message()));
+      if (!scheduler_->FindJob(id)) return Error(absl::StrCat("job ", id, " not found"));
+      if (req.verb == wire::OperatorVerb::kCancel) {
+        auto holder = scheduler_->Cancel(id);
+        if (!holder.ok()) return Error(std::string(holder.status().message()));
+        lease_started_ns_.erase(id);
+        spdlog::info("job {} cancelled by an operator{}", id, holder->empty() ? "" : " (its worker's result will be discarded)");
+      } else {
+        Status st = scheduler_->Retry(id);
+        if (!st.ok()) return Error(std::string(st.message()));
+        spdlog::info("job {} queued again by an operator", id);
+      }
+      ScheduleAndSend();
+      return Ok(job_json(*scheduler_->FindJob(id)));
+    }
+    case wire::OperatorVerb::kRetrain: {
+      if (req.name.empty()) return Error("retrain: name the link");
+      uint32_t shard = args.value("shard", 0u);
+      retrain_requested_.insert(StreamKey(req.name, shard));
+      spdlog::info("retrain of {}/{} requested: its next chunk trains a new base", req.name, shard);
+      return Ok({{"link", req.name}, {"shard", shard}, {"retrain", "at the next chunk"}});
+    }
+    case wire::OperatorVerb::kDrain: {
+      if (req.name.empty()) return Error("drain: name the worker");
+      bool undo = args.value("undo", false);
+      Status st = scheduler_->SetDraining(req.name, !undo);
+      if (!st.ok()) return Error(absl::StrCat("worker ", req.name, ": ", st.message()));
+      spdlog::info("worker {} {}", req.name, undo ? "takes work again" : "draining");
+      UpdateGauges();
+      ScheduleAndSend();
+      return Ok(WorkerJson(*scheduler_->FindWorker(req.name)));
+    }
+  }
+  return Error("unknown verb");
+}
+
+}  // namespace dgc

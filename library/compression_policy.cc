@@ -1,0 +1,77 @@
+#include "library/compression_policy.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace dgc::library {
+
+StatusOr<std::vector<RecentChunk>> CompressionPolicy::Recent(absl::string_view link) const {
+  DGC_ASSIGN_OR_RETURN(std::vector<ChunkRecord> chunks, library_->RecentChunks(link, options_.recent_chunks));
+  std::vector<RecentChunk> out;
+  uint64_t packets = 0;
+  for (const ChunkRecord& c : chunks) {
+    packets += c.packets;
+    if (packets > options_.recent_packets && !out.empty()) break;
+    auto fp = library_->GetFingerprint(link, c.start_ns);
+    if (absl::IsNotFound(fp.status())) continue;  // committed without one (PutChunk): not comparable
+    if (!fp.ok()) return fp.status();
+    out.push_back(RecentChunk{c.start_ns, c.packets, *std::move(fp)});
+  }
+  return out;
+}
+
+StatusOr<ChunkPlan> CompressionPolicy::Plan(absl::string_view link, const Fingerprint& fp,
+                                            const std::string& base_id) const {
+  using K = ParentDecision::Kind;
+  using T = ParentDecision::Trigger;
+  const ParentSelector::Options& so = options_.selector;
+  DGC_ASSIGN_OR_RETURN(RocksDbModelLibrary::Candidates cands,
+                       library_->ParentCandidates(link, so.recent_models, so.previous_full_models));
+  ChunkPlan plan;
+  ParentDecision& d = plan.decision;
+  if (cands.recent.empty() && !cands.base) {
+    if (base_id.empty()) {
+      d.kind = K::kRetrain;
+      d.trigger = T::kNoModel;
+      d.reason = absl::StrCat("no model for link ", link, " yet: a base is trained on its first chunks");
+      return plan;
+    }
+    d.kind = K::kBase;
+    d.trigger = T::kNoModel;
+    d.parent_id = base_id;
+    d.reason = absl::StrCat("first chunk of link ", link, ": the --base model ", base_id);
+    return plan;
+  }
+  d = ParentSelector(so).Decide(fp, cands.recent, cands.base, cands.previous_full);
+  if (d.kind != K::kRetrain) return plan;
+
+  // The set a retrain trains on: this chunk and the recent ones like it (all
+  // recent ones for a retrain by depth), up to warmup_flows flows.
+  const bool by_depth = d.trigger == T::kDepth;
+  DGC_ASSIGN_OR_RETURN(std::vector<RecentChunk> recent, Recent(link));
+  plan.retrain_flows = fp.flows;
+  for (RecentChunk& r : recent) {
+    if (plan.retrain_flows >= options_.warmup_flows) break;
+    if (!by_depth && ComputeDrift(fp, r.fingerprint).score > so.drift_threshold) continue;
+    plan.retrain_flows += r.fingerprint.flows;
+    plan.retrain_with.push_back(std::move(r));
+  }
+  if (!by_depth && plan.retrain_flows < options_.min_flows) {
+    auto latest = library_->LatestChunk(link);
+    if (latest.ok()) {
+      d.reason = absl::StrCat(d.reason, "; retrain deferred: ", plan.retrain_flows, " flows < --min-flows ",
+                              options_.min_flows, ", continuing ", latest->model_id);
+      d.kind = K::kContinue;
+      d.parent_id = latest->model_id;
+      plan.deferred = true;
+      plan.retrain_with.clear();
+    } else if (!absl::IsNotFound(latest.status())) {
+      return latest.status();
+    }
+  }
+  return plan;
+}
+
+}  // namespace dgc::library

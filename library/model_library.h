@@ -1,0 +1,23 @@
+// ChunkQuery: which chunks a library read covers (a link and a time range).
+// The model library is RocksDbModelLibrary (rocksdb_model_library.h); the
+// abstract ModelLibrary interface and the step-3 DirModelLibrary went in
+// session 7: no caller used the interface, and one implementation needs no
+// interface (issue 15).
+#ifndef DGC_LIBRARY_MODEL_LIBRARY_H_
+#define DGC_LIBRARY_MODEL_LIBRARY_H_
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace dgc {
+
+struct ChunkQuery {
+  std::string link;  // empty: every link
+  int64_t since_ns = std::numeric_limits<int64_t>::min();  // chunks ending after this
+  int64_t until_ns = std::numeric_limits<int64_t>::max();  // chunks starting before this
+};
+
+}  // namespace dgc
+
+#endif  // DGC_LIBRARY_MODEL_LIBRARY_H_
