@@ -90,6 +90,11 @@ or startup error.)");
   app.add_option("--retrain-threshold", o.selector.retrain_threshold,
                  "above this drift against every candidate, a new base is trained on the chunk (a retrain job first)")
       ->capture_default_str();
+  app.add_option("--first-base-chunks", o.first_base_chunks,
+                 "without --base, a link's first base trains on its first this many chunks (fewer when they hold "
+                 "--warmup-flows flows, or when no more came within this many chunk lengths), as dgcctl compress "
+                 "--warmup-chunks; 1: on its first chunk at once")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
   app.add_option("--max-depth", o.selector.max_depth, "longest delta chain; past it a new base is trained")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   if (int rc = dgc::runtime::ParseCommandLine(app, argc, argv, "dgc-coordinator"); rc >= 0) return rc;

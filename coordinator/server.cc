@@ -85,15 +85,28 @@ Status Coordinator::Init() {
     base_model_id_ = m.id;
     spdlog::info("base model {} from {}", base_model_id_, options_.base_model_file);
   }
-  // Recovery: which streams have a base, and raw chunk files still to delete.
+  // Recovery: which streams have a base, first bases still waiting for their
+  // chunks, the recent raw chunks a retrain may train on, and raw chunk files
+  // still to delete.
   size_t resumed = 0;
-  for (const JobRecord& j : scheduler_->Jobs()) {
-    if (j.kind == JobKind::kRetrain && j.state != JobState::kCancelled) streams_with_base_.insert(StreamKey(j.link, j.shard));
+  std::vector<JobRecord> jobs = scheduler_->Jobs();  // by id
+  std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
+  for (const JobRecord& j : jobs) {
+    const std::string key = StreamKey(j.link, j.shard);
+    if (j.kind == JobKind::kRetrain && j.state != JobState::kCancelled) streams_with_base_.insert(key);
+    if (j.kind == JobKind::kRetrain && j.state == JobState::kQueued && j.not_before_ns > 0) {
+      first_bases_[key] = FirstBase{j.id, 0, 0};
+    }
     if (j.state == JobState::kDone) {
-      if (j.kind == JobKind::kCompress) streams_with_base_.insert(StreamKey(j.link, j.shard));
-      if (!j.chunk_ref.empty() && std::filesystem::exists(j.chunk_ref)) DeleteRawLater(j.chunk_ref, j.updated_ns);
+      if (j.kind == JobKind::kCompress) streams_with_base_.insert(key);
+      if (j.kind == JobKind::kCompress && !j.chunk_ref.empty() && std::filesystem::exists(j.chunk_ref)) {
+        KeepRecentRaw(key, j.start_ns, j.chunk_ref);
+      }
     } else if (j.state == JobState::kQueued || j.state == JobState::kLeased) {
       ++resumed;
+      if (j.kind == JobKind::kCompress && first_bases_.count(key)) {
+        if (auto bytes = ReadFile(j.chunk_ref); bytes.ok()) CountForFirstBase(key, *bytes);
+      }
     }
   }
   spdlog::info("library {}: {} jobs stored, {} to resume", options_.library_dir, scheduler_->Jobs().size(), resumed);
@@ -196,6 +209,16 @@ void Coordinator::DeleteRawLater(const std::string& path, int64_t committed_ns) 
     return;
   }
   raw_deletions_.emplace(committed_ns + options_.raw_retention_ns, path);
+}
+
+void Coordinator::KeepRecentRaw(const std::string& key, int64_t start_ns, const std::string& path) {
+  if (path.empty()) return;
+  auto& recent = recent_raw_[key];
+  recent.emplace_front(start_ns, path);
+  while (recent.size() > policy_->options().recent_chunks) {
+    DeleteRawLater(recent.back().second, clock_->NowNs());
+    recent.pop_back();
+  }
 }
 
 void Coordinator::Tick() {

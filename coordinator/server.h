@@ -74,6 +74,10 @@ struct CoordinatorOptions {
   // than job_options' min_flows flows is deferred). Each chunk is committed
   // with its fingerprint, decision, drift and reason.
   library::ParentSelector::Options selector;
+  // Without --base, a stream's first base trains on its first this many
+  // chunks (or fewer holding job_options' warmup_flows flows, or those that
+  // came within this many chunk lengths): dgcctl compress --warmup-chunks.
+  uint32_t first_base_chunks = 6;
   wire::SecurityOptions security;
   std::string curve_allow_dir;         // re-read by ReloadAllowList
 };
@@ -174,6 +178,21 @@ class Coordinator {
   // Returns Cancelled (nothing sent; schedule again) or the store's error.
   Status RetrainFirst(const JobRecord& job, const ChunkPolicy& policy);
   StatusOr<const ChunkPolicy*> PolicyFor(const JobRecord& job, JobId parent_job);
+  // A stream's first base waits for its first chunks (OnChunk): counts the
+  // chunk `payload` towards it and makes it ready once enough came.
+  struct FirstBase {
+    JobId job = 0;
+    uint32_t chunks = 0;
+    uint64_t flows = 0;
+  };
+  void CountForFirstBase(const std::string& key, const std::string& payload);
+  // The further raw chunks a retrain job trains on with its own: a stream's
+  // first chunks for its first base, else the policy's retrain set (the
+  // recent chunks like it, kept by KeepRecentRaw). Files gone are left out.
+  StatusOr<std::vector<std::string>> RetrainSetBytes(const JobRecord& job);
+  // A committed chunk's raw file stays while it is among its stream's recent
+  // chunks (a retrain may train on it), then goes as DeleteRawLater says.
+  void KeepRecentRaw(const std::string& key, int64_t start_ns, const std::string& path);
   StatusOr<std::string> ParentBundleBytes(const std::string& model_id);
   void Tick();
   void UpdateGauges();
@@ -212,6 +231,8 @@ class Coordinator {
   std::unordered_map<std::string, uint32_t> shard_counts_;           // StreamKey -> shards of its link
   std::unordered_map<JobId, int64_t> lease_started_ns_;              // steady clock, for durations
   std::unordered_map<JobId, ChunkPolicy> policies_;                  // compress jobs assigned, not committed
+  std::unordered_map<std::string, FirstBase> first_bases_;           // StreamKey: its first base waits
+  std::unordered_map<std::string, std::deque<std::pair<int64_t, std::string>>> recent_raw_;  // newest first
   std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;

@@ -132,6 +132,63 @@ StatusOr<const Coordinator::ChunkPolicy*> Coordinator::PolicyFor(const JobRecord
   return &policies_.emplace(job.id, std::move(p)).first->second;
 }
 
+StatusOr<std::vector<std::string>> Coordinator::RetrainSetBytes(const JobRecord& job) {
+  constexpr size_t kMaxSetBytes = size_t{256} << 20;  // one JobAssign carries them all
+  std::vector<std::string> out;
+  size_t bytes = 0;
+  const std::string key = StreamKey(job.link, job.shard);
+  auto sc = shard_counts_.find(key);
+  const std::string link = LibraryLink(job.link, job.shard, sc == shard_counts_.end() ? 1 : sc->second);
+  auto latest = library_->LatestChunk(link);
+  if (absl::IsNotFound(latest.status())) {
+    // The stream's first base: its own chunk and the next ones (queued
+    // compress jobs, in chunk order) until --first-base-chunks chunks or
+    // --warmup-flows flows, as dgcctl compress trains a link's first base.
+    if (!base_model_id_.empty() || options_.first_base_chunks <= 1) return out;
+    const uint64_t warmup_flows = options_.job_options.value("warmup_flows", uint64_t{20000});
+    std::vector<JobRecord> next;
+    for (JobRecord& j : scheduler_->Jobs()) {
+      if (j.kind == JobKind::kCompress && j.link == job.link && j.shard == job.shard && j.seq > job.seq &&
+          j.state == JobState::kQueued) {
+        next.push_back(std::move(j));
+      }
+    }
+    std::sort(next.begin(), next.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
+    DGC_ASSIGN_OR_RETURN(library::Fingerprint own, FingerprintOfChunkFile(job.chunk_ref));
+    uint64_t flows = own.flows;
+    for (const JobRecord& j : next) {
+      if (out.size() + 1 >= options_.first_base_chunks || flows >= warmup_flows) break;
+      auto b = ReadFile(j.chunk_ref);
+      if (!b.ok()) continue;
+      auto c = DecodeChunk(*b, j.chunk_ref);
+      if (!c.ok()) continue;
+      if (bytes + b->size() > kMaxSetBytes) break;
+      flows += BuildFlows(c->packets, c->end_ns()).size();
+      bytes += b->size();
+      out.push_back(*std::move(b));
+    }
+    return out;
+  }
+  if (!latest.ok()) return latest.status();
+  // A retrain the policy asked for: the recent chunks like this one, as
+  // dgcctl compress trains it. (dgcctl retrain: its chunk alone.)
+  DGC_ASSIGN_OR_RETURN(library::Fingerprint fp, FingerprintOfChunkFile(job.chunk_ref));
+  DGC_ASSIGN_OR_RETURN(library::ChunkPlan plan, policy_->Plan(link, fp, base_model_id_));
+  if (plan.decision.kind != library::ParentDecision::Kind::kRetrain) return out;
+  const auto& recent = recent_raw_[key];
+  for (const library::RecentChunk& rc : plan.retrain_with) {
+    for (const auto& [start, path] : recent) {
+      if (start != rc.start_ns) continue;
+      auto b = ReadFile(path);
+      if (b.ok() && bytes + b->size() <= kMaxSetBytes) {
+        bytes += b->size();
+        out.push_back(*std::move(b));
+      }
+    }
+  }
+  return out;
+}
+
 Status Coordinator::RetrainFirst(const JobRecord& job, const ChunkPolicy& policy) {
   DGC_RETURN_IF_ERROR(scheduler_->Release(job.id, "a retrain of its chunk runs first"));
   JobSpec rs{JobKind::kRetrain, job.link, job.shard, job.seq, job.start_ns, job.packets, job.chunk_ref};
@@ -243,6 +300,18 @@ Status Coordinator::SendAssignment(const Assignment& a) {
     auto bytes = ReadFile(job->chunk_ref);
     if (!bytes.ok()) return absl::NotFoundError(absl::StrCat("raw chunk: ", bytes.status().message()));
     ja.chunk_bytes = *std::move(bytes);
+  }
+  if (job->kind == JobKind::kRetrain) {
+    auto set = RetrainSetBytes(*job);
+    if (set.ok()) {
+      ja.train_chunks = *std::move(set);
+      if (!ja.train_chunks.empty()) {
+        spdlog::info("job {} (retrain {}/{} seq {}): trains on {} more chunk(s) with its own", job->id, job->link,
+                     job->shard, job->seq, ja.train_chunks.size());
+      }
+    } else {
+      spdlog::warn("job {}: retrain on its chunk alone: {}", job->id, std::string(set.status().message()));
+    }
   }
   if (job->kind == JobKind::kCompress) {
     DGC_ASSIGN_OR_RETURN(const ChunkPolicy* policy, PolicyFor(*job, a.parent_job));

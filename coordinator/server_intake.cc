@@ -1,6 +1,7 @@
 // Chunk intake: an ingest's chunk is validated, written beside the library and
-// made a job (a retrain job first for a stream without a base) before it is
-// acknowledged; credits pace the ingest.
+// made a job (a retrain job first for a stream without a base, which waits
+// for the stream's first chunks) before it is acknowledged; credits pace the
+// ingest.
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -64,6 +65,12 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
     }
     if (need_base || retrain_requested_.count(key)) {
       JobSpec rs{JobKind::kRetrain, m.link, m.shard, m.seq, m.start_ns, m.packets, path};
+      // A link's first base trains on its first chunks, as dgcctl compress
+      // streaming does: it waits for --first-base-chunks chunks, or
+      // --warmup-flows flows, or the time that many chunks take to come.
+      if (need_base && options_.first_base_chunks > 1) {
+        rs.not_before_ns = clock_->NowNs() + int64_t(options_.first_base_chunks) * m.duration_ns;
+      }
       auto r = scheduler_->Submit(rs);
       if (!r.ok()) {
         ack.accepted = false;
@@ -71,9 +78,11 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
         Send(peer, ack);
         return;
       }
+      if (rs.not_before_ns) first_bases_[key] = FirstBase{r->job, 0, 0};
       streams_with_base_.insert(key);
       retrain_requested_.erase(key);
     }
+    CountForFirstBase(key, data.payload);
     JobSpec spec{JobKind::kCompress, m.link, m.shard, m.seq, m.start_ns, m.packets, path};
     auto r = scheduler_->Submit(spec);
     if (!r.ok()) {
@@ -102,6 +111,28 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
   c.credits = scheduler_->counts()[JobState::kQueued] < options_.max_queued_jobs ? options_.ingest_credits : 0;
   Send(peer, c);
   ScheduleAndSend();
+}
+
+void Coordinator::CountForFirstBase(const std::string& key, const std::string& payload) {
+  auto fb = first_bases_.find(key);
+  if (fb == first_bases_.end()) return;
+  const JobRecord* r = scheduler_->FindJob(fb->second.job);
+  if (!r || r->state != JobState::kQueued || r->not_before_ns == 0) {
+    first_bases_.erase(fb);  // it ran (its time came) or went
+    return;
+  }
+  auto chunk = DecodeChunk(payload, "chunk");
+  fb->second.chunks++;
+  if (chunk.ok()) fb->second.flows += BuildFlows(chunk->packets, chunk->end_ns()).size();
+  if (fb->second.chunks >= options_.first_base_chunks ||
+      fb->second.flows >= options_.job_options.value("warmup_flows", uint64_t{20000})) {
+    spdlog::info("stream {}: first base (job {}) on its first {} chunk(s), {} flows", key, fb->second.job,
+                 fb->second.chunks, fb->second.flows);
+    if (Status st = scheduler_->MakeReady(fb->second.job); !st.ok()) {
+      spdlog::error("job {}: {}", fb->second.job, std::string(st.message()));
+    }
+    first_bases_.erase(fb);
+  }
 }
 
 }  // namespace dgc

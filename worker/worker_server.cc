@@ -465,7 +465,15 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
   }
   nlohmann::json report;
   if (job.kind == wire::JobKind::kRetrain) {
-    auto base = TrainBase({*chunk}, opt, &report);
+    // Its own chunk first, then the further chunks of its retrain set in the
+    // coordinator's order (as dgcctl compress orders a retrain's chunks).
+    std::vector<Chunk> train = {*chunk};
+    for (size_t i = 0; i < job.train_chunks.size(); ++i) {
+      auto c = DecodeChunk(job.train_chunks[i], absl::StrCat(name, " (retrain set ", i + 1, ")"));
+      if (!c.ok()) return fail(c.status(), /*retryable=*/false);
+      train.push_back(*std::move(c));
+    }
+    auto base = TrainBase(train, opt, &report);
     if (!base.ok()) return fail(base.status(), true);
     std::string bytes = (*base)->ToBytes();
     std::string id = BaseModelId(bytes);

@@ -128,6 +128,10 @@ struct BodyWriter {
     }
     b.setOptionsJson(AsText(m.options_json));
     b.setSlots(m.slots);
+    if (!m.train_chunks.empty()) {
+      auto list = b.initTrainChunks(static_cast<unsigned>(m.train_chunks.size()));
+      for (size_t i = 0; i < m.train_chunks.size(); ++i) list.set(static_cast<unsigned>(i), AsData(m.train_chunks[i]));
+    }
     if (m.gang.world_size > 0) {
       auto g = b.initGang();
       g.setStoreAddress(AsText(m.gang.store_address));
@@ -183,7 +187,11 @@ size_t LargestBlob(const Message& message) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, ChunkData>) return m.payload.size();
         if constexpr (std::is_same_v<T, JobAssign>)
-          return std::max({m.chunk_bytes.size(), m.parent_bytes.size(), m.options_json.size()});
+        {
+          size_t train = 0;
+          for (const auto& c : m.train_chunks) train += c.size();  // one message carries them all
+          return std::max({m.chunk_bytes.size(), m.parent_bytes.size(), m.options_json.size(), train});
+        }
         if constexpr (std::is_same_v<T, JobResult>) return std::max(m.artifact.size(), m.stats.json.size());
         if constexpr (std::is_same_v<T, OperatorReply>) return m.json.size();
         if constexpr (std::is_same_v<T, OperatorRequest>) return m.args_json.size();
@@ -359,6 +367,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       }
       m.options_json = FromText(r.getOptionsJson());
       m.slots = std::max<uint32_t>(1, r.getSlots());
+      for (auto c : r.getTrainChunks()) m.train_chunks.push_back(FromData(c));
       if (r.hasGang()) {
         auto g = r.getGang();
         m.gang.store_address = FromText(g.getStoreAddress());

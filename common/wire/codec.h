@@ -111,6 +111,9 @@ struct JobAssign {
   // filesystem the worker shares (chunk_path non-empty means by path).
   std::string chunk_bytes;
   std::string chunk_path;
+  // A retrain job: further raw chunk files (chunk_format bytes) it trains on
+  // after its own, in this order.
+  std::vector<std::string> train_chunks;
   enum class Parent : uint8_t { kNone = 0, kBytes = 1, kId = 2 };
   Parent parent = Parent::kNone;
   std::string parent_bytes;  // when parent == kBytes

@@ -45,6 +45,7 @@ std::string EncodeJobRecord(const JobRecord& j) {
       {"lease_deadline_ns", j.lease_deadline_ns},
       {"lease_slots", j.lease_slots},
       {"helpers", std::move(helpers)},
+      {"not_before_ns", j.not_before_ns},
       {"parent_job", j.parent_job},
       {"result_ref", j.result_ref},
       {"created_ns", j.created_ns},
@@ -92,6 +93,8 @@ StatusOr<JobRecord> DecodeJobRecord(absl::string_view bytes) {
     get("worker", &j.worker);
     get("lease_deadline_ns", &j.lease_deadline_ns);
     get("lease_slots", &j.lease_slots);
+    // Records written before first-base waits have no "not_before_ns": 0.
+    j.not_before_ns = o.value("not_before_ns", int64_t{0});
     // Records written before gang leases have no "helpers": none.
     field = "helpers";
     if (auto h = o.find("helpers"); h != o.end()) {

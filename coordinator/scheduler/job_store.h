@@ -60,6 +60,10 @@ struct JobRecord {
   // While leased to a gang: the other workers serving it as data-parallel
   // helpers, with the slots each holds (see Scheduler, Gangs).
   std::vector<LeaseShare> helpers;
+  // A queued job is not handed out before this wall time (0: at once), unless
+  // Scheduler::MakeReady says so earlier: a link's first base waits for its
+  // first chunks.
+  int64_t not_before_ns = 0;
   JobId parent_job = 0;      // the committed job whose model the lease starts from; 0: none
   std::string result_ref;    // when done: the committed artifact
   int64_t created_ns = 0;

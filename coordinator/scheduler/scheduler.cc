@@ -86,14 +86,22 @@ Status Scheduler::Persist(Entry& entry, JobRecord updated) {
 void Scheduler::RefreshStream(Stream& s) {
   std::optional<ReadyKey> want;
   bool large = false;
+  int64_t wait_until = 0;
   if (s.leased == 0 && !s.unfinished.empty()) {
     const auto& [key, id] = *s.unfinished.begin();
     const JobRecord& head = jobs_.at(id).rec;
     const bool blocked = options_.failed_job_blocks_stream && !s.failed.empty() && *s.failed.begin() < key;
-    if (head.state == JobState::kQueued && !blocked) {
+    const bool waiting = head.not_before_ns > clock_->NowNs();
+    if (head.state == JobState::kQueued && !blocked && !waiting) {
       want = ReadyKey{KindRank(head.kind), head.start_ns, head.id};
       large = IsLarge(head);
     }
+    wait_until = head.state == JobState::kQueued && waiting ? head.not_before_ns : 0;
+  }
+  if (wait_until != s.waiting_until) {
+    if (s.waiting_until) waits_.erase({s.waiting_until, &s});
+    s.waiting_until = wait_until;
+    if (wait_until) waits_.insert({wait_until, &s});
   }
   if (want == s.ready && large == s.ready_large) return;
   if (s.ready) (s.ready_large ? ready_large_ : ready_small_).erase(*s.ready);
@@ -176,6 +184,7 @@ StatusOr<SubmitResult> Scheduler::Submit(const JobSpec& spec) {
   r.start_ns = spec.start_ns;
   r.packets = spec.packets;
   r.chunk_ref = spec.chunk_ref;
+  r.not_before_ns = spec.not_before_ns;
   r.state = JobState::kQueued;
   r.created_ns = r.updated_ns = clock_->NowNs();
   DGC_RETURN_IF_ERROR(store_->Put(r));
@@ -474,8 +483,21 @@ Status Scheduler::Release(JobId job, const std::string& reason) {
   return FailLeased(e, reason, /*count=*/false, /*retryable=*/true, &outcome);
 }
 
+Status Scheduler::MakeReady(JobId job) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
+  Entry& e = it->second;
+  if (e.rec.not_before_ns == 0) return absl::OkStatus();
+  JobRecord r = e.rec;
+  r.not_before_ns = 0;
+  DGC_RETURN_IF_ERROR(Persist(e, std::move(r)));
+  RefreshStream(*e.stream);
+  return absl::OkStatus();
+}
+
 Status Scheduler::Tick(TickReport* report) {
   const int64_t now = clock_->NowNs();
+  while (!waits_.empty() && waits_.begin()->first <= now) RefreshStream(*waits_.begin()->second);
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     const JobId j = deadlines_.begin()->second;
     Entry& e = jobs_.at(j);

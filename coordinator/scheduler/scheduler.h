@@ -98,6 +98,7 @@ struct JobSpec {
   int64_t start_ns = 0;
   uint64_t packets = 0;
   std::string chunk_ref;
+  int64_t not_before_ns = 0;  // JobRecord::not_before_ns
 };
 
 struct WorkerCapacity {
@@ -222,7 +223,12 @@ class Scheduler {
   // for an unknown job; FailedPrecondition when it is not leased.
   [[nodiscard]] Status Release(JobId job, const std::string& reason);
 
-  // Requeues expired leases and forgets silent workers; call it from a timer
+  // A queued job waiting for its not_before_ns becomes ready now. NotFound
+  // for an unknown job; OK (nothing to do) when it is not waiting.
+  [[nodiscard]] Status MakeReady(JobId job);
+
+  // Requeues expired leases, makes ready the queued jobs whose not_before_ns
+  // passed, and forgets silent workers; call it from a timer
   // at NextDeadlineNs() (or periodically). On a store error, returns it after
   // filling `report` with what was done.
   [[nodiscard]] Status Tick(TickReport* report);
@@ -264,6 +270,7 @@ class Scheduler {
     std::map<std::pair<int64_t, int>, JobId> known;  // (seq, kind) -> job, not cancelled
     uint32_t leased = 0;
     std::optional<ReadyKey> ready;           // this stream's entry in a ready set
+    int64_t waiting_until = 0;               // its head's not_before_ns while that is ahead
     bool ready_large = false;
   };
   struct Entry {
@@ -316,6 +323,8 @@ class Scheduler {
 
   std::unordered_map<JobId, Entry> jobs_;
   std::unordered_map<std::string, Stream> streams_;  // key: link '\0' shard
+  // Streams whose head waits for its not_before_ns: (that time, stream).
+  std::set<std::pair<int64_t, Stream*>> waits_;
   JobId next_id_ = 1;
   JobCounts counts_;
 

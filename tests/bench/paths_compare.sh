@@ -7,14 +7,15 @@
 # whose decision differs between the paths.
 #
 # Usage: tests/bench/paths_compare.sh [--build DIR] [--out DIR] [--base FILE]
-#          [--chunk-seconds N] [--budget B] [--min-flows N] CAPTURE [-- KNOBS...]
+#          [--chunk-seconds N] [--budget B] [--min-flows N] [--first-chunks N] CAPTURE [-- KNOBS...]
 #   KNOBS go to both `dgcctl compress` and `dgc-coordinator` (e.g. --steps 20).
-# Without --base each path trains its own first base (the embedded path on
-# its first chunks up to --warmup-flows, the cluster on the first chunk):
-# give both the same --base (dgcctl warmup) to compare the policy alone.
+# Without --base each path trains its link's first base on its first
+# --first-chunks chunks (default 6; fewer when they hold --warmup-flows
+# flows): `dgcctl compress --warmup-chunks N`, `dgc-coordinator
+# --first-base-chunks N`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-build=$ROOT/build out="" base="" chunk=3600 budget=0.1x min_flows=4096
+build=$ROOT/build out="" base="" chunk=3600 budget=0.1x min_flows=4096 first=6
 while (($#)); do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -23,6 +24,7 @@ while (($#)); do
     --chunk-seconds) chunk=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
     --min-flows) min_flows=$2; shift 2 ;;
+    --first-chunks) first=$2; shift 2 ;;
     --) shift; break ;;
     -*) echo "paths_compare.sh: unknown option $1" >&2; exit 2 ;;
     *) capture=$1; shift ;;
@@ -49,13 +51,14 @@ echo "output  $out"
 # --- embedded ---------------------------------------------------------------
 t0=$(date +%s.%N)
 "$ctl" compress "$capture" --library "$out/emb" --link "$link" --chunk-seconds "$chunk" --budget "$budget" \
-  --min-flows "$min_flows" "${base_args[@]}" "${knobs[@]}" >"$out/emb.log" 2>&1 \
+  --min-flows "$min_flows" --warmup-chunks "$first" "${base_args[@]}" "${knobs[@]}" >"$out/emb.log" 2>&1 \
   || { tail -20 "$out/emb.log"; exit 1; }
 t1=$(date +%s.%N)
 
 # --- cluster ----------------------------------------------------------------
 "$build/coordinator/dgc-coordinator" --library "$out/lib" --listen tcp://127.0.0.1:0 --api tcp://127.0.0.1:0 \
-  --metrics 127.0.0.1:0 --budget "$budget" --min-flows "$min_flows" "${base_args[@]}" "${knobs[@]}" \
+  --metrics 127.0.0.1:0 --budget "$budget" --min-flows "$min_flows" --first-base-chunks "$first" \
+  "${base_args[@]}" "${knobs[@]}" \
   >"$out/coordinator.log" 2>&1 &
 cpid=$!
 pids+=($cpid)

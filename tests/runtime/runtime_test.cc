@@ -71,15 +71,17 @@ class RuntimeTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(RequireTool("curl")); }  // HttpGet
 
   Coord StartCoordinator(const std::string& lib, std::vector<std::string> extra = {},
-                         const std::string& listen = "tcp://127.0.0.1:0", const std::string& api = "tcp://127.0.0.1:0") {
+                         const std::string& listen = "tcp://127.0.0.1:0", const std::string& api = "tcp://127.0.0.1:0",
+                         bool with_base = true) {
     Coord c;
     std::vector<std::string> args = {"--library", lib, "--listen", listen, "--api", api, "--metrics", "127.0.0.1:0",
-                                     "--base", base_, "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
+                                     "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
                                      // room for a delta in these small chunks, as the embedded runs below
                                      "--budget", "10x"};
     if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
     // Fine-tunes on these small chunks (the default, dgcctl compress's, is 4096).
     if (std::find(extra.begin(), extra.end(), "--min-flows") == extra.end()) extra.insert(extra.end(), {"--min-flows", "32"});
+    if (with_base) extra.insert(extra.end(), {"--base", base_});
     args.insert(args.end(), extra.begin(), extra.end());
     c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"));
     auto l = c.proc->WaitForLog("listening on (tcp://[0-9.:]+) \\(workers", seconds(20));
@@ -356,6 +358,50 @@ TEST_F(RuntimeTest, DriftEpisodeRetrainsTheSameChunkOnBothPaths) {
       EXPECT_GT(cd[i].value("drift", -1.0), 0.35) << cd[i].dump();
     }
   }
+}
+
+// Without --base: the cluster's first base waits for the stream's first
+// chunks (--first-base-chunks) and trains on them all, as dgcctl compress
+// --warmup-chunks does; both paths then decide alike and regenerate alike.
+TEST_F(RuntimeTest, FirstBaseTrainsOnTheFirstChunksOnBothPaths) {
+  const std::vector<std::string> knobs = {"--warmup-steps", "30", "--warmup-seconds", "10", "--warmup-flows", "100000"};
+  std::vector<std::string> extra = knobs;
+  extra.insert(extra.end(), {"--first-base-chunks", "3"});
+  Coord c = StartCoordinator(dir_.File("lib"), extra, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", /*with_base=*/false);
+  auto w1 = StartWorker(c.listen, "w1");
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(180))) << Logs();
+  auto retrains = Jobs(c.api, "retrain");
+  ASSERT_EQ(retrains.size(), 1u);
+  EXPECT_TRUE(c.proc->WaitForLog("trains on (2) more chunk", seconds(1))) << c.proc->ReadLog();
+  for (Process* p : {w1.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+
+  std::string out;
+  std::string cmd = BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") +
+                    " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                    " --steps 10 --no-check --budget 10x --min-flows 32 --warmup-chunks 3";
+  for (const auto& k : knobs) cmd += " " + k;
+  ASSERT_EQ(testing::Run(cmd + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " generate --library " + dir_.File("emb") + " -o " +
+                             dir_.File("emb.pcap") + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " generate --library " + dir_.File("lib") + " -o " +
+                             dir_.File("dist.pcap") + " 2>&1", &out), 0) << out;
+  const double emb = EvalMean(trace_, dir_.File("emb.pcap")), dist = EvalMean(trace_, dir_.File("dist.pcap"));
+  std::cerr << "fidelity mean without --base: embedded " << emb << ", distributed " << dist << "\n";
+  ASSERT_GE(emb, 0);
+  ASSERT_GE(dist, 0);
+  EXPECT_NEAR(dist, emb, 0.02);
+  auto ce = Ctl("get chunks --library " + dir_.File("emb"));
+  auto cd = Ctl("get chunks --library " + dir_.File("lib"));
+  ASSERT_TRUE(ce && cd);
+  ASSERT_EQ(ce->size(), cd->size());
+  for (size_t i = 0; i < ce->size(); ++i) {
+    EXPECT_EQ((*cd)[i]["decision"], (*ce)[i]["decision"]) << "chunk " << i << ": cluster " << (*cd)[i].dump()
+                                                          << "\nembedded " << (*ce)[i].dump();
+  }
+  EXPECT_EQ((*ce)[0]["decision"], "retrain");
 }
 
 TEST_F(RuntimeTest, WorkerWithTwoRanksTrainsEveryJobDataParallel) {

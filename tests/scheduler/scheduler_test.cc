@@ -188,6 +188,57 @@ TEST_P(SchedulerTest, RetrainAtTheSameChunkRunsBeforeItsCompressJob) {
   EXPECT_EQ(a[0].parent_job, retrain);
 }
 
+// A link's first base waits for its first chunks (not_before_ns): nothing of
+// its stream is handed out until the time passes or MakeReady says so; a
+// restart keeps the wait; other streams run meanwhile.
+TEST_P(SchedulerTest, AWaitingRetrainHoldsItsStreamUntilItsTimeOrMakeReady) {
+  AddWorker("w1", 0, 64);
+  JobSpec spec;
+  spec.link = "tap0";
+  spec.seq = 1;
+  spec.start_ns = 60 * kSec;
+  spec.kind = JobKind::kRetrain;
+  spec.chunk_ref = "tap0/1";
+  spec.not_before_ns = clock_.NowNs() + 20 * kSec;
+  auto r = sched_->Submit(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const JobId retrain = r->job;
+  JobId compress = Submit("tap0", 1);
+  Submit("tap0", 2);
+  JobId other = Submit("tap1", 1);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, other);
+  Complete(a[0]);
+  Restart();
+  AddWorker("w1", 0, 64);
+  clock_.Advance(19 * kSec);
+  Tick();
+  EXPECT_TRUE(Schedule().empty());
+  clock_.Advance(2 * kSec);
+  Tick();
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, retrain);
+  Complete(a[0]);
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, compress);
+
+  // MakeReady ends a wait early.
+  spec.link = "tap2";
+  spec.not_before_ns = clock_.NowNs() + 1000 * kSec;
+  r = sched_->Submit(spec);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(Schedule().empty());
+  ASSERT_TRUE(sched_->MakeReady(r->job).ok());
+  a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].job, r->job);
+  EXPECT_EQ(sched_->FindJob(r->job)->not_before_ns, 0);
+  EXPECT_EQ(sched_->MakeReady(987654).code(), absl::StatusCode::kNotFound);
+}
+
 TEST_P(SchedulerTest, GivesWorkersJobsUpToTheirCapacity) {
   AddWorker("cpu", 0, 16);  // 16 / 8 = 2 slots
   AddWorker("gpu", 1);      // 1 slot
