@@ -139,6 +139,19 @@ Fingerprint Fingerprint::Compute(absl::Span<const PacketRecord> packets, absl::S
   return f;
 }
 
+void Fingerprint::Add(const Fingerprint& o) {
+  auto add = [](auto& x, const auto& y) {
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+  };
+  add(proto, o.proto);
+  add(port, o.port);
+  add(size, o.size);
+  add(rate, o.rate);
+  add(flow, o.flow);
+  packets += o.packets;
+  flows += o.flows;
+}
+
 std::string Fingerprint::Encode() const {
   ByteWriter w;
   w.U8('F');

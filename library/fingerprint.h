@@ -45,6 +45,10 @@ struct Fingerprint {
   static Fingerprint Compute(absl::Span<const PacketRecord> packets, absl::Span<const Flow> flows,
                              int64_t start_ns, int64_t duration_ns);
 
+  // The fingerprint of this chunk's traffic and `o`'s together (a model
+  // trained on several chunks): histograms and counts summed.
+  void Add(const Fingerprint& o);
+
   std::string Encode() const;
   // DataLoss naming `name` on bad bytes.
   [[nodiscard]] static StatusOr<Fingerprint> Decode(absl::string_view bytes, absl::string_view name);

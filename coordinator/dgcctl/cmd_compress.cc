@@ -187,19 +187,6 @@ std::string HumanSeconds(double s) {
   return absl::StrFormat("%.0f d", s / 86400);
 }
 
-library::Fingerprint MergeFingerprints(library::Fingerprint a, const library::Fingerprint& b) {
-  auto add = [](auto& x, const auto& y) {
-    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
-  };
-  add(a.proto, b.proto);
-  add(a.port, b.port);
-  add(a.size, b.size);
-  add(a.rate, b.rate);
-  add(a.flow, b.flow);
-  a.packets += b.packets;
-  a.flows += b.flows;
-  return a;
-}
 
 // The per-chunk work of the embedded compress: skip chunks the library holds
 // already, fingerprint, choose a parent (ParentSelector over the library),
@@ -389,7 +376,7 @@ class Pipeline {
     library::Fingerprint fp;
     for (const Entry* e : chunks) {
       train.push_back(e->chunk);
-      fp = MergeFingerprints(fp, e->fp);
+      fp.Add(e->fp);
     }
     nlohmann::json report;
     DGC_ASSIGN_OR_RETURN(*out, TrainBase(train, cfg_.opt, &report));

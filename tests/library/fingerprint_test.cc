@@ -109,6 +109,19 @@ std::string EncodeVersionOne(const Fingerprint& f) {
   return w.Take();
 }
 
+// A model trained on two chunks has the fingerprint of both: the sum of
+// their histograms, nearer to either than they are to each other.
+TEST(FingerprintTest, AddSumsTwoChunks) {
+  Fingerprint a = Of(Regime::kIot, 1), b = Of(Regime::kStreaming, 2);
+  Fingerprint both = a;
+  both.Add(b);
+  EXPECT_EQ(both.packets, a.packets + b.packets);
+  EXPECT_EQ(both.flows, a.flows + b.flows);
+  for (int i = 0; i < Fingerprint::kPortBins; ++i) EXPECT_EQ(both.port[i], a.port[i] + b.port[i]);
+  EXPECT_LT(ComputeDrift(both, a).score, ComputeDrift(a, b).score);
+  EXPECT_LT(ComputeDrift(both, b).score, ComputeDrift(a, b).score);
+}
+
 TEST(FingerprintTest, VersionOneStillReadsAndAQuietChunksFingerprintIsSmall) {
   // A quiet hour: a few DNS and MQTT packets.
   std::vector<PacketRecord> packets;

@@ -136,6 +136,12 @@ TEST(CodecTest, WorkerMessagesRoundTrip) {
   EXPECT_EQ(a.parent, JobAssign::Parent::kBytes);
   EXPECT_EQ(a.parent_bytes, ja.parent_bytes);
   EXPECT_EQ(a.options_json, ja.options_json);
+  EXPECT_TRUE(a.train_chunks.empty());
+  // A retrain's further chunks travel in order.
+  ja.train_chunks = {Binary(300, 7), Binary(200, 8)};
+  a = std::get<JobAssign>(RoundTrip(ja).message);
+  EXPECT_EQ(a.train_chunks, ja.train_chunks);
+  ja.train_chunks.clear();
 
   ja.chunk_bytes.clear();
   ja.chunk_path = "/shared/spool/tap0/472222.dgcc";
