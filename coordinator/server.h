@@ -189,7 +189,12 @@ class Coordinator {
   // The further raw chunks a retrain job trains on with its own: a stream's
   // first chunks for its first base, else the policy's retrain set (the
   // recent chunks like it, kept by KeepRecentRaw). Files gone are left out.
-  StatusOr<std::vector<std::string>> RetrainSetBytes(const JobRecord& job);
+  // `fingerprint`: of its own chunk and those together (the model's).
+  struct RetrainSet {
+    std::vector<std::string> chunks;
+    library::Fingerprint fingerprint;
+  };
+  StatusOr<RetrainSet> RetrainSetOf(const JobRecord& job);
   // A committed chunk's raw file stays while it is among its stream's recent
   // chunks (a retrain may train on it), then goes as DeleteRawLater says.
   void KeepRecentRaw(const std::string& key, int64_t start_ns, const std::string& path);

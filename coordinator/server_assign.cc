@@ -19,6 +19,7 @@
 
 namespace dgc {
 
+using coordinator_internal::FingerprintOfChunk;
 using coordinator_internal::FingerprintOfChunkFile;
 using coordinator_internal::SteadyNs;
 
@@ -132,9 +133,10 @@ StatusOr<const Coordinator::ChunkPolicy*> Coordinator::PolicyFor(const JobRecord
   return &policies_.emplace(job.id, std::move(p)).first->second;
 }
 
-StatusOr<std::vector<std::string>> Coordinator::RetrainSetBytes(const JobRecord& job) {
+StatusOr<Coordinator::RetrainSet> Coordinator::RetrainSetOf(const JobRecord& job) {
   constexpr size_t kMaxSetBytes = size_t{256} << 20;  // one JobAssign carries them all
-  std::vector<std::string> out;
+  RetrainSet set;
+  DGC_ASSIGN_OR_RETURN(set.fingerprint, FingerprintOfChunkFile(job.chunk_ref));
   size_t bytes = 0;
   const std::string key = StreamKey(job.link, job.shard);
   auto sc = shard_counts_.find(key);
@@ -144,7 +146,7 @@ StatusOr<std::vector<std::string>> Coordinator::RetrainSetBytes(const JobRecord&
     // The stream's first base: its own chunk and the next ones (queued
     // compress jobs, in chunk order) until --first-base-chunks chunks or
     // --warmup-flows flows, as dgcctl compress trains a link's first base.
-    if (!base_model_id_.empty() || options_.first_base_chunks <= 1) return out;
+    if (!base_model_id_.empty() || options_.first_base_chunks <= 1) return set;
     const uint64_t warmup_flows = options_.job_options.value("warmup_flows", uint64_t{20000});
     std::vector<JobRecord> next;
     for (JobRecord& j : scheduler_->Jobs()) {
@@ -154,27 +156,24 @@ StatusOr<std::vector<std::string>> Coordinator::RetrainSetBytes(const JobRecord&
       }
     }
     std::sort(next.begin(), next.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
-    DGC_ASSIGN_OR_RETURN(library::Fingerprint own, FingerprintOfChunkFile(job.chunk_ref));
-    uint64_t flows = own.flows;
     for (const JobRecord& j : next) {
-      if (out.size() + 1 >= options_.first_base_chunks || flows >= warmup_flows) break;
+      if (set.chunks.size() + 1 >= options_.first_base_chunks || set.fingerprint.flows >= warmup_flows) break;
       auto b = ReadFile(j.chunk_ref);
       if (!b.ok()) continue;
       auto c = DecodeChunk(*b, j.chunk_ref);
       if (!c.ok()) continue;
       if (bytes + b->size() > kMaxSetBytes) break;
-      flows += BuildFlows(c->packets, c->end_ns()).size();
+      set.fingerprint.Add(FingerprintOfChunk(*c));
       bytes += b->size();
-      out.push_back(*std::move(b));
+      set.chunks.push_back(*std::move(b));
     }
-    return out;
+    return set;
   }
   if (!latest.ok()) return latest.status();
   // A retrain the policy asked for: the recent chunks like this one, as
   // dgcctl compress trains it. (dgcctl retrain: its chunk alone.)
-  DGC_ASSIGN_OR_RETURN(library::Fingerprint fp, FingerprintOfChunkFile(job.chunk_ref));
-  DGC_ASSIGN_OR_RETURN(library::ChunkPlan plan, policy_->Plan(link, fp, base_model_id_));
-  if (plan.decision.kind != library::ParentDecision::Kind::kRetrain) return out;
+  DGC_ASSIGN_OR_RETURN(library::ChunkPlan plan, policy_->Plan(link, set.fingerprint, base_model_id_));
+  if (plan.decision.kind != library::ParentDecision::Kind::kRetrain) return set;
   const auto& recent = recent_raw_[key];
   for (const library::RecentChunk& rc : plan.retrain_with) {
     for (const auto& [start, path] : recent) {
@@ -182,11 +181,12 @@ StatusOr<std::vector<std::string>> Coordinator::RetrainSetBytes(const JobRecord&
       auto b = ReadFile(path);
       if (b.ok() && bytes + b->size() <= kMaxSetBytes) {
         bytes += b->size();
-        out.push_back(*std::move(b));
+        set.chunks.push_back(*std::move(b));
+        set.fingerprint.Add(rc.fingerprint);
       }
     }
   }
-  return out;
+  return set;
 }
 
 Status Coordinator::RetrainFirst(const JobRecord& job, const ChunkPolicy& policy) {
@@ -302,9 +302,9 @@ Status Coordinator::SendAssignment(const Assignment& a) {
     ja.chunk_bytes = *std::move(bytes);
   }
   if (job->kind == JobKind::kRetrain) {
-    auto set = RetrainSetBytes(*job);
+    auto set = RetrainSetOf(*job);
     if (set.ok()) {
-      ja.train_chunks = *std::move(set);
+      ja.train_chunks = std::move(set->chunks);
       if (!ja.train_chunks.empty()) {
         spdlog::info("job {} (retrain {}/{} seq {}): trains on {} more chunk(s) with its own", job->id, job->link,
                      job->shard, job->seq, ja.train_chunks.size());

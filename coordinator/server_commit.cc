@@ -46,21 +46,14 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
       m.created_ns = clock_->NowNs();
       m.training_json = res.stats.json;
       m.blob = res.artifact;
-      // The fingerprint of what it was trained on (its chunk), so the policy
-      // can judge drift against it, as against the embedded path's retrains.
-      // (with the further chunks it trained on, which are still there: their
-      // compress jobs wait behind it, or they are among the recent kept).
-      auto fp = FingerprintOfChunkFile(job->chunk_ref);
-      if (fp.ok()) {
-        if (auto set = RetrainSetBytes(*job); set.ok()) {
-          for (const std::string& bytes : *set) {
-            auto c = DecodeChunk(bytes, "retrain set chunk");
-            if (!c.ok()) continue;
-            std::vector<Flow> flows = BuildFlows(c->packets, c->end_ns());
-            fp->Add(library::Fingerprint::Compute(c->packets, flows, c->start_ns, c->duration_ns));
-          }
-        }
-        m.fingerprint = fp->Encode();
+      // The fingerprint of what it was trained on (its chunk and the further
+      // chunks of its set, which are still there: their compress jobs wait
+      // behind it, or they are among the recent kept), so the policy judges
+      // drift against it as against the embedded path's retrains.
+      if (auto set = RetrainSetOf(*job); set.ok()) {
+        m.fingerprint = set->fingerprint.Encode();
+      } else if (auto fp = FingerprintOfChunkFile(job->chunk_ref); fp.ok()) {
+        m.fingerprint = fp->Encode();  // the library failed: its own chunk's
       } else {
         spdlog::warn("job {}: retrain model {} stored without a fingerprint: {}", res.job_id, m.id,
                      std::string(fp.status().message()));

@@ -123,7 +123,7 @@ void Coordinator::CountForFirstBase(const std::string& key, const std::string& p
   }
   auto chunk = DecodeChunk(payload, "chunk");
   fb->second.chunks++;
-  if (chunk.ok()) fb->second.flows += BuildFlows(chunk->packets, chunk->end_ns()).size();
+  if (chunk.ok()) fb->second.flows += coordinator_internal::FingerprintOfChunk(*chunk).flows;
   if (fb->second.chunks >= options_.first_base_chunks ||
       fb->second.flows >= options_.job_options.value("warmup_flows", uint64_t{20000})) {
     spdlog::info("stream {}: first base (job {}) on its first {} chunk(s), {} flows", key, fb->second.job,

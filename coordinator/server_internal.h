@@ -47,11 +47,14 @@ inline wire::OperatorReply Ok(const nlohmann::json& j) {
   return r;
 }
 
-// The fingerprint of a raw chunk file as the policy computes it.
-inline StatusOr<library::Fingerprint> FingerprintOfChunkFile(const std::string& path) {
-  DGC_ASSIGN_OR_RETURN(Chunk chunk, ReadChunkFile(path));
+// The fingerprint of a chunk as the policy computes it (its flows: .flows).
+inline library::Fingerprint FingerprintOfChunk(const Chunk& chunk) {
   std::vector<Flow> flows = BuildFlows(chunk.packets, chunk.end_ns());
   return library::Fingerprint::Compute(chunk.packets, flows, chunk.start_ns, chunk.duration_ns);
+}
+inline StatusOr<library::Fingerprint> FingerprintOfChunkFile(const std::string& path) {
+  DGC_ASSIGN_OR_RETURN(Chunk chunk, ReadChunkFile(path));
+  return FingerprintOfChunk(chunk);
 }
 
 }  // namespace coordinator_internal
