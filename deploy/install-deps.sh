@@ -13,6 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev            # libFuzzer and sanitizer runtimes
   # trace layer
   libpcap-dev libzstd-dev zlib1g-dev liblzma-dev libxxhash-dev
+  libssl-dev libsodium-dev            # --pseudonymize: CryptoPAn (AES-128), the legacy SipHash scheme
   # base libraries
   libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   # model (libtorch on OpenBLAS: without libopenblas0-pthread matmuls fall back to
@@ -32,7 +33,7 @@ PACKAGES=(
 # The shared libraries behind the -dev packages above, and curl for health checks.
 # A new library dependency adds its -dev package above and its runtime one here.
 RUNTIME_PACKAGES=(
-  libpcap0.8 libzstd1 zlib1g liblzma5 libxxhash0
+  libpcap0.8 libzstd1 zlib1g liblzma5 libxxhash0 libssl3 libsodium23
   libabsl20220623 libspdlog1.10 libfmt9
   libtorch1.13 libopenblas0-pthread
   librocksdb7.8 libzmq5 libcapnp-0.9.2
