@@ -724,10 +724,16 @@ draws only their packets. With a large budget every flow is exact. Each
 chunk's report gives the split (dgcctl describe chunk ... -o json: .report.bytes).
 --no-exact keeps no real 5-tuple at all.
 
---pseudonymize KEYFILE maps every address through a keyed prefix-preserving
-permutation (CryptoPAn with SipHash-2-4) before anything is trained or stored;
-the library keeps only the key's fingerprint, and 'dgcctl generate --key
-KEYFILE' maps generated addresses back.
+--pseudonymize KEYFILE maps every address through CryptoPAn (Xu et al.,
+AES-128; prefix-preserving: subnets stay subnets) before anything is trained
+or stored; the library keeps only the scheme and the key's fingerprint
+(cryptopan-aes128:<hex>), and 'dgcctl generate --key KEYFILE' maps generated
+addresses back. KEYFILE holds the key as nfanon -K takes it, so both give the
+same IPv4 pseudonyms: exactly 32 characters, or 0x and 64 hex digits (a final
+newline is ignored); anything else is refused. Make one with
+  openssl rand -hex 32 | sed 's/^/0x/' > site.key
+Chunks compressed before dgc used CryptoPAn record siphash24-cryptopan; their
+key file still maps them back, but new chunks get other pseudonyms.
 
 Examples:
   dgcctl compress trace.pcap --library lib/
@@ -815,7 +821,8 @@ Examples:
                   "pooled flows of the quiet chunks before it as at the end of the input (0: --chunk-seconds)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--pseudonymize", o->pseudonymize,
-                  "key file: map every address through a keyed prefix-preserving permutation before training");
+                  "key file (32 characters or 0x + 64 hex digits, as nfanon -K): map every address through "
+                  "CryptoPAn before training");
   cmd->add_option("-o,--output", o->output, "summary format: table or json")
       ->capture_default_str()->check(CLI::IsMember({"table", "json"}));
   AddModelFlags(cmd, &o->model);
@@ -845,6 +852,21 @@ Examples:
     }
     auto lib = OpenModelLibrary(o->library);
     if (!lib.ok()) return Fail("compress", lib.status(), exit_code);
+    if (pseudo) {
+      // The link's earlier chunks under another scheme or key hold other
+      // pseudonyms for the same hosts: say so (generate --key maps each back).
+      if (auto latest = (*lib)->LatestChunk(o->link); latest.ok()) {
+        auto rep = nlohmann::json::parse(latest->report_json, nullptr, /*allow_exceptions=*/false);
+        std::string fp = rep.is_object() ? rep.value("pseudonymized", "") : "";
+        if (!fp.empty() && fp != pseudo->KeyFingerprint()) {
+          auto scheme = PseudonymSchemeOfFingerprint(fp);
+          std::cerr << "dgcctl compress: note: link " << o->link << "'s latest chunk was pseudonymized "
+                    << (scheme.ok() && *scheme != pseudo->scheme() ? "with the older scheme " : "with another key ")
+                    << fp << "; new chunks get " << pseudo->KeyFingerprint()
+                    << ", so a host has another pseudonym in them\n";
+        }
+      }
+    }
 
     Pipeline::Config pc;
     pc.link = o->link;
@@ -952,6 +974,7 @@ Examples:
       std::cout << absl::StrFormat("lag        at most %s after chunk end, %.1f s after the chunk completed\n",
                                    HumanSeconds(tot.max_lag), tot.max_wait);
     }
+    if (pseudo) std::cout << "pseudonym  " << pc.key_fingerprint << " (scheme " << PseudonymSchemeName(pseudo->scheme()) << ")\n";
     if (tot.deleted_raw_files) std::cout << "retention  " << tot.deleted_raw_files << " raw capture(s) deleted\n";
     if (late) std::cout << "warning: " << late << " packets arrived after their chunk was compressed\n";
   });

@@ -5,8 +5,10 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <set>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/base/files.h"
 #include "common/base/progress.h"
 #include "common/base/time.h"
@@ -36,7 +38,10 @@ model is rebuilt from its lineage: the full model at the root of its chain,
 then its deltas.
 
 A library compressed with --pseudonymize holds pseudonymous addresses;
---key KEYFILE (the same key) maps them back to the real address space.
+--key KEYFILE (the same key) maps them back to the real address space. Each
+chunk records its scheme and key fingerprint: cryptopan-aes128 (CryptoPAn,
+what compress writes), or siphash24-cryptopan (chunks made before dgc used
+CryptoPAn; the same key file maps them back).
 
 Times: RFC 3339 (2026-11-26T15:00:00Z), epoch seconds, or relative (3h ago).
 
@@ -96,11 +101,14 @@ Examples:
     if (!std::filesystem::is_directory(o->library, ec) || std::filesystem::is_empty(o->library, ec)) {
       return fail(absl::NotFoundError("no model library at " + o->library));
     }
-    std::optional<Pseudonymizer> key;
-    if (!o->key.empty()) {
-      auto k = Pseudonymizer::FromKeyFile(o->key);
-      if (!k.ok()) return fail(k.status());
-      key.emplace(std::move(*k));
+    // With --key: the key under each scheme the chunks were made with (a
+    // library begun before the switch to cryptopan-aes128 holds siphash24-
+    // cryptopan chunks; the key file made both), by recorded fingerprint.
+    const bool key = !o->key.empty();
+    std::map<std::string, Pseudonymizer> key_by_fp;
+    std::set<std::string> schemes;  // of the chunks in the range, for the report
+    if (key) {
+      if (auto bytes = ReadFile(o->key); !bytes.ok()) return fail(bytes.status());
     }
     auto lib = OpenModelLibrary(o->library);
     if (!lib.ok()) return fail(lib.status());
@@ -115,15 +123,30 @@ Examples:
       a.report = nlohmann::json::parse(r.report_json, nullptr, /*allow_exceptions=*/false);
       if (a.report.is_discarded() || !a.report.is_object()) a.report = nlohmann::json::object();
       std::string fp = a.report.value("pseudonymized", "");
-      if (key && fp != key->KeyFingerprint()) {
-        return fail(absl::InvalidArgumentError(
-            fp.empty() ? absl::StrCat("--key: chunk ", r.link, "@", FormatRfc3339(r.start_ns),
-                                      " was not pseudonymized; drop --key")
-                       : absl::StrCat("--key: chunk ", r.link, "@", FormatRfc3339(r.start_ns),
-                                      " was pseudonymized with another key (", fp, "; this key is ",
-                                      key->KeyFingerprint(), ")")));
+      const std::string where = absl::StrCat("chunk ", r.link, "@", FormatRfc3339(r.start_ns));
+      if (key && fp.empty()) {
+        return fail(absl::InvalidArgumentError(absl::StrCat("--key: ", where, " was not pseudonymized; drop --key")));
       }
-      if (!fp.empty()) pseudonymized = fp;
+      if (!fp.empty()) {
+        auto scheme = PseudonymSchemeOfFingerprint(fp);
+        if (!scheme.ok()) return fail(absl::InvalidArgumentError(absl::StrCat(where, ": ", scheme.status().message())));
+        schemes.insert(std::string(PseudonymSchemeName(*scheme)));
+        if (key && !key_by_fp.count(fp)) {
+          auto k = Pseudonymizer::FromKeyFile(o->key, *scheme);
+          if (!k.ok()) {
+            return fail(absl::InvalidArgumentError(absl::StrCat(
+                "--key: ", where, " was pseudonymized with ", PseudonymSchemeName(*scheme), ", and ",
+                k.status().message())));
+          }
+          if (k->KeyFingerprint() != fp) {
+            return fail(absl::InvalidArgumentError(absl::StrCat("--key: ", where,
+                                                                " was pseudonymized with another key (", fp,
+                                                                "; this key is ", k->KeyFingerprint(), ")")));
+          }
+          key_by_fp.emplace(fp, std::move(*k));
+        }
+        pseudonymized = fp;
+      }
       artifacts.push_back(std::move(a));
     }
     std::vector<const model::ChunkArtifact*> chunks;
@@ -185,7 +208,8 @@ Examples:
       prev_end = a->start_ns + a->duration_ns;
       generated += packets->size();
       if (key) {
-        for (auto& p : *packets) key->Invert(&p);
+        Pseudonymizer& k = key_by_fp.at(a->report.value("pseudonymized", ""));
+        for (auto& p : *packets) k.Invert(&p);
       }
       for (auto& p : *packets) {
         if (p.ts_ns >= range.since_ns && p.ts_ns < range.until_ns) heap.push(p);
@@ -207,7 +231,10 @@ Examples:
                              {"until", FormatRfc3339(std::min(range.until_ns, chunks.back()->start_ns + chunks.back()->duration_ns))},
                              {"filter", o->filter},
                              {"seed", o->seed},
-                             {"pseudonymized", pseudonymized.empty() ? "" : key ? "mapped back with --key" : pseudonymized},
+                             {"pseudonymized", pseudonymized.empty() ? ""
+                                               : key ? absl::StrCat("mapped back with --key (",
+                                                                    absl::StrJoin(schemes, ", "), ")")
+                                                     : pseudonymized},
                              {"packets", written}};
       Status s2 = WriteFileAtomic(o->out + ".dgc.json", side.dump(2) + "\n");
       if (!s2.ok()) std::cerr << "dgcctl generate: warning: " << s2.message() << "\n";

@@ -254,10 +254,19 @@ TEST_F(CompressCliTest, FollowPicksUpFilesAsTheyAppearAndDeletesThemOnceCommitte
 }
 
 TEST_F(CompressCliTest, GenerateWithTheKeyInvertsThePseudonymizedAddresses) {
-  const std::string secret = "this-is-the-test-secret-0123456789";
+  const std::string secret = "this-is-the-test-secret-01234567";  // 32 characters, as nfanon -K takes it
   testing::WriteBytes(dir_.File("key"), secret + "\n");
-  testing::WriteBytes(dir_.File("other"), "a-different-secret-0123456789abcdef\n");
+  testing::WriteBytes(dir_.File("other"), "0x" + std::string(64, 'c') + "\n");
   std::string lib = dir_.File("lib"), out;
+  // Key material that is not a CryptoPAn key is refused before anything is read, naming the file.
+  testing::WriteBytes(dir_.File("passphrase"), "a passphrase that is not 32 characters\n");
+  std::string refused;
+  EXPECT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + dir_.File("lib0") + kTiny +
+                             "--pseudonymize " + dir_.File("passphrase") + " 2>&1",
+                         &refused),
+            1);
+  EXPECT_NE(refused.find(dir_.File("passphrase")), std::string::npos) << refused;
+  EXPECT_NE(refused.find("openssl rand -hex 32"), std::string::npos) << refused;
   ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--pseudonymize " +
                              dir_.File("key") + " -o json 2>/dev/null",
                          &out),
@@ -265,7 +274,7 @@ TEST_F(CompressCliTest, GenerateWithTheKeyInvertsThePseudonymizedAddresses) {
       << out;
   auto j = nlohmann::json::parse(out);
   std::string fp = j["pseudonymized"].get<std::string>();
-  EXPECT_EQ(fp.rfind("siphash24-cryptopan:", 0), 0u) << fp;
+  EXPECT_EQ(fp.rfind("cryptopan-aes128:", 0), 0u) << fp;
   // The key never enters the library; every chunk carries the key fingerprint and its replay rate.
   std::string grep;
   EXPECT_NE(testing::Run("grep -rl '" + secret + "' " + lib, &grep), 0) << grep;
