@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -89,6 +92,7 @@ Status Coordinator::Init() {
   // chunks, the recent raw chunks a retrain may train on, and raw chunk files
   // still to delete.
   size_t resumed = 0;
+  std::set<std::pair<std::string, uint32_t>> kept_streams;
   std::vector<JobRecord> jobs = scheduler_->Jobs();  // by id
   std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
   for (const JobRecord& j : jobs) {
@@ -100,7 +104,8 @@ Status Coordinator::Init() {
     if (j.state == JobState::kDone) {
       if (j.kind == JobKind::kCompress) streams_with_base_.insert(key);
       if (j.kind == JobKind::kCompress && !j.chunk_ref.empty() && std::filesystem::exists(j.chunk_ref)) {
-        KeepRecentRaw(key, j.start_ns, j.chunk_ref);
+        KeepRecentRaw(j, /*trim=*/false);
+        kept_streams.emplace(j.link, j.shard);
       }
     } else if (j.state == JobState::kQueued || j.state == JobState::kLeased) {
       ++resumed;
@@ -109,6 +114,7 @@ Status Coordinator::Init() {
       }
     }
   }
+  for (const auto& [link, shard] : kept_streams) TrimRecentRaw(link, shard);
   spdlog::info("library {}: {} jobs stored, {} to resume", options_.library_dir, scheduler_->Jobs().size(), resumed);
 
   wire::SocketOptions so_router;
@@ -211,14 +217,32 @@ void Coordinator::DeleteRawLater(const std::string& path, int64_t committed_ns) 
   raw_deletions_.emplace(committed_ns + options_.raw_retention_ns, path);
 }
 
-void Coordinator::KeepRecentRaw(const std::string& key, int64_t start_ns, const std::string& path) {
-  if (path.empty()) return;
-  auto& recent = recent_raw_[key];
-  recent.emplace_front(start_ns, path);
-  while (recent.size() > policy_->options().recent_chunks) {
+void Coordinator::KeepRecentRaw(const JobRecord& job, bool trim) {
+  if (job.chunk_ref.empty()) return;
+  recent_raw_[StreamKey(job.link, job.shard)].emplace_front(job.start_ns, job.chunk_ref);
+  if (trim) TrimRecentRaw(job.link, job.shard);
+}
+
+void Coordinator::TrimRecentRaw(const std::string& link, uint32_t shard) {
+  auto& recent = recent_raw_[StreamKey(link, shard)];
+  if (recent.size() <= policy_->options().recent_chunks) return;
+  // The oldest chunk of the pool the stream's next chunk would fine-tune
+  // with, when its latest chunk shares its model without training on it.
+  int64_t floor = std::numeric_limits<int64_t>::max();
+  const std::string lib_link = LibraryLinkOf(link, shard);
+  if (auto latest = library_->LatestChunk(lib_link); latest.ok()) {
+    auto pool = policy_->Pooled(lib_link, latest->model_id, coordinator_internal::kMaxPoolChunks);
+    if (pool.ok() && !pool->empty()) floor = pool->back().start_ns;
+  }
+  while (recent.size() > policy_->options().recent_chunks && recent.back().first < floor) {
     DeleteRawLater(recent.back().second, clock_->NowNs());
     recent.pop_back();
   }
+}
+
+std::string Coordinator::LibraryLinkOf(const std::string& link, uint32_t shard) const {
+  auto sc = shard_counts_.find(StreamKey(link, shard));
+  return LibraryLink(link, shard, sc == shard_counts_.end() ? 1 : sc->second);
 }
 
 void Coordinator::Tick() {

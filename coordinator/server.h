@@ -195,9 +195,17 @@ class Coordinator {
     library::Fingerprint fingerprint;
   };
   StatusOr<RetrainSet> RetrainSetOf(const JobRecord& job);
+  // The quiet chunks a compress job continuing `parent_id` fine-tunes with
+  // (library::CompressionPolicy::Pooled), oldest first as the embedded path
+  // pools them: their raw files, kept by KeepRecentRaw. Files gone are left out.
+  std::vector<std::string> PoolOf(const JobRecord& job, const std::string& parent_id);
   // A committed chunk's raw file stays while it is among its stream's recent
-  // chunks (a retrain may train on it), then goes as DeleteRawLater says.
-  void KeepRecentRaw(const std::string& key, int64_t start_ns, const std::string& path);
+  // chunks (a retrain may train on it) or in the pool of quiet chunks the
+  // next one fine-tunes with, then goes as DeleteRawLater says. `trim`
+  // false: only recorded (recovery trims each stream once, TrimRecentRaw).
+  void KeepRecentRaw(const JobRecord& job, bool trim = true);
+  void TrimRecentRaw(const std::string& link, uint32_t shard);
+  std::string LibraryLinkOf(const std::string& link, uint32_t shard) const;
   StatusOr<std::string> ParentBundleBytes(const std::string& model_id);
   void Tick();
   void UpdateGauges();

@@ -134,7 +134,7 @@ StatusOr<const Coordinator::ChunkPolicy*> Coordinator::PolicyFor(const JobRecord
 }
 
 StatusOr<Coordinator::RetrainSet> Coordinator::RetrainSetOf(const JobRecord& job) {
-  constexpr size_t kMaxSetBytes = size_t{256} << 20;  // one JobAssign carries them all
+  constexpr size_t kMaxSetBytes = coordinator_internal::kMaxTrainSetBytes;
   RetrainSet set;
   DGC_ASSIGN_OR_RETURN(set.fingerprint, FingerprintOfChunkFile(job.chunk_ref));
   size_t bytes = 0;
@@ -187,6 +187,32 @@ StatusOr<Coordinator::RetrainSet> Coordinator::RetrainSetOf(const JobRecord& job
     }
   }
   return set;
+}
+
+std::vector<std::string> Coordinator::PoolOf(const JobRecord& job, const std::string& parent_id) {
+  std::vector<std::string> out;
+  auto pool = policy_->Pooled(LibraryLinkOf(job.link, job.shard), parent_id, coordinator_internal::kMaxPoolChunks);
+  if (!pool.ok()) {
+    spdlog::warn("job {}: fine-tunes without the pool of quiet chunks: {}", job.id, std::string(pool.status().message()));
+    return out;
+  }
+  const auto& recent = recent_raw_[StreamKey(job.link, job.shard)];
+  size_t bytes = 0, missing = 0;
+  for (auto c = pool->rbegin(); c != pool->rend(); ++c) {  // oldest first
+    auto r = std::find_if(recent.begin(), recent.end(), [&](const auto& e) { return e.first == c->start_ns; });
+    auto b = r == recent.end() ? StatusOr<std::string>(absl::NotFoundError("")) : ReadFile(r->second);
+    if (!b.ok() || bytes + b->size() > coordinator_internal::kMaxTrainSetBytes) {
+      ++missing;
+      continue;
+    }
+    bytes += b->size();
+    out.push_back(*std::move(b));
+  }
+  if (missing > 0) {
+    spdlog::warn("job {}: {} of the {} pooled quiet chunks' raw files are gone or over the limit: left out", job.id,
+                 missing, pool->size());
+  }
+  return out;
 }
 
 Status Coordinator::RetrainFirst(const JobRecord& job, const ChunkPolicy& policy) {
@@ -327,6 +353,12 @@ Status Coordinator::SendAssignment(const Assignment& a) {
       ja.parent = wire::JobAssign::Parent::kBytes;
     }
     w->second.Remember(parent);
+    if (policy->decision.kind == library::ParentDecision::Kind::kContinue) {
+      // The quiet chunks since its parent last trained: the chunk fine-tunes
+      // on their flows with its own once they reach min_flows together, as
+      // dgcctl compress pools them.
+      ja.train_chunks = PoolOf(*job, parent);
+    }
   }
   nlohmann::json opts = options_.job_options;
   opts["fidelity_target"] = options_.fidelity_target;

@@ -143,7 +143,7 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
       policies_.erase(res.job_id);
       spdlog::info("job {} ({}/{} seq {}): model {} committed{}", res.job_id, job->link, job->shard, job->seq,
                    result_ref, newly_committed ? "" : " (chunk already in the library)");
-      KeepRecentRaw(StreamKey(job->link, job->shard), job->start_ns, chunk_ref);
+      KeepRecentRaw(*job);
     }
   }
   Send(peer, ack);

@@ -21,6 +21,11 @@ namespace dgc {
 namespace coordinator_internal {
 
 constexpr int64_t kNsPerSec = 1'000'000'000;
+// The further raw chunks one JobAssign carries (a retrain set, a pool), at most.
+constexpr size_t kMaxTrainSetBytes = size_t{256} << 20;
+// A pool of quiet chunks holds at most this many (the embedded path's is
+// unbounded; a quiet link's hour is a few KB, so this is days of them).
+constexpr size_t kMaxPoolChunks = 256;
 
 inline int64_t SteadyNs() { return runtime::LoopLiveness::NowSteadyNs(); }
 

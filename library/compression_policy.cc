@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
 
 namespace dgc::library {
 
@@ -18,6 +19,23 @@ StatusOr<std::vector<RecentChunk>> CompressionPolicy::Recent(absl::string_view l
     if (absl::IsNotFound(fp.status())) continue;  // committed without one (PutChunk): not comparable
     if (!fp.ok()) return fp.status();
     out.push_back(RecentChunk{c.start_ns, c.packets, *std::move(fp)});
+  }
+  return out;
+}
+
+StatusOr<std::vector<ChunkRecord>> CompressionPolicy::Pooled(absl::string_view link, const std::string& parent_id,
+                                                             size_t max_chunks) const {
+  DGC_ASSIGN_OR_RETURN(std::vector<ChunkRecord> chunks, library_->RecentChunks(link, max_chunks));
+  std::vector<ChunkRecord> out;
+  for (ChunkRecord& c : chunks) {
+    if (c.model_id != parent_id || c.parent_id != c.model_id || c.decision == DecisionName(ParentDecision::Kind::kRetrain)) {
+      break;  // trained on its flows: a delta of its own, or the full model it shares was trained on it
+    }
+    auto report = nlohmann::json::parse(c.report_json, nullptr, /*allow_exceptions=*/false);
+    if (!report.is_object() || !report.value("shared", false)) break;  // fine-tuned, the delta then dropped
+    const bool started_run = c.decision != DecisionName(ParentDecision::Kind::kContinue);
+    out.push_back(std::move(c));
+    if (started_run) break;  // switched to parent_id here: the pool began with it
   }
   return out;
 }

@@ -83,6 +83,16 @@ class CompressionPolicy {
   // PolicyOptions says.
   [[nodiscard]] StatusOr<std::vector<RecentChunk>> Recent(absl::string_view link) const;
 
+  // The pool a chunk of `link` continuing `parent_id` fine-tunes with
+  // (CompressChunk's `pool`): the link's newest chunks that shared
+  // parent_id without training on their flows (report "shared"), back to the
+  // last chunk that trained, a retrain, or a chunk that started the run by
+  // switching to parent_id; newest first, at most `max_chunks`. The embedded
+  // path keeps the same run in memory as it goes; the cluster, whose workers
+  // hold nothing between jobs, reads it here and sends those chunks along.
+  [[nodiscard]] StatusOr<std::vector<ChunkRecord>> Pooled(absl::string_view link, const std::string& parent_id,
+                                                          size_t max_chunks) const;
+
  private:
   RocksDbModelLibrary* library_;
   PolicyOptions options_;

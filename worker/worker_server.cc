@@ -1,6 +1,7 @@
 #include "worker/worker_server.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -484,7 +485,20 @@ WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
     std::string parent_id;
     auto parent = ParentModel(job, &parent_id);
     if (!parent.ok()) return fail(parent.status(), true);
-    auto r = CompressChunk(*chunk, **parent, parent_id, opt);
+    // The quiet chunks before it that shared the parent untrained (the
+    // coordinator's pool, oldest first): their flows train with its own, as
+    // in dgcctl compress, sampled the same way.
+    std::vector<std::vector<model::Token>> pool;
+    if (!job.train_chunks.empty()) {
+      model::FlowTokenizer tok(opt.tokenizer);
+      for (size_t i = 0; i < job.train_chunks.size(); ++i) {
+        auto c = DecodeChunk(job.train_chunks[i], absl::StrCat(name, " (pooled chunk ", i + 1, ")"));
+        if (!c.ok()) return fail(c.status(), /*retryable=*/false);
+        auto seqs = ChunkSequences(*c, tok, opt.sample_flows, opt.seed ^ static_cast<uint64_t>(c->seq()));
+        pool.insert(pool.end(), std::make_move_iterator(seqs.begin()), std::make_move_iterator(seqs.end()));
+      }
+    }
+    auto r = CompressChunk(*chunk, **parent, parent_id, opt, pool);
     if (!r.ok()) return fail(r.status(), true);
     CacheModel(r->artifact.model_id, *r->model);
     report = r->artifact.report;

@@ -111,8 +111,9 @@ struct JobAssign {
   // filesystem the worker shares (chunk_path non-empty means by path).
   std::string chunk_bytes;
   std::string chunk_path;
-  // A retrain job: further raw chunk files (chunk_format bytes) it trains on
-  // after its own, in this order.
+  // Further raw chunk files (chunk_format bytes) it trains on with its own,
+  // in this order: a retrain job's retrain set, a compress job's pool of
+  // quiet chunks (dgc.capnp, trainChunks).
   std::vector<std::string> train_chunks;
   enum class Parent : uint8_t { kNone = 0, kBytes = 1, kId = 2 };
   Parent parent = Parent::kNone;

@@ -148,10 +148,13 @@ struct JobAssign {
                              # which it trains data-parallel over its GPUs.
                              # 0 (a coordinator before this field): 1.
   gang @12 :Gang;            # set when the job spans several workers
-  trainChunks @13 :List(Data);  # a retrain job: further raw chunks it trains on
-                             # with its own (the policy's retrain set: the recent
-                             # chunks like it, or a link's first chunks); empty
-                             # for compress jobs and older coordinators
+  trainChunks @13 :List(Data);  # further raw chunks it trains on with its own.
+                             # A retrain job: the policy's retrain set (the recent
+                             # chunks like it, or a link's first chunks). A
+                             # compress job: the pool, the quiet chunks since its
+                             # parent last trained, oldest first (their flows
+                             # count towards min_flows and train its delta).
+                             # Empty from older coordinators.
 }
 
 # A job trained data-parallel across workers (a gang). Every member gets a

@@ -588,6 +588,66 @@ TEST_F(RocksDbModelLibraryTest, CompressionPolicyPlansEveryCaseFromTheLibrary) {
 
 }
 
+// The pool a continuing chunk fine-tunes with (what the coordinator sends a
+// worker): the link's newest chunks that shared the parent without training,
+// back to one that trained (a delta of its own, a retrain) or that switched to
+// the parent; never a chunk of another model.
+TEST_F(RocksDbModelLibraryTest, PooledIsTheRunOfSharedChunksSinceTheParentLastTrained) {
+  using K = library::ParentDecision::Kind;
+  library::CompressionPolicy policy(lib_.get(), library::PolicyOptions{});
+  auto commit = [&](int i, K kind, const std::string& parent, const std::string& model, bool shared,
+                    std::optional<library::ModelRecord> full = std::nullopt) {
+    RocksDbModelLibrary::ChunkCommit c;
+    model::ChunkArtifact& a = c.artifact;
+    a.link = "tap0";
+    a.start_ns = kChainT0 + i * kChainChunkNs;
+    a.duration_ns = kChainChunkNs;
+    a.skeleton = testing::Bytes(100, i);
+    a.report = {{"flows", 10}};
+    if (shared) a.report["shared"] = true;
+    a.parent_id = parent;
+    a.model_id = model;
+    if (model != parent) a.delta = testing::Bytes(300, i);
+    library::ParentDecision d;
+    d.kind = kind;
+    d.parent_id = parent;
+    c.decision = d;
+    c.new_full_model = std::move(full);
+    auto r = lib_->CommitChunk(c);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+  };
+  auto pooled = [&](const std::string& parent, size_t max = 256) {
+    std::vector<int> seqs;
+    auto p = policy.Pooled("tap0", parent, max);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (p.ok()) {
+      for (const auto& c : *p) seqs.push_back(static_cast<int>((c.start_ns - kChainT0) / kChainChunkNs));
+    }
+    return seqs;
+  };
+  library::ModelRecord base;
+  base.id = "base-1";
+  base.kind = ModelKind::kBase;
+  base.blob = testing::Bytes(5000, 1);
+  commit(0, K::kRetrain, "base-1", "base-1", false, base);
+  EXPECT_TRUE(pooled("base-1").empty());  // the retrain trained on chunk 0
+  commit(1, K::kContinue, "base-1", "base-1", true);
+  commit(2, K::kContinue, "base-1", "base-1", true);
+  EXPECT_EQ(pooled("base-1"), (std::vector<int>{2, 1}));  // newest first, back to the retrain
+  EXPECT_EQ(pooled("base-1", 1), (std::vector<int>{2}));
+  EXPECT_TRUE(pooled("other").empty());
+  commit(3, K::kContinue, "base-1", "ft-3", false);  // fine-tuned on 1..3: the pool is spent
+  EXPECT_TRUE(pooled("base-1").empty());
+  EXPECT_TRUE(pooled("ft-3").empty());
+  commit(4, K::kSwitch, "base-1", "base-1", true);  // back to base-1: a new run starts here
+  commit(5, K::kContinue, "base-1", "base-1", true);
+  EXPECT_EQ(pooled("base-1"), (std::vector<int>{5, 4}));
+  // A chunk that fine-tuned but whose delta was dropped shares the parent
+  // without "shared": its flows are in the parent's training already.
+  commit(6, K::kContinue, "base-1", "base-1", false);
+  EXPECT_TRUE(pooled("base-1").empty());
+}
+
 TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {
   ASSERT_TRUE(lib_->PutJob({"job-2", 3, "payload two"}).ok());
   ASSERT_TRUE(lib_->PutJob({"job-1", 1, std::string("\0bin", 4)}).ok());

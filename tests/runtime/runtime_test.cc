@@ -180,6 +180,45 @@ class RuntimeTest : public ::testing::Test {
     for (const auto& m : check->unreferenced_models) ADD_FAILURE() << "orphan model " << m;
   }
 
+  // `dgcctl get chunks` of a library, oldest first.
+  static nlohmann::json ChunksOf(const std::string& lib) {
+    std::string text;
+    EXPECT_EQ(testing::Run(BinaryPath("dgcctl") + " get chunks --library " + lib + " -o json 2>/dev/null", &text), 0);
+    return nlohmann::json::parse(text, nullptr, false);
+  }
+  // Whether a chunk of `lib` trained a delta of its own (else it shares its
+  // parent's model, its flows pooled for a later fine-tune).
+  static bool HasDelta(const std::string& lib, const nlohmann::json& chunk) {
+    auto d = Ctl("describe chunk " + chunk.value("chunk", "") + " --library " + lib);
+    return d && d->value("model", "") != d->value("parent", "");
+  }
+  // The embedded path on `trace` into `emb` with the cluster's knobs
+  // (`flags`: what dgcctl compress takes for them) makes the same decision
+  // for every chunk as the cluster did into `lib`, and trains a delta on the
+  // same chunks, except the last (at the end of its input dgcctl compress
+  // trains a held quiet chunk on the pool; a cluster's input has no end).
+  static void ExpectSameDecisionsAsEmbedded(const std::string& trace, const std::string& lib, const std::string& emb,
+                                            const std::string& flags) {
+    std::string out;
+    ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace + " --library " + emb +
+                               " --link test --chunk-seconds " + std::to_string(kChunkSeconds) + " " + flags + " 2>&1",
+                           &out),
+              0)
+        << out;
+    nlohmann::json ce = ChunksOf(emb), cd = ChunksOf(lib);
+    ASSERT_TRUE(ce.is_array() && cd.is_array());
+    ASSERT_EQ(cd.size(), ce.size());
+    for (size_t i = 0; i < ce.size(); ++i) {
+      EXPECT_EQ(cd[i]["start"], ce[i]["start"]);
+      EXPECT_EQ(cd[i]["decision"], ce[i]["decision"]) << "chunk " << i << ": cluster " << cd[i].dump()
+                                                      << "\nembedded " << ce[i].dump();
+      if (i + 1 < ce.size()) {
+        EXPECT_EQ(HasDelta(lib, cd[i]), HasDelta(emb, ce[i])) << "chunk " << i << ": cluster " << cd[i].dump()
+                                                              << "\nembedded " << ce[i].dump();
+      }
+    }
+  }
+
   static TempDir* shared_;
   static std::string trace_, base_;
   static int chunks_;
@@ -261,12 +300,7 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   EXPECT_NEAR(dist, emb, 0.02);
   // One policy: the cluster fingerprints every chunk and records the same
   // decision the embedded path made, with its drift.
-  auto chunks_of = [&](const std::string& lib) {
-    std::string text;
-    EXPECT_EQ(testing::Run(BinaryPath("dgcctl") + " get chunks --library " + lib + " -o json 2>/dev/null", &text), 0);
-    return nlohmann::json::parse(text, nullptr, false);
-  };
-  nlohmann::json ce = chunks_of(dir_.File("emb")), cd = chunks_of(dir_.File("lib"));
+  nlohmann::json ce = ChunksOf(dir_.File("emb")), cd = ChunksOf(dir_.File("lib"));
   ASSERT_TRUE(ce.is_array() && cd.is_array());
   ASSERT_EQ(ce.size(), cd.size());
   for (size_t i = 0; i < ce.size(); ++i) {
@@ -340,12 +374,7 @@ TEST_F(RuntimeTest, DriftEpisodeRetrainsTheSameChunkOnBothPaths) {
                          &out),
             0)
       << out;
-  auto chunks_of = [&](const std::string& lib) {
-    std::string text;
-    EXPECT_EQ(testing::Run(BinaryPath("dgcctl") + " get chunks --library " + lib + " -o json 2>/dev/null", &text), 0);
-    return nlohmann::json::parse(text, nullptr, false);
-  };
-  nlohmann::json ce = chunks_of(dir_.File("emb")), cd = chunks_of(dir_.File("lib"));
+  nlohmann::json ce = ChunksOf(dir_.File("emb")), cd = ChunksOf(dir_.File("lib"));
   ASSERT_TRUE(ce.is_array() && cd.is_array());
   ASSERT_EQ(static_cast<int>(ce.size()), chunks);
   ASSERT_EQ(cd.size(), ce.size());
@@ -550,6 +579,12 @@ TEST_F(RuntimeTest, WorkerKilledMidJobItsJobCompletesOnTheOther) {
   std::string metrics = HttpGet(c.metrics, "/metrics");
   EXPECT_GE(MetricValue(metrics, "dgc_lease_expiries_total").value_or(0), 1);
   EXPECT_EQ(MetricValue(metrics, "dgc_chunks_committed_total"), chunks_);
+  for (Process* p : {survivor.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {survivor.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  ExpectEveryWindowOnce(dir_.File("lib"));
+  // The kill changed no decision: the same as the embedded path's.
+  ExpectSameDecisionsAsEmbedded(trace_, dir_.File("lib"), dir_.File("emb"),
+                                "--base " + base_ + " --steps 10 --no-check --budget 10x --min-flows 32");
 }
 
 TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommitsNothingTwice) {
@@ -560,7 +595,9 @@ TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommits
   std::vector<std::string> args = {"--library", dir_.File("lib"), "--listen", "tcp://127.0.0.1:0",
                                    "--api", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0", "--base", base_,
                                    "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
-                                   "--steps", "100000", "--seconds", "1.5", "--budget", "10x"};
+                                   "--steps", "100000", "--seconds", "1.5", "--budget", "10x",
+                                   // quiet chunks pool their flows: the pool survives the restart
+                                   "--min-flows", "500"};
   Coord c;
   c.proc = std::make_unique<Process>(BinaryPath("dgc-coordinator"), args, dir_.File("coordinator.log"),
                                      std::vector<std::string>{"DGC_FAULT=library.commit.after_write:2"});
@@ -577,7 +614,8 @@ TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommits
   std::cerr << "coordinator: " << landed << " of 1 planned kill landed between a commit and its job's completion\n";
   ASSERT_TRUE(landed) << c.proc->ReadLog();
   std::this_thread::sleep_for(seconds(2));  // workers finish jobs and hold their results
-  Coord again = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "1.5"}, c.listen, c.api);
+  Coord again = StartCoordinator(dir_.File("lib"), {"--steps", "100000", "--seconds", "1.5", "--min-flows", "500"},
+                                 c.listen, c.api);
   EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
   ASSERT_TRUE(WaitUntil([&] { return AllDone(again.api); }, seconds(120))) << Logs();
   // One job per chunk (no chunk submitted twice), one library chunk per window.
@@ -590,6 +628,41 @@ TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommits
   for (Process* p : {w1.get(), w2.get(), again.proc.get()}) p->Signal(SIGTERM);
   for (Process* p : {w1.get(), w2.get(), again.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0);
   ExpectEveryWindowOnce(dir_.File("lib"));
+  // The restart changed no decision, and the quiet chunks' pool outlived it.
+  ExpectSameDecisionsAsEmbedded(trace_, dir_.File("lib"), dir_.File("emb"),
+                                "--base " + base_ + " --steps 10 --no-check --budget 10x --min-flows 500");
+}
+
+// Chunks too quiet to fine-tune alone (--min-flows above any chunk's flows)
+// share their parent and pool their flows; the chunk that brings the pool to
+// --min-flows fine-tunes on all of them. The cluster's workers hold nothing
+// between jobs: the coordinator sends the pooled chunks with the job (the
+// library says which, library::CompressionPolicy::Pooled), so the same
+// chunks train deltas on both paths.
+TEST_F(RuntimeTest, QuietChunksPoolTheirFlowsOnBothPaths) {
+  Coord c = StartCoordinator(dir_.File("lib"), {"--min-flows", "500"});
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  ExpectEveryWindowOnce(dir_.File("lib"));
+  nlohmann::json cd = ChunksOf(dir_.File("lib"));
+  ASSERT_TRUE(cd.is_array());
+  int pooled = 0, shared = 0;
+  for (const auto& ch : cd) {
+    ASSERT_LT(ch.value("flows", 0), 500) << "every chunk must be quiet alone: " << ch.dump();
+    auto d = Ctl("describe chunk " + ch.value("chunk", "") + " --library " + dir_.File("lib"));
+    ASSERT_TRUE(d);
+    pooled += (*d)["report"].value("pooled_flows", 0) > 0;
+    shared += (*d)["report"].value("shared", false);
+  }
+  EXPECT_GE(pooled, 1) << cd.dump();
+  EXPECT_GE(shared, 1) << cd.dump();
+  ExpectSameDecisionsAsEmbedded(trace_, dir_.File("lib"), dir_.File("emb"),
+                                "--base " + base_ + " --steps 10 --no-check --budget 10x --min-flows 500");
 }
 
 TEST_F(RuntimeTest, IngestKilledMidStreamLosesNothingAndCommitsNothingTwice) {
