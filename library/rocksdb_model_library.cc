@@ -330,6 +330,7 @@ Status RocksDbModelLibrary::PutFullModel(const ModelRecord& model) {
   if (m.created_ns == 0) m.created_ns = Now();
   rocksdb::WriteBatch batch;
   batch.Put(cf_[kModels], Sl(m.id), library::EncodeModel(m));
+  ++changes_;
   return Write(&batch);
 }
 
@@ -492,6 +493,7 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
   batch.Put(cf_[kChunks], key, value);
   if (commit.fingerprint) batch.Put(cf_[kFingerprints], key, fingerprint);
   FaultPoint("library.commit.before_write");  // all decided, nothing written
+  ++changes_;  // before the write: a failed write may still have landed
   DGC_RETURN_IF_ERROR(Write(&batch));
   FaultPoint("library.commit.after_write");  // committed, the caller not yet told
   return CommitResult::kCommitted;
@@ -839,8 +841,27 @@ StatusOr<RocksDbModelLibrary::Usage> RocksDbModelLibrary::GetUsage() {
 
 StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const ExpireOptions& o) {
   std::lock_guard<std::mutex> lock(commit_mu_);
+  DGC_ASSIGN_OR_RETURN(ExpirePlan plan, PlanExpireLocked(o));
+  if (o.dry_run) return std::move(plan.report);
+  return ApplyExpireLocked(plan);
+}
+
+StatusOr<RocksDbModelLibrary::ExpirePlan> RocksDbModelLibrary::PlanExpire(const ExpireOptions& o) {
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  return PlanExpireLocked(o);
+}
+
+StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpire(const ExpirePlan& plan) {
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  return ApplyExpireLocked(plan);
+}
+
+StatusOr<RocksDbModelLibrary::ExpirePlan> RocksDbModelLibrary::PlanExpireLocked(const ExpireOptions& o) {
   const int64_t now = Now();
-  ExpireReport rep;
+  ExpirePlan plan;
+  plan.changes = changes_;
+  plan.batch_chunks = std::max<size_t>(o.batch_chunks, 1);
+  ExpireReport& rep = plan.report;
 
   struct ChunkInfo {
     std::string key, name, model_id, raw_path;
@@ -999,7 +1020,25 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
     if (c->kept) raw_clear.push_back(c);
   }
   rep.bytes_after = total;
-  if (o.dry_run) return rep;
+  for (const ChunkInfo* c : raw_clear) plan.raw_clear.push_back(c->key);
+  for (const ChunkInfo* c : order) {
+    if (!c->kept) plan.chunk_keys.push_back(c->key);
+  }
+  for (const auto& id : gone_models) {
+    const ModelInfo& m = models[id];
+    plan.models.push_back({id, m.parent, library::IsFullModel(m.kind)});
+  }
+  return plan;
+}
+
+StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLocked(const ExpirePlan& plan) {
+  if (changes_ != plan.changes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the library at ", dir_, " had ", changes_ - plan.changes,
+        " chunk or model write(s) since this retention plan was made; make the plan again"));
+  }
+  ++changes_;
+  ExpireReport rep = plan.report;
 
   // Apply. Raw files first: a crash then leaves a record naming a missing
   // file (tolerated and reported), never an unreferenced file.
@@ -1015,17 +1054,16 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
   {
     rocksdb::WriteBatch batch;
     size_t n = 0;
-    for (const ChunkInfo* c : raw_clear) {
-      DGC_ASSIGN_OR_RETURN(ChunkRecord r, ChunkFromKey(c->key));
+    for (const std::string& key : plan.raw_clear) {
+      DGC_ASSIGN_OR_RETURN(ChunkRecord r, ChunkFromKey(key));
       r.raw_path.clear();
-      batch.Put(cf_[kChunks], c->key, library::EncodeChunk(r));
+      batch.Put(cf_[kChunks], key, library::EncodeChunk(r));
       ++n;
     }
-    for (const ChunkInfo* c : order) {
-      if (c->kept) continue;
-      batch.Delete(cf_[kChunks], c->key);
-      batch.Delete(cf_[kFingerprints], c->key);
-      if (++n >= std::max<size_t>(o.batch_chunks, 1)) {
+    for (const std::string& key : plan.chunk_keys) {
+      batch.Delete(cf_[kChunks], key);
+      batch.Delete(cf_[kFingerprints], key);
+      if (++n >= plan.batch_chunks) {
         DGC_RETURN_IF_ERROR(Write(&batch));
         batch.Clear();
         n = 0;
@@ -1040,11 +1078,10 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::Expire(const Ex
   {
     rocksdb::WriteBatch batch;
     size_t n = 0;
-    for (const auto& id : gone_models) {
-      const ModelInfo& m = models[id];
-      batch.Delete(cf_[kModels], id);
-      if (!library::IsFullModel(m.kind)) batch.Delete(cf_[kLineage], library::LineageKey(m.parent, id));
-      if (++n >= std::max<size_t>(o.batch_chunks, 1)) {
+    for (const ExpirePlan::Model& m : plan.models) {
+      batch.Delete(cf_[kModels], m.id);
+      if (!m.full) batch.Delete(cf_[kLineage], library::LineageKey(m.parent, m.id));
+      if (++n >= plan.batch_chunks) {
         DGC_RETURN_IF_ERROR(Write(&batch));
         batch.Clear();
         n = 0;

@@ -217,12 +217,36 @@ class RocksDbModelLibrary final {
     bool size_goal_met = true;
     std::string note;  // why the size goal was missed, when it was
   };
-  // Never removes the newest chunk of a link, nor a model that a kept chunk
-  // builds on (its model and every ancestor). Chunks go first (in batches),
-  // then the models no kept chunk needs, descendants before ancestors, so a
-  // crash at any point leaves a consistent library; models left over by a
-  // crash are collected by the next run. Errors from RocksDB abort the run
-  // (what was committed stays committed and consistent).
+  // What retention would do, and the records it acts on: made by PlanExpire
+  // against one state of the library (the count of chunk and model writes
+  // this handle made; RocksDB lets one process open it), carried out by
+  // ApplyExpire. `report` is what a dry run prints.
+  struct ExpirePlan {
+    ExpireReport report;
+    uint64_t changes = 0;  // the library's chunk and model writes when it was made
+    std::vector<std::string> chunk_keys;    // chunk records (and fingerprints) to delete
+    std::vector<std::string> raw_clear;     // keys of kept chunks whose raw_path is cleared
+    struct Model {
+      std::string id, parent;
+      bool full = false;
+    };
+    std::vector<Model> models;  // to delete, descendants before ancestors
+    size_t batch_chunks = 1000;
+  };
+  // Never plans to remove the newest chunk of a link, nor a model that a
+  // kept chunk builds on (its model and every ancestor). Reads only.
+  [[nodiscard]] StatusOr<ExpirePlan> PlanExpire(const ExpireOptions& options);
+  // Carries a plan out: raw files first, then chunks (in batches), then the
+  // models no kept chunk needs, descendants before ancestors, so a crash at
+  // any point leaves a consistent library; models left over by a crash are
+  // collected by the next run. FailedPrecondition, with nothing changed, when
+  // anything was written to the library since the plan was made (a chunk
+  // committed since could build on a model the plan removes): plan again.
+  // Errors from RocksDB abort the run (what was committed stays committed
+  // and consistent). Returns the plan's report with apply-time warnings.
+  [[nodiscard]] StatusOr<ExpireReport> ApplyExpire(const ExpirePlan& plan);
+  // PlanExpire then, unless options.dry_run, ApplyExpire, with no commit
+  // in between.
   [[nodiscard]] StatusOr<ExpireReport> Expire(const ExpireOptions& options);
 
   // --- consistency -------------------------------------------------------
@@ -258,6 +282,8 @@ class RocksDbModelLibrary final {
   StatusOr<std::optional<library::ModelRecord>> FindModel(absl::string_view id);
   StatusOr<library::ChunkRecord> ChunkFromKey(absl::string_view key);
   StatusOr<model::ChunkArtifact> ToArtifact(const library::ChunkRecord& c);
+  StatusOr<ExpirePlan> PlanExpireLocked(const ExpireOptions& options);
+  StatusOr<ExpireReport> ApplyExpireLocked(const ExpirePlan& plan);
 
   std::string dir_;
   Options options_;
@@ -265,6 +291,7 @@ class RocksDbModelLibrary final {
   std::vector<rocksdb::ColumnFamilyHandle*> cf_;  // indexed by Cf; [0] is default
   uint32_t schema_version_ = 0;
   std::mutex commit_mu_;  // serialises CommitChunk, PutFullModel, Expire (check-then-write)
+  uint64_t changes_ = 0;  // chunk and model writes, under commit_mu_: a retention plan's staleness
 };
 
 // The library every dgcctl verb opens: RocksDB in `dir`, created when `dir`

@@ -321,6 +321,46 @@ TEST_F(RocksDbModelLibraryTest, ExpireKeepsTheNewestChunkAndModelsKeptChunksBuil
   EXPECT_LT(after->TotalBytes(), before->TotalBytes());
 }
 
+// Retention as a plan and its application: the plan is what a dry run
+// prints; applying it does exactly that; a plan made before a commit is
+// refused (the new chunk could build on a model it removes) and changes
+// nothing.
+TEST_F(RocksDbModelLibraryTest, ExpirePlanIsAppliedAsPlannedOrRefusedWhenStale) {
+  Commit(0, 12);
+  RocksDbModelLibrary::ExpireOptions o;
+  o.max_age_ns = 1;
+  auto plan = lib_->PlanExpire(o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->chunk_keys.size(), 11u);  // all but the newest
+  EXPECT_FALSE(plan->models.empty());
+  EXPECT_EQ(lib_->ListChunks({})->size(), 12u) << "planning changes nothing";
+  o.dry_run = true;
+  auto dry = lib_->Expire(o);
+  ASSERT_TRUE(dry.ok());
+  ASSERT_EQ(dry->items.size(), plan->report.items.size());
+  for (size_t i = 0; i < dry->items.size(); ++i) EXPECT_EQ(dry->items[i].name, plan->report.items[i].name);
+
+  Commit(12, 13);
+  auto stale = lib_->ApplyExpire(*plan);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition) << stale.status();
+  EXPECT_NE(std::string(stale.status().message()).find("plan again"), std::string::npos);
+  EXPECT_EQ(lib_->ListChunks({})->size(), 13u) << "a stale plan changes nothing";
+
+  auto fresh = lib_->PlanExpire(o);
+  ASSERT_TRUE(fresh.ok());
+  auto rep = lib_->ApplyExpire(*fresh);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_EQ(rep->items.size(), fresh->report.items.size());
+  EXPECT_EQ(lib_->ListChunks({})->size(), 1u);
+  for (const auto& m : fresh->models) EXPECT_FALSE(lib_->HasModel(m.id)) << m.id;
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty());
+  EXPECT_TRUE(check->unreferenced_models.empty());
+  EXPECT_EQ(lib_->ApplyExpire(*fresh).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "a plan is applied once";
+}
+
 TEST_F(RocksDbModelLibraryTest, ExpireBySizeStopsAtTheGoalOrSaysWhy) {
   Commit(0, 40);
   auto u = lib_->GetDetailedUsage();
