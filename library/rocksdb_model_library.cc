@@ -141,6 +141,12 @@ RocksDbModelLibrary::~RocksDbModelLibrary() {
   }
 }
 
+Status RocksDbModelLibrary::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, cf_), absl::StrCat("flushing ", dir_));
+}
+
 int64_t RocksDbModelLibrary::Now() const {
   if (options_.clock) return options_.clock();
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -298,9 +304,14 @@ StatusOr<std::optional<std::string>> RocksDbModelLibrary::Get(Cf cf, absl::strin
 }
 
 StatusOr<std::optional<ModelRecord>> RocksDbModelLibrary::FindModel(absl::string_view id) {
-  DGC_ASSIGN_OR_RETURN(auto v, Get(kModels, id));
-  if (!v) return std::optional<ModelRecord>();
-  DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(id, *v));
+  auto v = Get(kModels, id);
+  if (!v.ok() && absl::IsDataLoss(v.status())) {
+    return absl::DataLossError(absl::StrCat("model ", id, " in ", dir_, " is damaged (", v.status().message(),
+                                            "); dgcctl check --library ", dir_, " lists every damaged record"));
+  }
+  if (!v.ok()) return v.status();
+  if (!*v) return std::optional<ModelRecord>();
+  DGC_ASSIGN_OR_RETURN(ModelRecord m, library::DecodeModel(id, **v));
   return std::optional<ModelRecord>(std::move(m));
 }
 
@@ -535,13 +546,30 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::FindChunk(absl::string_view name) {
   return std::move(*found);
 }
 
-Status RocksDbModelLibrary::ForEachChunk(const ChunkQuery& q, const std::function<Status(const ChunkRecord&)>& fn) {
+Status RocksDbModelLibrary::ForEachChunk(const ChunkQuery& q, const std::function<Status(const ChunkRecord&)>& fn,
+                                         std::vector<DamagedRecord>* damaged) {
+  std::string last;
+  bool checksums = false;
+  Status s = WalkChunks(q, fn, /*careful=*/false, "", &last, damaged, &checksums);
+  if (!checksums) return s;
+  // An iterator stops at a record that fails its checksums without saying
+  // which: walk on from the last good key reading each record on its own.
+  return WalkChunks(q, fn, /*careful=*/true, last, &last, damaged, &checksums);
+}
+
+Status RocksDbModelLibrary::WalkChunks(const ChunkQuery& q, const std::function<Status(const ChunkRecord&)>& fn,
+                                       bool careful, const std::string& after, std::string* last,
+                                       std::vector<DamagedRecord>* damaged, bool* stopped_by_checksums) {
   rocksdb::ReadOptions ro;
+  ro.verify_checksums = !careful;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kChunks]));
   std::string link = q.link;
   if (link.empty()) {
     it->SeekToFirst();
-    if (!it->Valid()) return FromRocks(it->status(), "reading chunks");
+    if (!it->Valid()) {
+      *stopped_by_checksums = it->status().IsCorruption();
+      return FromRocks(it->status(), "reading chunks");
+    }
     int64_t t;
     if (!library::ParseChunkKey(View(it->key()), &link, &t)) {
       return absl::DataLossError(absl::StrCat("bad chunk key '", absl::CHexEscape(View(it->key())), "'"));
@@ -553,18 +581,46 @@ Status RocksDbModelLibrary::ForEachChunk(const ChunkQuery& q, const std::functio
     it->SeekForPrev(ChunkKey(link, q.since_ns));
     if (!it->Valid() || !HasPrefix(it->key(), prefix)) it->Seek(ChunkKey(link, q.since_ns));
     for (; it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
-      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      const std::string key(View(it->key()));
+      if (careful && !after.empty() && key <= after) continue;
+      std::string value;
+      if (careful) {
+        std::string key_link;
+        int64_t key_start = 0;
+        if (library::ParseChunkKey(key, &key_link, &key_start) && key_start >= q.until_ns) break;  // past the range
+        rocksdb::Status gs = db_->Get(rocksdb::ReadOptions(), cf_[kChunks], Sl(key), &value);
+        if (gs.IsCorruption()) {
+          DamagedRecord d{"chunk", library::ChunkKeyToString(key), gs.ToString()};
+          if (!damaged) {
+            return absl::DataLossError(absl::StrCat(
+                "chunk ", d.name, " in ", dir_, " is damaged (", d.error,
+                "); dgcctl check --library ", dir_, " lists every damaged record"));
+          }
+          damaged->push_back(std::move(d));
+          *last = key;
+          continue;
+        }
+        DGC_RETURN_IF_ERROR(FromRocks(gs, absl::StrCat("reading chunk ", library::ChunkKeyToString(key))));
+      } else {
+        value = std::string(View(it->value()));
+      }
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(key, value));
+      *last = key;
       if (c.start_ns >= q.until_ns) break;
       if (c.end_ns() <= q.since_ns) continue;
       DGC_RETURN_IF_ERROR(fn(c));
     }
+    *stopped_by_checksums = it->status().IsCorruption();
     DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
     if (!q.link.empty()) return absl::OkStatus();
     // The next link: the first key after every key of this one.
     std::string next = link;
     next.push_back('\1');
     it->Seek(next);
-    if (!it->Valid()) return FromRocks(it->status(), "reading chunks");
+    if (!it->Valid()) {
+      *stopped_by_checksums = it->status().IsCorruption();
+      return FromRocks(it->status(), "reading chunks");
+    }
     int64_t t;
     if (!library::ParseChunkKey(View(it->key()), &link, &t)) {
       return absl::DataLossError(absl::StrCat("bad chunk key '", absl::CHexEscape(View(it->key())), "'"));
@@ -572,12 +628,39 @@ Status RocksDbModelLibrary::ForEachChunk(const ChunkQuery& q, const std::functio
   }
 }
 
-StatusOr<std::vector<ChunkRecord>> RocksDbModelLibrary::ListChunks(const ChunkQuery& q) {
+Status RocksDbModelLibrary::ScanCarefully(Cf cf,
+                                          const std::function<void(absl::string_view, absl::string_view)>& fn,
+                                          std::vector<DamagedRecord>* damaged) {
+  rocksdb::ReadOptions keys_only;
+  keys_only.verify_checksums = false;  // the values are read again below, with them
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(keys_only, cf_[cf]));
+  std::string value;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    rocksdb::Status gs = db_->Get(rocksdb::ReadOptions(), cf_[cf], it->key(), &value);
+    if (gs.IsCorruption()) {
+      const std::string key(View(it->key()));
+      damaged->push_back({cf == kModels ? "model" : cf == kChunks ? "chunk" : ColumnFamilyNames()[cf],
+                          cf == kChunks || cf == kFingerprints ? library::ChunkKeyToString(key) : key,
+                          gs.ToString()});
+      continue;
+    }
+    if (gs.IsNotFound()) continue;  // deleted meanwhile
+    DGC_RETURN_IF_ERROR(FromRocks(gs, absl::StrCat("reading ", ColumnFamilyNames()[cf])));
+    fn(View(it->key()), value);
+  }
+  return FromRocks(it->status(), absl::StrCat("reading ", ColumnFamilyNames()[cf], " (past a damaged table block?)"));
+}
+
+StatusOr<std::vector<ChunkRecord>> RocksDbModelLibrary::ListChunks(const ChunkQuery& q,
+                                                                   std::vector<DamagedRecord>* damaged) {
   std::vector<ChunkRecord> out;
-  DGC_RETURN_IF_ERROR(ForEachChunk(q, [&](const ChunkRecord& c) {
-    out.push_back(c);
-    return absl::OkStatus();
-  }));
+  DGC_RETURN_IF_ERROR(ForEachChunk(
+      q,
+      [&](const ChunkRecord& c) {
+        out.push_back(c);
+        return absl::OkStatus();
+      },
+      damaged));
   return out;
 }
 
@@ -622,7 +705,12 @@ StatusOr<model::ChunkArtifact> RocksDbModelLibrary::ToArtifact(const ChunkRecord
                                             ": its report is not valid JSON"));
   }
   if (c.model_id != c.parent_id) {
-    DGC_ASSIGN_OR_RETURN(auto m, FindModel(c.model_id));
+    auto found = FindModel(c.model_id);
+    if (!found.ok()) {
+      return Status(found.status().code(), absl::StrCat("chunk ", library::ChunkKeyToString(ChunkKey(c.link, c.start_ns)),
+                                                        ": ", found.status().message()));
+    }
+    auto& m = *found;
     if (!m) {
       return absl::DataLossError(absl::StrCat("chunk ", library::ChunkKeyToString(ChunkKey(c.link, c.start_ns)),
                                               ": its model ", c.model_id, " is missing"));
@@ -1098,63 +1186,80 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
 StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
   CheckReport rep;
   std::unordered_map<std::string, ModelRecord> models;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kModels]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto m = library::DecodeModel(View(it->key()), View(it->value()));
-      if (!m.ok()) {
-        rep.problems.push_back(std::string(m.status().message()));
-        continue;
-      }
-      m->blob.clear();
-      models[m->id] = std::move(*m);
-    }
-    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading models"));
-  }
-  rep.models = models.size();
+  std::unordered_set<std::string> damaged_models;
+  DGC_RETURN_IF_ERROR(ScanCarefully(
+      kModels,
+      [&](absl::string_view key, absl::string_view value) {
+        auto m = library::DecodeModel(key, value);
+        if (!m.ok()) {
+          rep.problems.push_back(std::string(m.status().message()));
+          return;
+        }
+        m->blob.clear();
+        models[m->id] = std::move(*m);
+      },
+      &rep.damaged));
+  for (const auto& d : rep.damaged) damaged_models.insert(d.name);
+  rep.models = models.size() + damaged_models.size();
   std::unordered_set<std::string> needed;
+  // Models whose chain reaches a damaged model, by that model: every chunk
+  // on such a chain is named, not only the first one walked.
+  std::unordered_map<std::string, std::string> on_damaged;
   auto need_chain = [&](const std::string& id, const std::string& who) {
     std::string at = id;
+    std::vector<std::string> path;
+    auto damaged_at = [&](const std::string& bad) {
+      for (const auto& p : path) on_damaged[p] = bad;
+      rep.problems.push_back(absl::StrCat(who, ": builds on damaged model ", bad,
+                                          (bad == id ? "" : absl::StrCat(" (an ancestor of ", id, ")")),
+                                          ": it cannot be regenerated"));
+    };
     for (uint32_t guard = 0;; ++guard) {
       if (guard > kMaxChain) {
         rep.problems.push_back(absl::StrCat(who, ": lineage of ", id, " loops"));
         return;
       }
+      if (damaged_models.count(at)) return damaged_at(at);
       auto m = models.find(at);
       if (m == models.end()) {
         rep.problems.push_back(absl::StrCat(who, ": model ", at, (at == id ? "" : absl::StrCat(" (ancestor of ", id, ")")),
                                             " is missing"));
         return;
       }
-      if (!needed.insert(at).second) return;  // the rest of the chain is checked
+      if (!needed.insert(at).second) {  // the rest of the chain is checked
+        if (auto bad = on_damaged.find(at); bad != on_damaged.end()) damaged_at(bad->second);
+        return;
+      }
+      path.push_back(at);
       if (library::IsFullModel(m->second.kind)) return;
       at = m->second.parent_id;
     }
   };
   std::unordered_set<std::string> chunk_keys;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      std::string key(View(it->key()));
-      chunk_keys.insert(key);
-      rep.chunks++;
-      auto c = library::DecodeChunk(key, View(it->value()));
-      if (!c.ok()) {
-        rep.problems.push_back(std::string(c.status().message()));
-        continue;
-      }
-      std::string who = absl::StrCat("chunk ", library::ChunkKeyToString(key));
-      need_chain(c->model_id, who);
-      if (c->parent_id != c->model_id) {
-        auto m = models.find(c->model_id);
-        if (m != models.end() && m->second.kind == ModelKind::kFinetune && m->second.parent_id != c->parent_id) {
-          rep.problems.push_back(absl::StrCat(who, ": parent ", c->parent_id, " differs from model ", c->model_id,
-                                              "'s parent ", m->second.parent_id));
+  const size_t damaged_before_chunks = rep.damaged.size();
+  DGC_RETURN_IF_ERROR(ScanCarefully(
+      kChunks,
+      [&](absl::string_view k, absl::string_view value) {
+        std::string key(k);
+        chunk_keys.insert(key);
+        rep.chunks++;
+        auto c = library::DecodeChunk(key, value);
+        if (!c.ok()) {
+          rep.problems.push_back(std::string(c.status().message()));
+          return;
         }
-      }
-    }
-    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
-  }
+        std::string who = absl::StrCat("chunk ", library::ChunkKeyToString(key));
+        need_chain(c->model_id, who);
+        if (c->parent_id != c->model_id) {
+          auto m = models.find(c->model_id);
+          if (m != models.end() && m->second.kind == ModelKind::kFinetune && m->second.parent_id != c->parent_id) {
+            rep.problems.push_back(absl::StrCat(who, ": parent ", c->parent_id, " differs from model ", c->model_id,
+                                                "'s parent ", m->second.parent_id));
+          }
+        }
+      },
+      &rep.damaged));
+  rep.chunks += rep.damaged.size() - damaged_before_chunks;
   std::set<std::string> edges;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kLineage]));
@@ -1167,6 +1272,10 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
         continue;
       }
       std::string parent(k.substr(0, z)), child(k.substr(z + 1));
+      if (damaged_models.count(child) || damaged_models.count(parent)) {
+        edges.insert(std::string(k));
+        continue;  // named as damaged already
+      }
       auto c = models.find(child);
       if (c == models.end() || !models.count(parent) || c->second.parent_id != parent) {
         rep.problems.push_back(absl::StrCat("lineage edge ", parent, " -> ", child,
@@ -1178,26 +1287,30 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
   }
   for (const auto& [id, m] : models) {
     if (m.kind != ModelKind::kFinetune) continue;
-    if (!models.count(m.parent_id)) rep.problems.push_back(absl::StrCat("model ", id, ": parent ", m.parent_id, " is missing"));
+    if (!models.count(m.parent_id) && !damaged_models.count(m.parent_id)) {
+      rep.problems.push_back(absl::StrCat("model ", id, ": parent ", m.parent_id, " is missing"));
+    }
     if (!edges.count(library::LineageKey(m.parent_id, id))) {
       rep.problems.push_back(absl::StrCat("model ", id, ": no lineage edge from its parent ", m.parent_id));
     }
     if (!needed.count(id)) rep.unreferenced_models.push_back(id);
   }
   std::sort(rep.unreferenced_models.begin(), rep.unreferenced_models.end());
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kFingerprints]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      rep.fingerprints++;
-      std::string key(View(it->key()));
-      if (!chunk_keys.count(key)) {
-        rep.problems.push_back(absl::StrCat("fingerprint of ", library::ChunkKeyToString(key), " has no chunk"));
-      }
-      auto f = library::Fingerprint::Decode(View(it->value()), library::ChunkKeyToString(key));
-      if (!f.ok()) rep.problems.push_back(std::string(f.status().message()));
-    }
-    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading fingerprints"));
-  }
+  std::unordered_set<std::string> damaged_chunks;
+  for (size_t i = damaged_before_chunks; i < rep.damaged.size(); ++i) damaged_chunks.insert(rep.damaged[i].name);
+  DGC_RETURN_IF_ERROR(ScanCarefully(
+      kFingerprints,
+      [&](absl::string_view k, absl::string_view value) {
+        rep.fingerprints++;
+        std::string key(k);
+        const std::string name = library::ChunkKeyToString(key);
+        if (!chunk_keys.count(key) && !damaged_chunks.count(name)) {
+          rep.problems.push_back(absl::StrCat("fingerprint of ", name, " has no chunk"));
+        }
+        auto f = library::Fingerprint::Decode(value, name);
+        if (!f.ok()) rep.problems.push_back(std::string(f.status().message()));
+      },
+      &rep.damaged));
   return rep;
 }
 

@@ -133,12 +133,24 @@ class RocksDbModelLibrary final {
   [[nodiscard]] StatusOr<library::ChunkRecord> GetChunk(absl::string_view link, int64_t start_ns);
   // Parses "link@TIME" (TIME as ParseTime accepts) or "link/SEQ" and finds it.
   [[nodiscard]] StatusOr<library::ChunkRecord> FindChunk(absl::string_view name);
+  // A record whose bytes fail RocksDB's checksums (a flipped bit in a blob
+  // or table file): what it is and what RocksDB said.
+  struct DamagedRecord {
+    std::string kind;  // "chunk" or "model"
+    std::string name;  // "link@time" or the model id
+    std::string error;
+  };
   // Calls `fn` on every chunk overlapping `query`, by link then start (an
   // iterator seek per link: cost grows with the chunks returned, not with the
   // library). Stops at the first error of `fn` or of RocksDB and returns it.
+  // A chunk record that fails its checksums is named: DataLoss "chunk
+  // LINK@TIME is damaged (...)", or, with `damaged`, listed there and
+  // skipped while the walk goes on.
   [[nodiscard]] Status ForEachChunk(const ChunkQuery& query,
-                                    const std::function<Status(const library::ChunkRecord&)>& fn);
-  [[nodiscard]] StatusOr<std::vector<library::ChunkRecord>> ListChunks(const ChunkQuery& query);
+                                    const std::function<Status(const library::ChunkRecord&)>& fn,
+                                    std::vector<DamagedRecord>* damaged = nullptr);
+  [[nodiscard]] StatusOr<std::vector<library::ChunkRecord>> ListChunks(const ChunkQuery& query,
+                                                                      std::vector<DamagedRecord>* damaged = nullptr);
   // The newest chunk of `link`; NotFound when the link has none.
   [[nodiscard]] StatusOr<library::ChunkRecord> LatestChunk(absl::string_view link);
   // The newest `n` chunks of `link`, newest first (fewer when it has fewer).
@@ -251,13 +263,15 @@ class RocksDbModelLibrary final {
 
   // --- consistency -------------------------------------------------------
   struct CheckReport {
+    std::vector<DamagedRecord> damaged;           // records that fail their checksums
     std::vector<std::string> problems;            // broken invariants (corruption)
     std::vector<std::string> unreferenced_models;  // finetune models no chunk needs (garbage)
     uint64_t chunks = 0, models = 0, lineage_edges = 0, fingerprints = 0;
   };
-  // Reads everything: every record decodes, every chunk's model chain
-  // reaches a full model, lineage edges match model parents, fingerprints
-  // belong to chunks. Errors only when RocksDB fails.
+  // Reads everything: every record passes its checksums and decodes, every
+  // chunk's model chain reaches a full model (a chunk building on a damaged
+  // model is a problem naming both), lineage edges match model parents,
+  // fingerprints belong to chunks. Errors only when RocksDB fails otherwise.
   [[nodiscard]] StatusOr<CheckReport> Check();
 
   // --- jobs (the scheduler's records, step 5) ----------------------------
@@ -265,6 +279,10 @@ class RocksDbModelLibrary final {
   [[nodiscard]] StatusOr<library::JobRecord> GetJob(absl::string_view id);  // NotFound when absent
   [[nodiscard]] StatusOr<std::vector<library::JobRecord>> ListJobs();       // by id
   [[nodiscard]] Status DeleteJob(absl::string_view id);                     // absent: OK
+
+  // Writes the memtables out to table and blob files (what a backup or a
+  // copy of the directory then holds without the log).
+  [[nodiscard]] Status Flush();
 
   const std::string& dir() const { return dir_; }
   uint32_t schema_version() const { return schema_version_; }
@@ -283,6 +301,16 @@ class RocksDbModelLibrary final {
   StatusOr<library::ChunkRecord> ChunkFromKey(absl::string_view key);
   StatusOr<model::ChunkArtifact> ToArtifact(const library::ChunkRecord& c);
   StatusOr<ExpirePlan> PlanExpireLocked(const ExpireOptions& options);
+  // ForEachChunk's walk; `careful`: keys read without checksums, each value
+  // then read with them (finds the damaged record an iterator stops at),
+  // skipping keys up to `after`.
+  Status WalkChunks(const ChunkQuery& q, const std::function<Status(const library::ChunkRecord&)>& fn,
+                    bool careful, const std::string& after, std::string* last, std::vector<DamagedRecord>* damaged,
+                    bool* stopped_by_checksums);
+  // Every key of `cf`, each value read with checksums: the records that
+  // fail them go to `damaged`, the others to `fn`.
+  Status ScanCarefully(Cf cf, const std::function<void(absl::string_view key, absl::string_view value)>& fn,
+                       std::vector<DamagedRecord>* damaged);
   StatusOr<ExpireReport> ApplyExpireLocked(const ExpirePlan& plan);
 
   std::string dir_;

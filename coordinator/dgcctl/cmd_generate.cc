@@ -43,10 +43,17 @@ chunk records its scheme and key fingerprint: cryptopan-aes128 (CryptoPAn,
 what compress writes), or siphash24-cryptopan (chunks made before dgc used
 CryptoPAn; the same key file maps them back).
 
+A chunk whose record, or a model it builds on, fails its checksums (a
+flipped bit on disk) stops generate with the chunk named; --skip-damaged
+leaves its window empty instead, says so, and lists it in the sidecar
+(damaged_chunks_left_empty). dgcctl check --library lib/ lists every damaged
+record.
+
 Times: RFC 3339 (2026-11-26T15:00:00Z), epoch seconds, or relative (3h ago).
 
 Examples:
   dgcctl generate --library lib/ -o synth.pcap
+  dgcctl generate --library lib/ --skip-damaged -o synth.pcap
   dgcctl generate --library lib/ --link tap0 --since "2d ago" --until "1d ago" -o day.pcap
   dgcctl generate --library lib/ --filter "tcp port 443" -o https.pcap
   dgcctl generate --library lib/ --key secret.key -o real-addresses.pcap)");
@@ -56,6 +63,7 @@ Examples:
     double min_p = model::GenerateOptions{}.min_p;
     int threads = 0;
     bool ethernet = false;
+    bool skip_damaged = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--library", o->library, "model library directory")->required();
@@ -74,6 +82,9 @@ Examples:
       ->capture_default_str();
   cmd->add_option("--key", o->key, "key file given to compress --pseudonymize: map addresses back");
   cmd->add_flag("--ethernet", o->ethernet, "write Ethernet frames instead of raw IP");
+  cmd->add_flag("--skip-damaged", o->skip_damaged,
+                "leave the window of a damaged chunk (its record, or a model it builds on, fails its checksums) "
+                "empty and say so, instead of stopping");
   cmd->add_option("-o,--output", o->out, "output pcap (- for stdout)")->required();
   cmd->callback([o, exit_code] {
     auto fail = [&](const Status& st) {
@@ -112,8 +123,23 @@ Examples:
     }
     auto lib = OpenModelLibrary(o->library);
     if (!lib.ok()) return fail(lib.status());
-    auto records = (*lib)->ListChunks(range);
-    if (!records.ok()) return fail(records.status());
+    // Damaged chunks (dgcctl check lists them): named, and with
+    // --skip-damaged their windows stay empty.
+    std::vector<RocksDbModelLibrary::DamagedRecord> damaged;
+    std::vector<std::string> skipped;  // "chunk ...: why", for the side file
+    auto records = (*lib)->ListChunks(range, o->skip_damaged ? &damaged : nullptr);
+    if (!records.ok()) {
+      if (absl::IsDataLoss(records.status())) {
+        return fail(absl::DataLossError(absl::StrCat(records.status().message(),
+                                                     "; --skip-damaged leaves its window empty")));
+      }
+      return fail(records.status());
+    }
+    for (const auto& d : damaged) {
+      std::cerr << "dgcctl generate: warning: chunk " << d.name << " is damaged (" << d.error
+                << "): its window is left empty\n";
+      skipped.push_back(absl::StrCat("chunk ", d.name, ": ", d.error));
+    }
     // Artifacts without deltas: the models come from their lineage (ModelChain).
     std::vector<model::ChunkArtifact> artifacts;
     std::string pseudonymized;  // the key fingerprint the chunks were made with
@@ -190,7 +216,18 @@ Examples:
     for (size_t i = 0; i < chunks.size() && st.ok(); ++i) {
       const auto* a = chunks[i];
       auto m = chain.Get(a->model_id);
-      if (!m.ok()) return fail(m.status());
+      if (!m.ok()) {
+        const std::string where = absl::StrCat("chunk ", a->link, "@", FormatRfc3339(a->start_ns));
+        if (!absl::IsDataLoss(m.status())) return fail(m.status());
+        if (!o->skip_damaged) {
+          return fail(absl::DataLossError(absl::StrCat(where, " cannot be regenerated: ", m.status().message(),
+                                                       "; --skip-damaged leaves its window empty")));
+        }
+        std::cerr << "dgcctl generate: warning: " << where << " builds on a damaged model (" << m.status().message()
+                  << "): its window is left empty\n";
+        skipped.push_back(absl::StrCat(where, ": ", m.status().message()));
+        continue;
+      }
       model::TokenizerConfig tc;
       if (a->report.contains("tokenizer")) {
         auto t = model::TokenizerConfig::FromJson(a->report["tokenizer"]);
@@ -235,12 +272,17 @@ Examples:
                                                : key ? absl::StrCat("mapped back with --key (",
                                                                     absl::StrJoin(schemes, ", "), ")")
                                                      : pseudonymized},
-                             {"packets", written}};
+                             {"packets", written},
+                             {"damaged_chunks_left_empty", skipped}};
       Status s2 = WriteFileAtomic(o->out + ".dgc.json", side.dump(2) + "\n");
       if (!s2.ok()) std::cerr << "dgcctl generate: warning: " << s2.message() << "\n";
     }
     std::cerr << absl::StrFormat("generated %d packets from %d chunk(s) in %.2f s (%.0f packets/s), wrote %d to %s\n",
                                  generated, chunks.size(), secs, secs > 0 ? generated / secs : 0.0, written, o->out);
+    if (!skipped.empty()) {
+      std::cerr << absl::StrFormat("%d damaged chunk(s) left empty (--skip-damaged); dgcctl check --library %s lists them\n",
+                                   skipped.size(), o->library);
+    }
   });
 }
 

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
   dgcctl lineage MODEL --library lib/               a model's chain to its base, and descendants
   dgcctl expire --library lib/ --max-age 90d --dry-run
+  dgcctl check --library lib/                       name every damaged chunk and model (exit 1 if any)
   dgcctl get jobs --coordinator tcp://127.0.0.1:7071   jobs of a running coordinator (also: workers)
   dgcctl cancel job 42; dgcctl retry job 42; dgcctl drain worker-3; dgcctl retrain tap0
   dgcctl keygen worker-1 --out keys/                a CurveZMQ key pair

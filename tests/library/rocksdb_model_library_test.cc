@@ -10,9 +10,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "library/compression_policy.h"
 #include "library/model_library.h"
+#include "common/base/time.h"
 #include "gtest/gtest.h"
 #include "tests/library/chain_fixture.h"
 #include "tests/testutil/testutil.h"
@@ -359,6 +361,77 @@ TEST_F(RocksDbModelLibraryTest, ExpirePlanIsAppliedAsPlannedOrRefusedWhenStale) 
   EXPECT_TRUE(check->unreferenced_models.empty());
   EXPECT_EQ(lib_->ApplyExpire(*fresh).status().code(), absl::StatusCode::kFailedPrecondition)
       << "a plan is applied once";
+}
+
+// Flips one byte of `value`'s first copy in the library's blob files;
+// false when no blob file holds it.
+bool FlipByteOfBlob(const std::string& dir, const std::string& value) {
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".blob") continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t at = bytes.find(value.substr(0, 256));
+    if (at == std::string::npos) continue;
+    std::fstream f(e.path(), std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(at + 100));
+    f.put(static_cast<char>(bytes[at + 100] ^ 0x5a));
+    return static_cast<bool>(f);
+  }
+  return false;
+}
+
+// A flipped byte in a blob file: the check names each damaged record and
+// every chunk that builds on a damaged model; a read of a range with a
+// damaged chunk names it, or lists it and goes on past it.
+TEST_F(RocksDbModelLibraryTest, DamagedRecordsAreNamedByCheckAndByReads) {
+  Commit(0, 12);
+  auto big = ChainChunk(12);
+  big.artifact.skeleton = testing::Bytes(6000, 4242);  // over min_blob_size: kept in a blob file
+  ASSERT_TRUE(lib_->CommitChunk(big).ok());
+  Commit(13, 14);
+  ASSERT_TRUE(lib_->Flush().ok());
+  lib_.reset();
+  ASSERT_TRUE(FlipByteOfBlob(dir(), testing::Bytes(20000, 10)));  // base-10's checkpoint
+  ASSERT_TRUE(FlipByteOfBlob(dir(), testing::Bytes(6000, 4242)));  // chunk 12's skeleton
+  Reopen();
+
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok()) << check.status();
+  std::set<std::string> damaged;
+  for (const auto& d : check->damaged) {
+    damaged.insert(d.kind + " " + d.name);
+    EXPECT_NE(d.error.find("Corruption"), std::string::npos) << d.error;
+  }
+  const std::string chunk12 = "tap0@" + FormatRfc3339(kChainT0 + 12 * kChainChunkNs);
+  EXPECT_EQ(damaged, (std::set<std::string>{"model " + testing::ChainBaseId(10), "chunk " + chunk12}));
+  EXPECT_EQ(check->chunks, 14u);
+  int on_damaged = 0;
+  for (const auto& p : check->problems) {
+    if (p.find("builds on damaged model " + testing::ChainBaseId(10)) != std::string::npos) ++on_damaged;
+  }
+  EXPECT_EQ(on_damaged, 3) << "chunks 10, 11 and 13 build on base-10";  // 12 is damaged itself
+  EXPECT_TRUE(check->unreferenced_models.empty());
+
+  auto all = lib_->ListChunks({});
+  ASSERT_FALSE(all.ok());
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(all.status().message()).find("chunk " + chunk12 + " in "), std::string::npos)
+      << all.status();
+  std::vector<RocksDbModelLibrary::DamagedRecord> skipped;
+  auto rest = lib_->ListChunks({}, &skipped);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->size(), 13u);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].name, chunk12);
+  EXPECT_EQ(rest->back().start_ns, kChainT0 + 13 * kChainChunkNs) << "the walk goes on past the damaged chunk";
+  auto before = lib_->ListChunks({"tap0", kChainT0, kChainT0 + 12 * kChainChunkNs});
+  EXPECT_TRUE(before.ok()) << "a range without the damaged chunk reads: " << before.status();
+
+  auto base = lib_->GetModelRecord(testing::ChainBaseId(10));
+  EXPECT_EQ(base.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(base.status().message()).find("model " + testing::ChainBaseId(10) + " in "),
+            std::string::npos)
+      << base.status();
 }
 
 TEST_F(RocksDbModelLibraryTest, ExpireBySizeStopsAtTheGoalOrSaysWhy) {

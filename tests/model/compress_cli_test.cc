@@ -181,11 +181,66 @@ TEST_F(CompressCliTest, CompressingTheSameInputTwiceIsANoOp) {
   EXPECT_EQ(before[0]["decision"], "retrain");  // the link's first base
 }
 
-TEST_F(CompressCliTest, CorruptLibraryIsAClearError) {
-  std::string lib = dir_.File("lib");
-  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check >/dev/null 2>&1"), 0);
-  testing::WriteBytes(lib + "/CURRENT", "garbage without a newline");
+// A flipped byte in a library file: `dgcctl check` names the damaged
+// record and exits 1; generate stops naming the chunk, or with
+// --skip-damaged leaves its window empty and says so; then a library whose
+// CURRENT is garbage is a clear error naming it.
+TEST_F(CompressCliTest, DamagedAndCorruptLibrariesAreClearErrors) {
+  namespace fs = std::filesystem;
+  std::string lib = dir_.File("lib"), out;
+  // A busier trace at --budget 10x: chunk records over 4 kB, kept in blob
+  // files as models are.
+  const std::string busy = dir_.File("busy.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " synth-trace -o " + busy + " --seconds 120 --sessions-per-second 6 2>/dev/null"), 0);
+  ASSERT_EQ(testing::Run(kCtl + " compress " + busy + " --library " + lib + kTiny +
+                         "--budget 10x --no-check >/dev/null 2>&1"),
+            0);
+  ASSERT_EQ(testing::Run(kCtl + " check --library " + lib + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("ok: every record"), std::string::npos) << out;
+  // Flip a byte in the middle of each blob file in turn (on a copy) until the
+  // check names a damaged chunk.
+  std::vector<fs::path> blobs;
+  for (const auto& e : fs::directory_iterator(lib)) {
+    if (e.path().extension() == ".blob") blobs.push_back(e.path());
+  }
+  ASSERT_FALSE(blobs.empty());
+  std::string damaged_lib, chunk;
+  for (size_t i = 0; i < blobs.size() && chunk.empty(); ++i) {
+    damaged_lib = dir_.File("damaged" + std::to_string(i));
+    fs::copy(lib, damaged_lib, fs::copy_options::recursive);
+    const fs::path blob = fs::path(damaged_lib) / blobs[i].filename();
+    std::string bytes = ReadFile(blob.string()).value();
+    bytes[bytes.size() / 2] ^= 0x5a;
+    testing::WriteBytes(blob.string(), bytes);
+    EXPECT_EQ(testing::Run(kCtl + " check --library " + damaged_lib + " -o json 2>/dev/null", &out), 1) << out;
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << out;
+    EXPECT_FALSE(j["ok"].get<bool>());
+    ASSERT_FALSE(j["damaged"].empty()) << out;
+    for (const auto& d : j["damaged"]) {
+      EXPECT_NE(d["error"].get<std::string>().find("Corruption"), std::string::npos) << d;
+      if (d["kind"] == "chunk") chunk = d["name"].get<std::string>();
+    }
+  }
+  ASSERT_FALSE(chunk.empty()) << "no blob file held a chunk record";
   std::string err;
+  EXPECT_EQ(testing::Run(kCtl + " generate --library " + damaged_lib + " -o " + dir_.File("d.pcap") + " 2>&1", &err), 1);
+  EXPECT_NE(err.find("chunk " + chunk), std::string::npos) << err;
+  EXPECT_NE(err.find("--skip-damaged"), std::string::npos) << err;
+  EXPECT_EQ(testing::Run(kCtl + " generate --library " + damaged_lib + " --skip-damaged -o " + dir_.File("d.pcap") +
+                             " 2>&1",
+                         &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("chunk " + chunk + " is damaged"), std::string::npos) << err;
+  EXPECT_NE(err.find("its window is left empty"), std::string::npos) << err;
+  EXPECT_GT(CountPackets(dir_.File("d.pcap")), 0u) << "the other chunks are regenerated";
+  auto side = nlohmann::json::parse(ReadFile(dir_.File("d.pcap") + ".dgc.json").value());
+  ASSERT_EQ(side["damaged_chunks_left_empty"].size(), 1u) << side;
+  // Reading changed nothing: the damage is still there to see, the rest still reads.
+  EXPECT_EQ(testing::Run(kCtl + " check --library " + damaged_lib + " >/dev/null 2>&1"), 1);
+
+  testing::WriteBytes(lib + "/CURRENT", "garbage without a newline");
   EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + dir_.File("x.pcap") + " 2>&1", &err), 1);
   EXPECT_NE(err.find(lib), std::string::npos) << err;
   EXPECT_NE(err.find("orrupt"), std::string::npos) << err;
