@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/base/files.h"
 #include "common/eval/distance.h"
 #include "common/eval/report_text.h"
@@ -524,6 +525,50 @@ std::string RenderHtml(const EvalReport& r) {
   // The full text table: counts, use-case figures, totals, replay.
   absl::StrAppend(&h, "<h2>Table</h2>\n<pre>", Escape(FormatTable(r)), "</pre>\n");
   absl::StrAppend(&h, "</body>\n</html>\n");
+  return h;
+}
+
+std::string RenderTimeSeriesHtml(const std::string& title, const std::vector<std::string>& notes,
+                                 const std::vector<TimeSeriesPlot>& plots, const std::string& table_text) {
+  std::string h;
+  absl::StrAppend(&h, "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n",
+                  "<head>\n<meta charset=\"utf-8\"/>\n<title>", Escape(title), "</title>\n<style>", kStyle,
+                  "</style>\n</head>\n<body>\n<h1>", Escape(title), "</h1>\n");
+  for (const auto& n : notes) absl::StrAppend(&h, "<p>", Escape(n), "</p>\n");
+  absl::StrAppend(&h, "<div class=\"grid\">\n");
+  for (const TimeSeriesPlot& p : plots) {
+    const size_t n = p.x_unix_s.size();
+    const double x0 = n ? p.x_unix_s.front() : 0, x1 = n ? p.x_unix_s.back() + p.step_s : 1;
+    double ymax = 0;
+    for (double v : p.solid) ymax = std::max(ymax, v);
+    for (double v : p.dashed) ymax = std::max(ymax, v);
+    if (ymax <= 0) ymax = 1;
+    Plot plot(p.id, 1180, 240, x0, x1, 0, ymax * 1.05);
+    plot.Title(p.title);
+    for (int k = 0; k <= 4; ++k) plot.YTick(ymax * k / 4, Short(ymax * k / 4));
+    const bool days = x1 - x0 > 3 * 86400.0;
+    for (int k = 0; k <= 6; ++k) {
+      const double x = x0 + (x1 - x0) * k / 6;
+      plot.XTick(x, absl::FormatTime(days ? "%m-%d %H:%M" : "%H:%M:%S", absl::FromUnixSeconds(std::llround(x)),
+                                     absl::UTCTimeZone()));
+    }
+    plot.XLabel(absl::StrCat("UTC, from ", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(std::llround(x0)),
+                                                            absl::UTCTimeZone()),
+                             "; windows of ", Short(p.step_s), " s"));
+    auto steps = [&](const std::vector<double>& v) {
+      std::vector<Point> out;
+      for (size_t k = 0; k < v.size() && k < n; ++k) {
+        out.push_back(Point{p.x_unix_s[k], v[k]});
+        out.push_back(Point{p.x_unix_s[k] + p.step_s, v[k]});
+      }
+      return out;
+    };
+    plot.Line(steps(p.solid), kRealColor, false);
+    if (!p.dashed_name.empty()) plot.Line(steps(p.dashed), kSynthColor, true);
+    plot.Legend(p.solid_name, p.dashed_name);
+    absl::StrAppend(&h, plot.Svg());
+  }
+  absl::StrAppend(&h, "</div>\n<h2>Table</h2>\n<pre>", Escape(table_text), "</pre>\n</body>\n</html>\n");
   return h;
 }
 

@@ -12,6 +12,7 @@
 #define DGC_COMMON_EVAL_REPORT_HTML_H_
 
 #include <string>
+#include <vector>
 
 #include "common/base/status.h"
 #include "common/eval/metrics.h"
@@ -24,6 +25,19 @@ std::string RenderHtml(const EvalReport& report);
 
 // Renders and writes atomically to `path`. An error names the file.
 [[nodiscard]] Status WriteHtmlReport(const EvalReport& report, const std::string& path);
+
+// A page of time series (dgcctl stats --report): one plot per series, x in
+// Unix seconds drawn as UTC time, one solid and optionally one dashed line
+// (e.g. a lower and an upper bound), then `table_text` as preformatted text.
+struct TimeSeriesPlot {
+  std::string id, title;
+  std::vector<double> x_unix_s;  // window starts
+  double step_s = 0;             // window length: each value drawn as a step over it
+  std::string solid_name, dashed_name;  // legend; dashed_name "" draws no dashed line
+  std::vector<double> solid, dashed;
+};
+std::string RenderTimeSeriesHtml(const std::string& title, const std::vector<std::string>& notes,
+                                 const std::vector<TimeSeriesPlot>& plots, const std::string& table_text);
 
 }  // namespace dgc::eval
 

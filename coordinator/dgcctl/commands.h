@@ -18,6 +18,7 @@ void RegisterSynthTraceCommand(CLI::App& app, int* exit_code);  // cmd_synth_tra
 void RegisterWarmupCommand(CLI::App& app, int* exit_code);      // cmd_compress.cc
 void RegisterCompressCommand(CLI::App& app, int* exit_code);    // cmd_compress.cc
 void RegisterGenerateCommand(CLI::App& app, int* exit_code);    // cmd_generate.cc
+void RegisterStatsCommand(CLI::App& app, int* exit_code);       // cmd_stats.cc
 // lineage, get, describe, expire on a RocksDB model library.
 void RegisterLibraryCommands(CLI::App& app, int* exit_code);    // cmd_library.cc
 // cancel, retry, retrain, drain against a coordinator; keygen.

@@ -15,6 +15,7 @@ __attribute__((weak)) void RegisterSynthTraceCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterWarmupCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterCompressCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterGenerateCommand(CLI::App&, int*);
+__attribute__((weak)) void RegisterStatsCommand(CLI::App&, int*);
 __attribute__((weak)) void RegisterLibraryCommands(CLI::App&, int*);
 __attribute__((weak)) void RegisterRemoteCommands(CLI::App&, int*);
 }  // namespace dgc::ctl
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   dgcctl describe chunk tap0@2024-03-09T14:10:00Z --library lib/
   dgcctl lineage MODEL --library lib/               a model's chain to its base, and descendants
   dgcctl expire --library lib/ --max-age 90d --dry-run
+  dgcctl stats --library lib/ --every 5m             packets, bytes, flows, distinct hosts per window (exact)
   dgcctl check --library lib/                       name every damaged chunk and model (exit 1 if any)
   dgcctl get jobs --coordinator tcp://127.0.0.1:7071   jobs of a running coordinator (also: workers)
   dgcctl cancel job 42; dgcctl retry job 42; dgcctl drain worker-3; dgcctl retrain tap0
@@ -46,6 +48,7 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
   using namespace dgc::ctl;
   if (RegisterCompressCommand) RegisterCompressCommand(app, &exit_code);
   if (RegisterGenerateCommand) RegisterGenerateCommand(app, &exit_code);
+  if (RegisterStatsCommand) RegisterStatsCommand(app, &exit_code);
   if (RegisterWarmupCommand) RegisterWarmupCommand(app, &exit_code);
   if (RegisterEvalCommand) RegisterEvalCommand(app, &exit_code);
   if (RegisterBaselineCommand) RegisterBaselineCommand(app, &exit_code);

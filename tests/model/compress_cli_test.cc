@@ -2,6 +2,7 @@
 // dgcctl compress a small trace into a (RocksDB) library, dgcctl generate it
 // back; re-runs, stdin, --follow with raw retention, and --pseudonymize.
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "common/base/files.h"
@@ -68,6 +69,37 @@ TEST_F(CompressCliTest, CompressesAndRegeneratesDeterministically) {
   EXPECT_GT(CountPackets(a), 100u);
   EXPECT_EQ(*ReadFile(a), *ReadFile(b));  // same seed, same output
   EXPECT_TRUE(fs::exists(a + ".dgc.json"));  // marked synthetic
+
+  // dgcctl stats reads the history from the skeletons, exact: packets and
+  // bytes per minute are the input's, distinct sources exact per minute.
+  std::map<int64_t, std::pair<uint64_t, uint64_t>> real;  // minute -> packets, IP bytes
+  {
+    auto in = TraceReader::Open(trace_);
+    ASSERT_TRUE(in.ok());
+    PacketRecord q;
+    while ((*in)->Next(&q)) {
+      auto& [pk, by] = real[q.ts_ns / 60000000000LL * 60];
+      ++pk;
+      by += q.ip_len;
+    }
+  }
+  ASSERT_EQ(testing::Run(kCtl + " stats --library " + lib + " --every 60s --time-format epoch -o json 2>&1", &out), 0)
+      << out;
+  auto st = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(st.is_object()) << out;
+  ASSERT_EQ(st["rows"].size(), real.size()) << out;
+  for (const auto& row : st["rows"]) {
+    const int64_t start = row["start"].get<int64_t>();
+    ASSERT_TRUE(real.count(start)) << row;
+    EXPECT_EQ(row["packets"].get<double>(), real[start].first) << row;
+    EXPECT_EQ(row["bytes"].get<double>(), real[start].second) << row;
+    EXPECT_TRUE(row["volume_exact"].get<bool>());
+    EXPECT_TRUE(row["distinct_exact"].get<bool>());
+    EXPECT_GT(row["srcs"].get<int>(), 0);
+  }
+  const std::string html = dir_.File("stats.html");
+  ASSERT_EQ(testing::Run(kCtl + " stats --library " + lib + " --every 5m --report " + html + " >/dev/null 2>&1"), 0);
+  EXPECT_NE(ReadFile(html)->find("<svg"), std::string::npos);
 
   // --filter keeps only matching packets.
   std::string f = dir_.File("f.pcap");
