@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/time.h"
@@ -79,9 +80,15 @@ StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::strin
   t0 = std::max(t0, q.since_ns);
   t1 = std::min(t1, q.until_ns);
   const int64_t origin = FloorTo(t0, every_ns);
-  const size_t n = static_cast<size_t>((t1 - origin + every_ns - 1) / every_ns);
-  out.rows.resize(n);
-  for (size_t w = 0; w < n; ++w) out.rows[w].start_ns = origin + static_cast<int64_t>(w) * every_ns;
+  const int64_t n = (t1 - origin + every_ns - 1) / every_ns;
+  // Only windows some chunk covers: a gap between chunks is not zero
+  // traffic but nothing kept.
+  std::map<int64_t, SeriesRow> rows;
+  auto row_at = [&](int64_t w) -> SeriesRow& {
+    auto [it, added] = rows.try_emplace(w);
+    if (added) it->second.start_ns = origin + w * every_ns;
+    return it->second;
+  };
   out.chunks = items.size();
   auto window_of = [&](int64_t t) -> int64_t { return (t - origin) >= 0 ? (t - origin) / every_ns : -1; };
 
@@ -100,8 +107,8 @@ StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::strin
       const double pk = s.packets[i], by = static_cast<double>(s.bytes[i]), nf = s.new_flows[i];
       if (pk == 0 && by == 0 && nf == 0) continue;
       const int64_t w0 = window_of(b0), w1 = window_of(b1 - 1);
-      for (int64_t w = std::max<int64_t>(w0, 0); w <= w1 && w < static_cast<int64_t>(n); ++w) {
-        SeriesRow& row = out.rows[static_cast<size_t>(w)];
+      for (int64_t w = std::max<int64_t>(w0, 0); w <= w1 && w < n; ++w) {
+        SeriesRow& row = row_at(w);
         const int64_t lo = std::max(b0, row.start_ns), hi = std::min(b1, row.start_ns + every_ns);
         const double f = w0 == w1 ? 1.0 : static_cast<double>(hi - lo) / static_cast<double>(b1 - b0);
         row.packets += pk * f;
@@ -109,16 +116,16 @@ StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::strin
         row.new_flows += nf * f;
         if (w0 != w1) row.volume_exact = false;
       }
-      if (w0 < 0 || w1 >= static_cast<int64_t>(n)) {  // part of the bin outside the windows read
-        if (w0 >= 0 && w0 < static_cast<int64_t>(n)) out.rows[static_cast<size_t>(w0)].volume_exact = false;
-        if (w1 >= 0 && w1 < static_cast<int64_t>(n)) out.rows[static_cast<size_t>(w1)].volume_exact = false;
+      if (w0 < 0 || w1 >= n) {  // part of the bin outside the windows read
+        if (w0 >= 0 && w0 < n) row_at(w0).volume_exact = false;
+        if (w1 >= 0 && w1 < n) row_at(w1).volume_exact = false;
       }
     }
     // Distinct counts.
     const int64_t cw0 = std::max<int64_t>(window_of(c0), 0);
-    const int64_t cw1 = std::min<int64_t>(window_of(c1 - 1), static_cast<int64_t>(n) - 1);
+    const int64_t cw1 = std::min<int64_t>(window_of(c1 - 1), n - 1);
     for (int64_t w = cw0; w <= cw1; ++w) {
-      SeriesRow& row = out.rows[static_cast<size_t>(w)];
+      SeriesRow& row = row_at(w);
       const int64_t W0 = row.start_ns, W1 = W0 + every_ns;
       row.chunks++;
       Part p;
@@ -155,6 +162,11 @@ StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::strin
       Max(&row.distinct_lo, p.lo);
       Add(&row.distinct_hi, p.hi);
     }
+  }
+  out.rows.reserve(rows.size());
+  for (auto& [w, row] : rows) {
+    if (row.distinct_lo == row.distinct_hi) row.distinct_exact = true;  // the bounds meet
+    out.rows.push_back(std::move(row));
   }
   return out;
 }

@@ -44,7 +44,9 @@ struct SeriesRow {
 
 struct WindowSeries {
   int64_t every_ns = 0;
-  std::vector<SeriesRow> rows;  // every window from the first to the last, empty ones included
+  // Every window a chunk covers, in time order (with zeros where a chunk saw
+  // nothing); windows no chunk covers (nothing kept there) are left out.
+  std::vector<SeriesRow> rows;
   std::vector<std::string> links;  // the stored links read (shards apart)
   uint64_t chunks = 0;
   std::vector<RocksDbModelLibrary::DamagedRecord> damaged;  // skipped

@@ -31,10 +31,10 @@ std::string Start(int64_t ns, const std::string& format) {
   return format == "epoch" ? absl::StrCat(ns / 1000000000) : FormatRfc3339(ns);
 }
 
-// "12" when exact, "12-15" for bounds, "-" when unknown.
+// "12" when exact (or the bounds meet), "12-15" for bounds, "-" when unknown.
 std::string Distinct(uint32_t lo, uint32_t hi, bool exact, bool known) {
   if (!known) return "-";
-  return exact ? absl::StrCat(lo) : absl::StrCat(lo, "-", hi);
+  return exact || lo == hi ? absl::StrCat(lo) : absl::StrCat(lo, "-", hi);
 }
 
 std::string Volume(double v, bool exact) {
@@ -90,7 +90,7 @@ Status RunStats(const StatsArgs& a) {
     for (const auto& r : series->rows) {
       auto d = [&](uint32_t lo, uint32_t hi) -> nlohmann::json {
         if (!r.distinct_known) return nullptr;
-        return r.distinct_exact ? nlohmann::json(lo) : nlohmann::json({{"min", lo}, {"max", hi}});
+        return r.distinct_exact || lo == hi ? nlohmann::json(lo) : nlohmann::json({{"min", lo}, {"max", hi}});
       };
       rows.push_back({{"start", a.time_format == "epoch" ? nlohmann::json(r.start_ns / 1000000000)
                                                          : nlohmann::json(FormatRfc3339(r.start_ns))},
@@ -219,8 +219,8 @@ skeleton), none from the model, so a day of a link answers in milliseconds:
                              busiest minute, at most the sum of the minutes)
 A window that spans several chunks (or shards LINK#i) gives bounds for its
 distinct counts, since a host may appear in both. 'new flows' counts a flow
-in each chunk it has packets in. Empty windows between chunks are listed
-with zeros.
+in each chunk it has packets in. A window some chunk covers is listed even
+with zeros; windows no chunk covers (nothing was kept there) are left out.
 
 Examples:
   dgcctl stats --library lib/ --link tap0 --since 2024-03-09T00:00:00Z --until 2024-03-10T00:00:00Z
