@@ -16,19 +16,71 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 // A sampled size can be impossible on the wire (smaller than the headers the
 // protocol needs, or an IPv4 packet over 64 KiB): bring it to the nearest
 // valid one, so every written packet is well-formed.
-void MakeWireValid(PacketRecord* p) {
-  uint32_t ip_hdr = p->version == 6 ? 40 : 20;
+uint32_t MinWireLength(const PacketRecord& p) {
+  uint32_t ip_hdr = p.version == 6 ? 40 : 20;
   uint32_t l4 = 0;
-  if (!p->is_later_fragment()) {
-    switch (p->proto) {
+  if (!p.is_later_fragment()) {
+    switch (p.proto) {
       case kProtoTcp: l4 = 20; break;
       case kProtoUdp: case kProtoIcmp: case kProtoIcmpV6: l4 = 8; break;
       case kProtoSctp: l4 = 12; break;
       default: break;
     }
   }
-  uint32_t max_len = p->version == 6 ? 65535 + 40 : 65535;
-  p->ip_len = std::clamp(p->ip_len, ip_hdr + l4, max_len);
+  return ip_hdr + l4;
+}
+uint32_t MaxWireLength(const PacketRecord& p) { return p.version == 6 ? 65535 + 40 : 65535; }
+void MakeWireValid(PacketRecord* p) { p->ip_len = std::clamp(p->ip_len, MinWireLength(*p), MaxWireLength(*p)); }
+
+// A flow kept exactly has its byte total on record; the model drew its
+// packets' sizes. Scale what each packet carries above its headers so the
+// flow totals the record (deterministic: no draw), never past the larger of
+// the flow's largest drawn packet and 1500 bytes, and put the rounding on the
+// largest packets. A record below the headers' floor leaves the floor.
+void FitFlowBytes(std::vector<PacketRecord>* pkts, uint64_t target) {
+  if (pkts->empty()) return;
+  uint64_t floor = 0, have = 0;
+  uint32_t cap = 1500;
+  for (auto& p : *pkts) {
+    MakeWireValid(&p);
+    floor += MinWireLength(p);
+    have += p.ip_len;
+    cap = std::max(cap, p.ip_len);
+  }
+  if (have == target) return;
+  if (target <= floor) {
+    for (auto& p : *pkts) p.ip_len = MinWireLength(p);
+    return;
+  }
+  const double above = static_cast<double>(have - floor);
+  const double want = static_cast<double>(target - floor);
+  uint64_t total = 0;
+  for (auto& p : *pkts) {
+    const uint32_t lo = MinWireLength(p), hi = std::min(cap, MaxWireLength(p));
+    const double extra = above > 0 ? (p.ip_len - lo) * want / above : want / static_cast<double>(pkts->size());
+    p.ip_len = static_cast<uint32_t>(std::clamp<double>(std::floor(lo + extra), lo, hi));
+    total += p.ip_len;
+  }
+  // The remainder, a byte at a time from the largest packets (by index on ties).
+  std::vector<size_t> order(pkts->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*pkts)[a].ip_len > (*pkts)[b].ip_len; });
+  for (int pass = 0; pass < 2 && total != target; ++pass) {
+    for (size_t i : order) {
+      if (total == target) break;
+      PacketRecord& p = (*pkts)[i];
+      const uint32_t lo = MinWireLength(p), hi = std::min(cap, MaxWireLength(p));
+      if (total < target) {
+        const uint64_t add = std::min<uint64_t>(target - total, hi - p.ip_len);
+        p.ip_len += static_cast<uint32_t>(add);
+        total += add;
+      } else {
+        const uint64_t sub = std::min<uint64_t>(total - target, p.ip_len - lo);
+        p.ip_len -= static_cast<uint32_t>(sub);
+        total -= sub;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -454,6 +506,7 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
       uint8_t have = 0;
       for (const auto& p : expanded[i].packets) have |= p.tcp_flags;
       if (e.key.proto == kProtoTcp) expanded[i].packets.back().tcp_flags |= e.tcp_flags & ~have;
+      if (opt.fit_exact_bytes) FitFlowBytes(&expanded[i].packets, e.bytes);
     }
   }
   if (opt.match_packet_counts) PlaceTailPackets(sk, &expanded, rng);

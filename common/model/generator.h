@@ -39,6 +39,9 @@ struct GenerateOptions {
   // Steer the drawn flows' hosts to the skeleton's per-window distinct
   // counts (reuse hosts already active in the window before inventing one).
   bool steer_hosts = true;
+  // Scale the drawn sizes of each exactly kept flow's packets so the flow
+  // totals its recorded bytes (a flow record's byte count is exact too).
+  bool fit_exact_bytes = true;
 };
 
 struct GenerateStats {

@@ -184,7 +184,16 @@ TEST(GeneratorTest, ExactFlowsKeepTheirTupleStartPacketsAndFlags) {
     EXPECT_EQ(synth[i].packets, real[i].packets) << i;
     EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;  // microseconds
     EXPECT_EQ(synth[i].tcp_flags & real[i].tcp_flags, real[i].tcp_flags) << i;
+    EXPECT_EQ(synth[i].bytes, real[i].bytes) << i << ": an exact flow totals its recorded bytes";
   }
+  // Without the fit, the untrained model's sizes miss the totals.
+  o.fit_exact_bytes = false;
+  auto unfit = GenerateChunk(*u.model, u.tok, sk, o, &st);
+  ASSERT_TRUE(unfit.ok());
+  uint64_t real_bytes = 0, unfit_bytes = 0;
+  for (const auto& p : c.packets) real_bytes += p.ip_len;
+  for (const auto& p : *unfit) unfit_bytes += p.ip_len;
+  EXPECT_NE(unfit_bytes, real_bytes);
 }
 
 TEST(GeneratorTest, SteeredHostsFollowThePerWindowDistinctCounts) {
