@@ -30,14 +30,17 @@ PACKAGES=(
   python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
 
-# The shared libraries behind the -dev packages above, and curl for health checks.
-# A new library dependency adds its -dev package above and its runtime one here.
+# The shared libraries the built binaries link (ldd of dgc-coordinator,
+# dgc-worker, dgc-ingest, dgcctl: prometheus-cpp's pull, civetweb and
+# boost_system are not among them; the /metrics server is Boost.Beast, header
+# only), and curl for health checks. A new library dependency adds its -dev
+# package above and its runtime one here.
 RUNTIME_PACKAGES=(
   libpcap0.8 libzstd1 zlib1g liblzma5 libxxhash0 libssl3 libsodium23
   libabsl20220623 libspdlog1.10 libfmt9
   libtorch1.13 libopenblas0-pthread
   librocksdb7.8 libzmq5 libcapnp-0.9.2
-  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libcivetweb1 libboost-system1.74.0
+  libprometheus-cpp-core1.0 libgloo0
   ca-certificates curl
 )
 
