@@ -10,6 +10,8 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
 #include <deque>
@@ -28,6 +30,7 @@
 #include "common/base/fault.h"
 #include "common/base/time.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
 
 namespace dgc {
 namespace fs = std::filesystem;
@@ -52,6 +55,12 @@ Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
     case rocksdb::Status::kNotSupported: return absl::UnimplementedError(msg);
     case rocksdb::Status::kInvalidArgument: return absl::InvalidArgumentError(msg);
     case rocksdb::Status::kIOError:
+      if (s.IsNoSpace() || s.ToString().find("No space left") != std::string::npos) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            what, ": no space left on the device (", s.ToString(),
+            "): nothing unacknowledged was committed; free space and run it again (readers: get, describe, "
+            "generate, stats, check open the library read-only meanwhile)"));
+      }
       if (s.subcode() == rocksdb::Status::kLockLimit || s.ToString().find("lock") != std::string::npos) {
         return absl::UnavailableError(absl::StrCat(msg, " (is another dgc process using this library?)"));
       }
@@ -133,6 +142,16 @@ RocksDbModelLibrary::RocksDbModelLibrary(std::string dir, Options options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
 RocksDbModelLibrary::~RocksDbModelLibrary() {
+  if (db_ && write_failed_) {
+    // A write failed on I/O (a full disk): closing the database, or asking
+    // it to resume, then trips an assertion inside RocksDB 7.8 (a sync of
+    // the log after a failed append) and aborts the process. Everything committed is in the
+    // log already; the failed batch was never acknowledged. Leave the handle
+    // to the process's exit, which releases its files and lock.
+    for (auto*& h : cf_) h = nullptr;
+    (void)db_.release();
+    return;
+  }
   if (db_) {
     for (auto* h : cf_) {
       if (h) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -152,6 +171,31 @@ int64_t RocksDbModelLibrary::Now() const {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+namespace {
+
+// rocksdb::Logger onto spdlog: warnings and errors, prefixed with the library.
+class ProcessLogger final : public rocksdb::Logger {
+ public:
+  explicit ProcessLogger(std::string dir) : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof buf, format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb ({}): {}", dir_, buf);
+    } else {
+      spdlog::warn("rocksdb ({}): {}", dir_, buf);
+    }
+  }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace
 
 StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const std::string& dir, Options options) {
   std::error_code ec;
@@ -177,6 +221,7 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
           absl::StrCat(dir, " is not empty and is not a dgc library (no RocksDB CURRENT file): refusing to write there"));
     }
   }
+  if (options.read_only) options.create_if_missing = false;
   if (!is_rocks && !options.create_if_missing) {
     return absl::NotFoundError(absl::StrCat("no model library at ", dir));
   }
@@ -187,6 +232,10 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
   dbo.max_background_jobs = 2;
   dbo.keep_log_file_num = 4;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // RocksDB's own messages go to the process's log, not to a LOG file in the
+  // library: on a full disk that file's writer asserted and aborted the
+  // process from RocksDB's error-recovery thread.
+  dbo.info_log = std::make_shared<ProcessLogger>(dir);
   auto supported = rocksdb::GetSupportedCompressions();
   auto has = [&](rocksdb::CompressionType t) {
     return std::find(supported.begin(), supported.end(), t) != supported.end();
@@ -213,8 +262,10 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
   std::unique_ptr<RocksDbModelLibrary> lib(new RocksDbModelLibrary(dir, std::move(options)));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  DGC_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw),
-                                absl::StrCat("opening model library ", dir)));
+  const bool read_only = lib->options_.read_only;
+  DGC_RETURN_IF_ERROR(FromRocks(read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir, cfs, &handles, &raw)
+                                          : rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw),
+                                absl::StrCat("opening model library ", dir, read_only ? " (read-only)" : "")));
   lib->db_.reset(raw);
   lib->cf_ = handles;
 
@@ -238,7 +289,15 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
                                                       " (written by a newer dgc); this build knows up to ", library::kSchemaVersion,
                                                       ": upgrade dgc"));
   }
-  if (!v || version < library::kSchemaVersion) DGC_RETURN_IF_ERROR(lib->Upgrade(version));
+  if (read_only && version < library::kSchemaVersion) {
+    // An older library: upgrade it once (read-write), then read it.
+    lib.reset();
+    Options rw = options;
+    rw.read_only = false;
+    DGC_RETURN_IF_ERROR(Open(dir, rw).status());
+    return Open(dir, options);
+  }
+  if (!read_only && (!v || version < library::kSchemaVersion)) DGC_RETURN_IF_ERROR(lib->Upgrade(version));
   lib->schema_version_ = library::kSchemaVersion;
   return lib;
 }
@@ -290,9 +349,14 @@ Status RocksDbModelLibrary::Upgrade(uint32_t from) {
 }
 
 Status RocksDbModelLibrary::Write(void* b) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(absl::StrCat("the library at ", dir_, " is open read-only"));
+  }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  return FromRocks(db_->Write(wo, static_cast<rocksdb::WriteBatch*>(b)), absl::StrCat("writing to ", dir_));
+  rocksdb::Status s = db_->Write(wo, static_cast<rocksdb::WriteBatch*>(b));
+  if (s.IsIOError()) write_failed_ = true;
+  return FromRocks(s, absl::StrCat("writing to ", dir_));
 }
 
 StatusOr<std::optional<std::string>> RocksDbModelLibrary::Get(Cf cf, absl::string_view key) {
@@ -1346,8 +1410,10 @@ Status RocksDbModelLibrary::DeleteJob(absl::string_view id) {
   return Write(&batch);
 }
 
-StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir) {
-  return RocksDbModelLibrary::Open(dir);
+StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir, bool read_only) {
+  RocksDbModelLibrary::Options o;
+  o.read_only = read_only;
+  return RocksDbModelLibrary::Open(dir, o);
 }
 
 }  // namespace dgc

@@ -29,6 +29,7 @@
 #define DGC_LIBRARY_ROCKSDB_MODEL_LIBRARY_H_
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,11 @@ class RocksDbModelLibrary final {
     // Now, in Unix nanoseconds (commit times, Expire's age). Default: the
     // system clock.
     std::function<int64_t()> clock;
+    // Open for reading only (RocksDB OpenForReadOnly): writes nothing, not
+    // even the log replay a normal open does, so a library on a full disk
+    // (or one another process holds) still lists and regenerates. Every
+    // write returns FailedPrecondition. Implies !create_if_missing.
+    bool read_only = false;
   };
 
   // Opens (or creates) the library in `dir` and runs the schema upgrade when
@@ -320,6 +326,7 @@ class RocksDbModelLibrary final {
   uint32_t schema_version_ = 0;
   std::mutex commit_mu_;  // serialises CommitChunk, PutFullModel, Expire (check-then-write)
   uint64_t changes_ = 0;  // chunk and model writes, under commit_mu_: a retention plan's staleness
+  std::atomic<bool> write_failed_{false};  // a write hit an I/O error (disk full): see ~RocksDbModelLibrary
 };
 
 // The library every dgcctl verb opens: RocksDB in `dir`, created when `dir`
@@ -332,7 +339,10 @@ class RocksDbModelLibrary final {
 // released). A non-empty directory
 // that is neither is refused as well, so a typo never writes into someone
 // else's files.
-[[nodiscard]] StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir);
+// `read_only`: RocksDbModelLibrary::Options::read_only (readers: generate,
+// stats, check; they then work on a full disk).
+[[nodiscard]] StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir,
+                                                                              bool read_only = false);
 
 // A chunk record's artifact fields (link, times, model and parent ids,
 // skeleton), without its delta and without its report: callers decide

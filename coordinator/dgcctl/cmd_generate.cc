@@ -121,7 +121,7 @@ Examples:
     if (key) {
       if (auto bytes = ReadFile(o->key); !bytes.ok()) return fail(bytes.status());
     }
-    auto lib = OpenModelLibrary(o->library);
+    auto lib = OpenModelLibrary(o->library, /*read_only=*/true);
     if (!lib.ok()) return fail(lib.status());
     // Damaged chunks (dgcctl check lists them): named, and with
     // --skip-damaged their windows stay empty.

@@ -44,9 +44,12 @@ int64_t NowNs() {
 }
 
 // An existing library; NotFound naming `dir` when there is none.
-StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenExisting(const std::string& dir) {
+// Verbs that only read open the library read-only: they work on a full
+// disk, and beside a process that holds it for writing.
+StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenExisting(const std::string& dir, bool read_only = true) {
   RocksDbModelLibrary::Options o;
   o.create_if_missing = false;
+  o.read_only = read_only;
   return RocksDbModelLibrary::Open(dir, o);
 }
 
@@ -303,7 +306,7 @@ Status RunExpire(const ExpireArgs& a) {
   if (!a.max_bytes.empty() && o.max_bytes == 0) return absl::InvalidArgumentError("--max-bytes must be positive");
   o.dry_run = a.dry_run;
   o.batch_chunks = a.batch;
-  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library, /*read_only=*/a.dry_run));
   DGC_ASSIGN_OR_RETURN(auto rep, lib->Expire(o));
   for (const auto& w : rep.warnings) std::fprintf(stderr, "dgcctl expire: warning: %s\n", w.c_str());
   if (a.output == "json") {

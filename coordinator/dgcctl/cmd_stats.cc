@@ -58,7 +58,7 @@ Status RunStats(const StatsArgs& a) {
   DGC_ASSIGN_OR_RETURN(int64_t every, ParseDurationNs(a.every));
   if (every <= 0) return absl::InvalidArgumentError("--every must be positive (e.g. 60s, 5m, 1h)");
   RocksDbModelLibrary::Options lo;
-  lo.create_if_missing = false;
+  lo.read_only = true;
   DGC_ASSIGN_OR_RETURN(auto lib, RocksDbModelLibrary::Open(a.library, lo));
   auto series = library::WindowSeriesOf(*lib, a.link, range, every, a.skip_damaged);
   if (!series.ok() && absl::IsDataLoss(series.status()) && !a.skip_damaged) {

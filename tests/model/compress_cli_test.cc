@@ -1,6 +1,8 @@
 // A tiny end-to-end run of the embedded pipeline, as an operator would do it:
 // dgcctl compress a small trace into a (RocksDB) library, dgcctl generate it
 // back; re-runs, stdin, --follow with raw retention, and --pseudonymize.
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <set>
@@ -276,6 +278,65 @@ TEST_F(CompressCliTest, DamagedAndCorruptLibrariesAreClearErrors) {
   EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + dir_.File("x.pcap") + " 2>&1", &err), 1);
   EXPECT_NE(err.find(lib), std::string::npos) << err;
   EXPECT_NE(err.find("orrupt"), std::string::npos) << err;
+}
+
+// A full disk: compress fails with an error naming the library and exits 1
+// (it aborted inside RocksDB before, or printed success), commits nothing it
+// did not make durable, the library stays readable (read-only) while the
+// disk is full, and the same command finishes the job once space returns.
+// Needs root to mount a small tmpfs; skips otherwise.
+TEST_F(CompressCliTest, AFullDiskFailsClearlyKeepsTheLibraryReadableAndResumes) {
+  namespace fs = std::filesystem;
+  const std::string mnt = dir_.File("small");
+  fs::create_directories(mnt);
+  if (::geteuid() != 0 || testing::Run("mount -t tmpfs -o size=3m tmpfs " + mnt + " 2>/dev/null") != 0) {
+    GTEST_SKIP() << "needs root to mount a tmpfs";
+  }
+  struct Unmount {
+    std::string at;
+    ~Unmount() { testing::Run("umount " + at + " 2>/dev/null"); }
+  } unmount{mnt};
+  const std::string lib = mnt + "/lib";
+  std::string out;
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check 2>&1", &out), 0)
+      << out;
+  ASSERT_EQ(testing::Run(kCtl + " get chunks --library " + lib + " -o json 2>/dev/null", &out), 0);
+  const size_t first = nlohmann::json::parse(out).size();
+  ASSERT_GE(first, 2u);
+  // Fill the file system.
+  testing::Run("dd if=/dev/zero of=" + mnt + "/filler bs=64k 2>/dev/null");
+  std::string err;
+  EXPECT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check --link tap1 2>&1",
+                         &err),
+            1)
+      << err;
+  EXPECT_NE(err.find(lib), std::string::npos) << err;
+  EXPECT_NE(err.find("no space left"), std::string::npos) << err;
+  EXPECT_EQ(err.find("Assertion"), std::string::npos) << err;
+  // Readable while full: listing, the history and regeneration (into another file system).
+  ASSERT_EQ(testing::Run(kCtl + " get chunks --library " + lib + " -o json 2>/dev/null", &out), 0) << out;
+  auto listed = nlohmann::json::parse(out);
+  size_t tap1 = 0;
+  for (const auto& c : listed) tap1 += c.value("link", "") == "tap1";
+  EXPECT_EQ(listed.size(), first + tap1) << "what was committed stays";
+  EXPECT_EQ(testing::Run(kCtl + " stats --library " + lib + " --link default -o json >/dev/null 2>&1"), 0);
+  EXPECT_EQ(testing::Run(kCtl + " generate --library " + lib + " --link default -o " + dir_.File("full.pcap") +
+                         " 2>/dev/null"),
+            0);
+  EXPECT_GT(CountPackets(dir_.File("full.pcap")), 0u);
+  // Space returns: the same command finishes, every chunk once.
+  fs::remove(mnt + "/filler");
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check --link tap1 2>&1",
+                         &out),
+            0)
+      << out;
+  ASSERT_EQ(testing::Run(kCtl + " get chunks --library " + lib + " -o json 2>/dev/null", &out), 0);
+  auto all = nlohmann::json::parse(out);
+  EXPECT_EQ(all.size(), 2 * first);
+  std::set<std::string> names;
+  for (const auto& c : all) names.insert(c.value("chunk", ""));
+  EXPECT_EQ(names.size(), all.size());
+  EXPECT_EQ(testing::Run(kCtl + " check --library " + lib + " >/dev/null 2>&1"), 0);
 }
 
 TEST_F(CompressCliTest, ReadsAPcapStreamFromStdin) {
