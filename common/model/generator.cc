@@ -33,53 +33,49 @@ uint32_t MaxWireLength(const PacketRecord& p) { return p.version == 6 ? 65535 + 
 void MakeWireValid(PacketRecord* p) { p->ip_len = std::clamp(p->ip_len, MinWireLength(*p), MaxWireLength(*p)); }
 
 // A flow kept exactly has its byte total on record; the model drew its
-// packets' sizes. Scale what each packet carries above its headers so the
-// flow totals the record (deterministic: no draw), never past the larger of
-// the flow's largest drawn packet and 1500 bytes, and put the rounding on the
-// largest packets. A record below the headers' floor leaves the floor.
+// packets' sizes. Bring the flow to its total while keeping the sizes the
+// model drew (pkt_size is scored on exact values): move whole packets from
+// the flow's smallest drawn size to its largest (or back) while that fits the
+// difference, then let one packet absorb what is left; only when that is not
+// enough (every packet already at an end) spread the rest over all of them,
+// within the headers' floor and max(1500, the largest drawn size).
+// Deterministic: no draw, the same output for any thread count.
 void FitFlowBytes(std::vector<PacketRecord>* pkts, uint64_t target) {
   if (pkts->empty()) return;
-  uint64_t floor = 0, have = 0;
-  uint32_t cap = 1500;
+  int64_t have = 0;
+  uint32_t cap = 1500, smallest = UINT32_MAX, largest = 0;
   for (auto& p : *pkts) {
     MakeWireValid(&p);
-    floor += MinWireLength(p);
     have += p.ip_len;
     cap = std::max(cap, p.ip_len);
+    smallest = std::min(smallest, p.ip_len);
+    largest = std::max(largest, p.ip_len);
   }
-  if (have == target) return;
-  if (target <= floor) {
-    for (auto& p : *pkts) p.ip_len = MinWireLength(p);
-    return;
-  }
-  const double above = static_cast<double>(have - floor);
-  const double want = static_cast<double>(target - floor);
-  uint64_t total = 0;
-  for (auto& p : *pkts) {
-    const uint32_t lo = MinWireLength(p), hi = std::min(cap, MaxWireLength(p));
-    const double extra = above > 0 ? (p.ip_len - lo) * want / above : want / static_cast<double>(pkts->size());
-    p.ip_len = static_cast<uint32_t>(std::clamp<double>(std::floor(lo + extra), lo, hi));
-    total += p.ip_len;
-  }
-  // The remainder, a byte at a time from the largest packets (by index on ties).
+  int64_t diff = static_cast<int64_t>(target) - have;
+  if (diff == 0) return;
   std::vector<size_t> order(pkts->size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*pkts)[a].ip_len > (*pkts)[b].ip_len; });
-  for (int pass = 0; pass < 2 && total != target; ++pass) {
-    for (size_t i : order) {
-      if (total == target) break;
-      PacketRecord& p = (*pkts)[i];
-      const uint32_t lo = MinWireLength(p), hi = std::min(cap, MaxWireLength(p));
-      if (total < target) {
-        const uint64_t add = std::min<uint64_t>(target - total, hi - p.ip_len);
-        p.ip_len += static_cast<uint32_t>(add);
-        total += add;
-      } else {
-        const uint64_t sub = std::min<uint64_t>(total - target, p.ip_len - lo);
-        p.ip_len -= static_cast<uint32_t>(sub);
-        total -= sub;
-      }
-    }
+  // Growing: smallest packets first, each to the largest size; shrinking: the reverse.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return diff > 0 ? (*pkts)[a].ip_len < (*pkts)[b].ip_len : (*pkts)[a].ip_len > (*pkts)[b].ip_len;
+  });
+  for (size_t i : order) {
+    if (diff == 0) break;
+    PacketRecord& p = (*pkts)[i];
+    const uint32_t to = diff > 0 ? largest : std::max(smallest, MinWireLength(p));
+    const int64_t step = static_cast<int64_t>(to) - p.ip_len;
+    if (step == 0 || (diff > 0 ? step > diff : step < diff)) continue;
+    p.ip_len = to;
+    diff -= step;
+  }
+  // What is left, on as few packets as the bounds allow.
+  for (size_t i : order) {
+    if (diff == 0) break;
+    PacketRecord& p = (*pkts)[i];
+    const int64_t lo = MinWireLength(p), hi = std::min(cap, MaxWireLength(p));
+    const int64_t next = std::clamp<int64_t>(static_cast<int64_t>(p.ip_len) + diff, lo, hi);
+    diff -= next - p.ip_len;
+    p.ip_len = static_cast<uint32_t>(next);
   }
 }
 
