@@ -153,6 +153,13 @@ RocksDbModelLibrary::~RocksDbModelLibrary() {
     return;
   }
   if (db_) {
+    // A clean close leaves the tables and blob files written (not only the
+    // log), so the next open, read-only ones included, replays nothing.
+    if (!options_.read_only) {
+      rocksdb::FlushOptions fo;
+      fo.wait = true;
+      db_->Flush(fo, cf_).PermitUncheckedError();
+    }
     for (auto* h : cf_) {
       if (h) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     }
@@ -174,21 +181,20 @@ int64_t RocksDbModelLibrary::Now() const {
 
 namespace {
 
-// rocksdb::Logger onto spdlog: warnings and errors, prefixed with the library.
+// rocksdb::Logger onto spdlog, prefixed with the library.
 class ProcessLogger final : public rocksdb::Logger {
  public:
-  explicit ProcessLogger(std::string dir) : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+  // Errors only: RocksDB warns of expected things too (the torn tail of the
+  // log a kill leaves, dropped on the next open), and dgc names its own
+  // failures (a full disk, a damaged record) where they happen.
+  explicit ProcessLogger(std::string dir) : rocksdb::Logger(rocksdb::InfoLogLevel::ERROR_LEVEL), dir_(std::move(dir)) {}
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
     if (level < GetInfoLogLevel()) return;
     char buf[1024];
     std::vsnprintf(buf, sizeof buf, format, ap);
-    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
-      spdlog::error("rocksdb ({}): {}", dir_, buf);
-    } else {
-      spdlog::warn("rocksdb ({}): {}", dir_, buf);
-    }
+    spdlog::error("rocksdb ({}): {}", dir_, buf);
   }
 
  private:
@@ -225,13 +231,18 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
   if (!is_rocks && !options.create_if_missing) {
     return absl::NotFoundError(absl::StrCat("no model library at ", dir));
   }
+  if (!exists) {
+    // RocksDB would create it too, after logging an error for the missing directory.
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
+  }
 
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = options.create_if_missing;
   dbo.create_missing_column_families = true;
   dbo.max_background_jobs = 2;
   dbo.keep_log_file_num = 4;
-  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
   // RocksDB's own messages go to the process's log, not to a LOG file in the
   // library: on a full disk that file's writer asserted and aborted the
   // process from RocksDB's error-recovery thread.
