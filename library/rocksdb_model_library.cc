@@ -270,13 +270,22 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
     }
     cfs.emplace_back(name, co);
   }
-  std::unique_ptr<RocksDbModelLibrary> lib(new RocksDbModelLibrary(dir, std::move(options)));
+  std::unique_ptr<RocksDbModelLibrary> lib(new RocksDbModelLibrary(dir, options));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   const bool read_only = lib->options_.read_only;
-  DGC_RETURN_IF_ERROR(FromRocks(read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir, cfs, &handles, &raw)
-                                          : rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw),
-                                absl::StrCat("opening model library ", dir, read_only ? " (read-only)" : "")));
+  rocksdb::Status opened = read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir, cfs, &handles, &raw)
+                                     : rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw);
+  if (read_only && opened.IsInvalidArgument() && opened.ToString().find("olumn famil") != std::string::npos) {
+    // A library older than one of the column families: add it once
+    // (read-write), then read.
+    lib.reset();
+    Options rw = options;
+    rw.read_only = false;
+    DGC_RETURN_IF_ERROR(Open(dir, rw).status());
+    return Open(dir, options);
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(opened, absl::StrCat("opening model library ", dir, read_only ? " (read-only)" : "")));
   lib->db_.reset(raw);
   lib->cf_ = handles;
 

@@ -248,6 +248,17 @@ TEST_F(RocksDbModelLibraryTest, UpgradesAVersionZeroStore) {
     for (auto* x : h) db->DestroyColumnFamilyHandle(x);
     delete db;
   }
+  {
+    // A reader (generate, stats, check open read-only) gets the old store
+    // upgraded first: the missing column families and the new records.
+    RocksDbModelLibrary::Options ro;
+    ro.read_only = true;
+    auto r = RocksDbModelLibrary::Open(dir(), ro);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)->schema_version(), library::kSchemaVersion);
+    EXPECT_EQ((*r)->ListChunks({})->size(), 4u);
+    EXPECT_EQ((*r)->PutJob({"job-1", 1, "x"}).code(), absl::StatusCode::kFailedPrecondition) << "read-only";
+  }
   Reopen();
   EXPECT_EQ(lib_->schema_version(), library::kSchemaVersion);
   auto anc = lib_->Ancestors("tap0-2");
