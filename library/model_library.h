@@ -18,6 +18,12 @@ struct ChunkQuery {
   int64_t until_ns = std::numeric_limits<int64_t>::max();  // chunks starting before this
 };
 
+// Whether a stored link is `link` or one of its shards (LINK#0, LINK#1, ...:
+// one stream per ingest shard); every link when `link` is empty.
+inline bool IsLinkOrShard(const std::string& stored, const std::string& link) {
+  return link.empty() || stored == link || stored.rfind(link + "#", 0) == 0;
+}
+
 }  // namespace dgc
 
 #endif  // DGC_LIBRARY_MODEL_LIBRARY_H_

@@ -155,11 +155,7 @@ RocksDbModelLibrary::~RocksDbModelLibrary() {
   if (db_) {
     // A clean close leaves the tables and blob files written (not only the
     // log), so the next open, read-only ones included, replays nothing.
-    if (!options_.read_only) {
-      rocksdb::FlushOptions fo;
-      fo.wait = true;
-      db_->Flush(fo, cf_).PermitUncheckedError();
-    }
+    if (!options_.read_only) Flush().IgnoreError();
     for (auto* h : cf_) {
       if (h) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     }
@@ -276,14 +272,17 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
   const bool read_only = lib->options_.read_only;
   rocksdb::Status opened = read_only ? rocksdb::DB::OpenForReadOnly(dbo, dir, cfs, &handles, &raw)
                                      : rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw);
-  if (read_only && opened.IsInvalidArgument() && opened.ToString().find("olumn famil") != std::string::npos) {
-    // A library older than one of the column families: add it once
-    // (read-write), then read.
+  // A reader of an older library (a column family or the schema behind):
+  // open it once read-write, which adds and upgrades, then read.
+  auto upgrade_then_read = [&]() -> StatusOr<std::unique_ptr<RocksDbModelLibrary>> {
     lib.reset();
     Options rw = options;
     rw.read_only = false;
     DGC_RETURN_IF_ERROR(Open(dir, rw).status());
     return Open(dir, options);
+  };
+  if (read_only && opened.IsInvalidArgument() && opened.ToString().find("olumn famil") != std::string::npos) {
+    return upgrade_then_read();
   }
   DGC_RETURN_IF_ERROR(FromRocks(opened, absl::StrCat("opening model library ", dir, read_only ? " (read-only)" : "")));
   lib->db_.reset(raw);
@@ -309,14 +308,7 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
                                                       " (written by a newer dgc); this build knows up to ", library::kSchemaVersion,
                                                       ": upgrade dgc"));
   }
-  if (read_only && version < library::kSchemaVersion) {
-    // An older library: upgrade it once (read-write), then read it.
-    lib.reset();
-    Options rw = options;
-    rw.read_only = false;
-    DGC_RETURN_IF_ERROR(Open(dir, rw).status());
-    return Open(dir, options);
-  }
+  if (read_only && version < library::kSchemaVersion) return upgrade_then_read();
   if (!read_only && (!v || version < library::kSchemaVersion)) DGC_RETURN_IF_ERROR(lib->Upgrade(version));
   lib->schema_version_ = library::kSchemaVersion;
   return lib;

@@ -37,10 +37,6 @@ void Min(model::WindowStats* a, const model::WindowStats& b) {
   a->five_tuples = std::min(a->five_tuples, b.five_tuples);
 }
 
-bool OfLink(const std::string& stored, const std::string& link) {
-  return link.empty() || stored == link || stored.rfind(link + "#", 0) == 0;
-}
-
 }  // namespace
 
 StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::string& link, const ChunkQuery& range,
@@ -65,7 +61,7 @@ StatusOr<WindowSeries> WindowSeriesOf(RocksDbModelLibrary& lib, const std::strin
   out.every_ns = every_ns;
   out.damaged = std::move(damaged);
   for (const ChunkRecord& r : records) {
-    if (!OfLink(r.link, link)) continue;
+    if (!IsLinkOrShard(r.link, link)) continue;
     const std::string name = absl::StrCat("chunk ", r.link, "@", FormatRfc3339(r.start_ns));
     DGC_ASSIGN_OR_RETURN(model::Skeleton s, model::Skeleton::Decode(r.skeleton, name));
     t0 = std::min(t0, r.start_ns);

@@ -144,7 +144,7 @@ Examples:
     std::vector<model::ChunkArtifact> artifacts;
     std::string pseudonymized;  // the key fingerprint the chunks were made with
     for (const auto& r : *records) {
-      if (!o->link.empty() && r.link != o->link && r.link.rfind(o->link + "#", 0) != 0) continue;
+      if (!IsLinkOrShard(r.link, o->link)) continue;
       model::ChunkArtifact a = ArtifactFields(r);
       a.report = nlohmann::json::parse(r.report_json, nullptr, /*allow_exceptions=*/false);
       if (a.report.is_discarded() || !a.report.is_object()) a.report = nlohmann::json::object();

@@ -41,6 +41,24 @@ class RocksDbModelLibraryTest : public ::testing::Test {
     lib_ = std::move(*l);
   }
   std::string dir() const { return tmp_.File("lib"); }
+  // Chunk `i` of tap0 as the policy tests commit it: on `decision`'s parent,
+  // sharing it when `model` is the parent, else with a 300-byte delta that
+  // introduces `model`.
+  static RocksDbModelLibrary::ChunkCommit PolicyChunk(int i, const library::ParentDecision& decision,
+                                                      const std::string& model, nlohmann::json report) {
+    RocksDbModelLibrary::ChunkCommit c;
+    model::ChunkArtifact& a = c.artifact;
+    a.link = "tap0";
+    a.start_ns = kChainT0 + i * kChainChunkNs;
+    a.duration_ns = kChainChunkNs;
+    a.skeleton = testing::Bytes(100, i);
+    a.report = std::move(report);
+    a.parent_id = decision.parent_id;
+    a.model_id = model;
+    if (model != decision.parent_id) a.delta = testing::Bytes(300, i);
+    c.decision = decision;
+    return c;
+  }
   void Commit(int from, int to, const std::string& link = "tap0") {
     for (int i = from; i < to; ++i) {
       auto r = lib_->CommitChunk(ChainChunk(i, link));
@@ -549,22 +567,13 @@ TEST_F(RocksDbModelLibraryTest, SwitchesBackToTheEarlierBaseAfterAShortEpisode) 
   std::string latest_model;
   auto commit = [&](int i, const library::Fingerprint& fp, const library::ParentDecision& d, bool delta,
                     std::optional<library::ModelRecord> full) {
-    RocksDbModelLibrary::ChunkCommit c;
-    model::ChunkArtifact& a = c.artifact;
-    a.link = "tap0";
-    a.start_ns = kChainT0 + i * kChainChunkNs;
-    a.duration_ns = kChainChunkNs;
-    a.skeleton = testing::Bytes(100, i);
-    a.report = {{"packets", fp.packets}, {"flows", fp.flows}};
-    a.parent_id = d.parent_id;
-    a.model_id = delta ? absl::StrCat("tap0-", i) : d.parent_id;
-    if (delta) a.delta = testing::Bytes(300, i);
+    auto c = PolicyChunk(i, d, delta ? absl::StrCat("tap0-", i) : d.parent_id,
+                         {{"packets", fp.packets}, {"flows", fp.flows}});
     c.fingerprint = fp;
-    c.decision = d;
     c.new_full_model = std::move(full);
     auto r = lib_->CommitChunk(c);
     ASSERT_TRUE(r.ok()) << i << ": " << r.status();
-    latest_model = a.model_id;
+    latest_model = c.artifact.model_id;
   };
   auto full = [](const std::string& id, ModelKind kind, const library::Fingerprint& fp) {
     library::ModelRecord m;
@@ -644,21 +653,12 @@ TEST_F(RocksDbModelLibraryTest, CompressionPolicyPlansEveryCaseFromTheLibrary) {
   std::string latest_model;
   auto commit = [&](int i, const library::Fingerprint& fp, const library::ParentDecision& d,
                     std::optional<library::ModelRecord> full) {
-    RocksDbModelLibrary::ChunkCommit c;
-    model::ChunkArtifact& a = c.artifact;
-    a.link = "tap0";
-    a.start_ns = kChainT0 + i * kChainChunkNs;
-    a.duration_ns = kChainChunkNs;
-    a.skeleton = testing::Bytes(100, i);
-    a.report = {{"packets", fp.packets}, {"flows", fp.flows}};
-    a.parent_id = d.parent_id;
-    a.model_id = d.parent_id;
+    auto c = PolicyChunk(i, d, d.parent_id, {{"packets", fp.packets}, {"flows", fp.flows}});
     c.fingerprint = fp;
-    c.decision = d;
     c.new_full_model = std::move(full);
     auto r = lib_->CommitChunk(c);
     ASSERT_TRUE(r.ok()) << i << ": " << r.status();
-    latest_model = a.model_id;
+    latest_model = c.artifact.model_id;
   };
   library::ModelRecord base;
   base.id = "base-1";
@@ -721,21 +721,12 @@ TEST_F(RocksDbModelLibraryTest, PooledIsTheRunOfSharedChunksSinceTheParentLastTr
   library::CompressionPolicy policy(lib_.get(), library::PolicyOptions{});
   auto commit = [&](int i, K kind, const std::string& parent, const std::string& model, bool shared,
                     std::optional<library::ModelRecord> full = std::nullopt) {
-    RocksDbModelLibrary::ChunkCommit c;
-    model::ChunkArtifact& a = c.artifact;
-    a.link = "tap0";
-    a.start_ns = kChainT0 + i * kChainChunkNs;
-    a.duration_ns = kChainChunkNs;
-    a.skeleton = testing::Bytes(100, i);
-    a.report = {{"flows", 10}};
-    if (shared) a.report["shared"] = true;
-    a.parent_id = parent;
-    a.model_id = model;
-    if (model != parent) a.delta = testing::Bytes(300, i);
     library::ParentDecision d;
     d.kind = kind;
     d.parent_id = parent;
-    c.decision = d;
+    nlohmann::json report = {{"flows", 10}};
+    if (shared) report["shared"] = true;
+    auto c = PolicyChunk(i, d, model, std::move(report));
     c.new_full_model = std::move(full);
     auto r = lib_->CommitChunk(c);
     ASSERT_TRUE(r.ok()) << i << ": " << r.status();
