@@ -27,6 +27,7 @@ PACKAGES=(
   tshark tcpdump python3 prometheus curl
   zstd xz-utils gzip                  # codec_test: the command-line tools read what dgc writes
   nfdump                              # the NetFlow view (nfpcapd, nfdump): tests/bench/netflow_view.py
+  tcpreplay iproute2                  # tests/deploy/replay_test.sh: tcprewrite, tcpreplay, ip netns
   python3-yaml python3-jsonschema     # tests/deploy/check_deploy.sh
 )
 

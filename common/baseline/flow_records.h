@@ -58,10 +58,6 @@ std::string EncodeFlowRecords(absl::Span<const Flow> flows);
                                                                    uint64_t max_packets = uint64_t{1}
                                                                                           << 31);
 
-constexpr uint8_t kTcpFin = 0x01;
-constexpr uint8_t kTcpSyn = 0x02;
-constexpr uint8_t kTcpRst = 0x04;
-
 }  // namespace dgc::baseline
 
 #endif  // DGC_COMMON_BASELINE_FLOW_RECORDS_H_

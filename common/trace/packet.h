@@ -57,6 +57,12 @@ constexpr uint16_t kFragDontFragment = 0x4000;
 constexpr uint16_t kFragMoreFragments = 0x2000;
 constexpr uint16_t kFragOffsetMask = 0x1fff;  // in 8-byte units
 
+// PacketRecord::tcp_flags bits.
+constexpr uint8_t kTcpFin = 0x01;
+constexpr uint8_t kTcpSyn = 0x02;
+constexpr uint8_t kTcpRst = 0x04;
+constexpr uint8_t kTcpAck = 0x10;
+
 // PacketRecord::flags bits.
 constexpr uint8_t kPktV6FragmentHeader = 0x01;  // frag/ip_id came from an IPv6 fragment header
 constexpr uint8_t kPktL4Truncated = 0x02;       // the capture ended inside the L4 header

@@ -31,6 +31,13 @@ and skeleton; packets outside the range are then dropped. The pcap is raw IP
 valid checksums, time-ordered. A sidecar <output>.dgc.json marks it synthetic.
 Same library and --seed: same output.
 
+--full-packets writes whole Ethernet frames instead, for loading a test
+network (tcpreplay, tcprewrite): each packet as long as its wire length with
+a zero-filled payload, TCP options (MSS, SACK, timestamps, window scale) in
+place of data on SYN and SYN-ACK, sequence and acknowledgment numbers that
+advance per connection, every checksum right. Such a pcap is as large as the
+traffic it stands for.
+
 Chunks are regenerated in time order per link; flows the model marks as
 continuing across a chunk edge take the 5-tuple of a flow the previous chunk
 left open (StitchFlows), so a range of many chunks has whole flows. Each
@@ -56,6 +63,7 @@ Examples:
   dgcctl generate --library lib/ --skip-damaged -o synth.pcap
   dgcctl generate --library lib/ --link tap0 --since "2d ago" --until "1d ago" -o day.pcap
   dgcctl generate --library lib/ --filter "tcp port 443" -o https.pcap
+  dgcctl generate --library lib/ --full-packets -o replay.pcap
   dgcctl generate --library lib/ --key secret.key -o real-addresses.pcap)");
   struct Opts {
     std::string library, link, since, until, filter, out, key;
@@ -63,6 +71,7 @@ Examples:
     double min_p = model::GenerateOptions{}.min_p;
     int threads = 0;
     bool ethernet = false;
+    bool full_packets = false;
     bool skip_damaged = false;
   };
   auto o = std::make_shared<Opts>();
@@ -82,6 +91,8 @@ Examples:
       ->capture_default_str();
   cmd->add_option("--key", o->key, "key file given to compress --pseudonymize: map addresses back");
   cmd->add_flag("--ethernet", o->ethernet, "write Ethernet frames instead of raw IP");
+  cmd->add_flag("--full-packets", o->full_packets,
+                "whole Ethernet frames, payload zero-filled to the wire length, for replay");
   cmd->add_flag("--skip-damaged", o->skip_damaged,
                 "leave the window of a damaged chunk (its record, or a model it builds on, fails its checksums) "
                 "empty and say so, instead of stopping");
@@ -186,7 +197,8 @@ Examples:
                      [](const auto* a, const auto* b) { return a->start_ns < b->start_ns; });
     std::unique_ptr<PacketFilter> filter;
     PcapWriterOptions wo;
-    wo.link = o->ethernet ? OutputLink::kEthernet : OutputLink::kRawIp;
+    wo.link = o->ethernet || o->full_packets ? OutputLink::kEthernet : OutputLink::kRawIp;
+    wo.full_packets = o->full_packets;
     if (!o->filter.empty()) {
       auto f = PacketFilter::Compile(o->filter, wo.link);
       if (!f.ok()) return fail(f.status());
@@ -268,6 +280,9 @@ Examples:
                              {"until", FormatRfc3339(std::min(range.until_ns, chunks.back()->start_ns + chunks.back()->duration_ns))},
                              {"filter", o->filter},
                              {"seed", o->seed},
+                             {"frames", o->full_packets ? "full (payload zero-filled)"
+                                        : wo.link == OutputLink::kEthernet ? "header-only, Ethernet"
+                                                                           : "header-only, raw IP"},
                              {"pseudonymized", pseudonymized.empty() ? ""
                                                : key ? absl::StrCat("mapped back with --key (",
                                                                     absl::StrJoin(schemes, ", "), ")")
