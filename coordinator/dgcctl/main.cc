@@ -3,6 +3,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/base/logging.h"
+#include "common/runtime/process.h"
 #include "coordinator/dgcctl/commands.h"
 
 // Verbs whose cmd_*.cc is not built yet are weak, so the CLI links with
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
 
 Run 'dgcctl VERB --help' for the options of each verb.)");
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(dgc::runtime::Version()));
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   int exit_code = 0;
@@ -63,6 +65,9 @@ Run 'dgcctl VERB --help' for the options of each verb.)");
     return app.exit(e);  // --help: usage on stdout, exit 0
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion&) {
+    std::cout << "dgcctl " << dgc::runtime::Version() << "\n";
+    return 0;
   } catch (const CLI::ParseError& e) {
     // kubectl convention: errors on stderr, exit 1 (CLI11 would use its own codes).
     std::cerr << "dgcctl: " << e.what() << "\n"

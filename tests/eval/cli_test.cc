@@ -68,6 +68,13 @@ TEST_F(EvalCliTest, PrintsAnAlignedTableByDefault) {
   }
 }
 
+TEST_F(EvalCliTest, VersionPrintsTheVersionAndExitsZero) {
+  std::string out, err;
+  ASSERT_EQ(Eval("--version", &out, &err), 0) << err;
+  EXPECT_EQ(out.rfind("dgcctl ", 0), 0u) << out;
+  EXPECT_GT(out.size(), std::string("dgcctl \n").size()) << out;
+}
+
 TEST_F(EvalCliTest, PrintsOnlyJsonWithDashOJson) {
   std::string out, err;
   ASSERT_EQ(Eval("eval -o json --floor " + real_ + " " + synth_, &out, &err), 0) << err;
