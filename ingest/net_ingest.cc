@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include <xxhash.h>
 
@@ -70,6 +71,9 @@ NetIngest::NetIngest(boost::asio::io_context& io, wire::ZmqContext& zmq, runtime
                        .Register(metrics.registry()).Add({})),
       spool_max_gauge_(prometheus::BuildGauge().Name("dgc_spool_max_bytes").Help("--spool-max-bytes")
                            .Register(metrics.registry()).Add({})),
+      disk_full_gauge_(prometheus::BuildGauge().Name("dgc_ingest_spool_disk_full")
+                           .Help("1 while the capture waits for space on the spool's file system")
+                           .Register(metrics.registry()).Add({})),
       evicted_(prometheus::BuildCounter().Name("dgc_spool_evicted_chunks_total").Help("chunks lost to the spool cap")
                    .Register(metrics.registry()).Add({})) {
   prometheus::BuildGauge().Name("dgc_ingest_info").Help("this ingest's link and shard").Register(metrics.registry())
@@ -98,6 +102,7 @@ Status NetIngest::capture_status() const {
 std::string NetIngest::Ready() const {
   if (!source_open_.load()) return "capture source not open";
   if (spool_bytes_.load() >= options_.spool_max_bytes) return "spool full";
+  if (disk_full_.load()) return absl::StrCat("no space left on the spool's file system (", options_.spool_dir, ")");
   return "";
 }
 
@@ -151,7 +156,30 @@ Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
     chunks_.Increment();
     last_chunk_ts_.Set(static_cast<double>(chunk.end_ns()) / 1e9);
   }
-  DGC_RETURN_IF_ERROR(WriteChunkFile(path, chunk, options_.zstd_level));
+  // A full file system pauses the capture rather than ending it: the chunk is
+  // retried every second (nothing is offered before it is on disk) while
+  // shipping goes on, and acknowledged chunks leaving the spool, or an
+  // operator, free space. /readyz and dgc_ingest_spool_disk_full say why.
+  // Packets the capture cannot take meanwhile wait in the input (files,
+  // --follow) or are dropped by the kernel (live, counted in dgc_ingest_drops_total).
+  for (int attempt = 0;; ++attempt) {
+    Status st = WriteChunkFile(path, chunk, options_.zstd_level);
+    if (st.ok()) {
+      if (attempt > 0) {
+        spdlog::info("{}: written after {} s; the spool has space again, capture resumed", path, attempt);
+        disk_full_ = false;
+        disk_full_gauge_.Set(0);
+      }
+      break;
+    }
+    if (!absl::IsResourceExhausted(st) || stop_capture_.load()) return st;
+    if (attempt == 0) {
+      spdlog::error("{}; capture paused until the spool has space again (retrying every second)", std::string(st.message()));
+      disk_full_ = true;
+      disk_full_gauge_.Set(1);
+    }
+    for (int i = 0; i < 10 && !stop_capture_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   FaultPoint("ingest.chunk.spooled");  // on disk, maybe not yet offered
   return absl::OkStatus();
 }

@@ -107,6 +107,7 @@ class NetIngest {
   std::atomic<bool> capture_done_{false};
   std::atomic<bool> source_open_{false};
   std::atomic<uint64_t> spool_bytes_{0};
+  std::atomic<bool> disk_full_{false};  // a chunk waits for space on the spool's file system
   mutable std::mutex status_mu_;
   Status capture_status_;  // GUARDED_BY(status_mu_)
 
@@ -133,6 +134,7 @@ class NetIngest {
   prometheus::Gauge& connected_gauge_;
   prometheus::Gauge& spool_gauge_;
   prometheus::Gauge& spool_max_gauge_;
+  prometheus::Gauge& disk_full_gauge_;
   prometheus::Counter& evicted_;
 };
 

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/time.h"
+#include "common/trace/chunk_format.h"
 #include "common/trace/pcap_reader.h"
 #include "common/wire/codec.h"
 #include "library/rocksdb_model_library.h"
@@ -822,6 +823,60 @@ TEST_F(RuntimeTest, IngestSpoolsWhileTheCoordinatorIsAwayAndDrainsWhenItReturns)
   EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
   EXPECT_TRUE(fs::is_empty(dir_.File("spool") + "/test"));
   ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+}
+
+TEST_F(RuntimeTest, IngestPausesOnAFullSpoolDiskAndResumesWhenSpaceReturns) {
+  const std::string mnt = dir_.File("spoolfs");
+  fs::create_directories(mnt);
+  if (::geteuid() != 0 || testing::Run("mount -t tmpfs -o size=4m tmpfs " + mnt + " 2>/dev/null") != 0) {
+    GTEST_SKIP() << "needs root to mount a tmpfs";
+  }
+  struct Unmount {
+    std::string at;
+    ~Unmount() { testing::Run("umount -l " + at + " 2>/dev/null"); }
+  } unmount{mnt};
+  testing::Run("dd if=/dev/zero of=" + mnt + "/filler bs=64k 2>/dev/null");  // the file system is full
+  const std::string in = dir_.File("incoming");
+  fs::create_directories(in);
+  fs::copy_file(trace_, in + "/t.pcap");
+  Process ingest(BinaryPath("dgc-ingest"),
+                 {in, "--follow", "--settle-seconds", "0.2", "--spool-dir", mnt + "/spool", "--link", "test",
+                  "--chunk-seconds", std::to_string(kChunkSeconds), "--metrics", "127.0.0.1:0"},
+                 dir_.File("ingest.log"));
+  auto addr = ingest.WaitForLog("metrics listening on ([0-9.:]+)", seconds(10));
+  ASSERT_TRUE(addr) << ingest.ReadLog();
+  // Paused, not failed: the error names the spool file, the process keeps
+  // running, /readyz and the gauge say why.
+  ASSERT_TRUE(ingest.WaitForLog("capture paused until the spool has space", seconds(30))) << ingest.ReadLog();
+  EXPECT_NE(ingest.ReadLog().find(mnt + "/spool/test/chunk-"), std::string::npos) << ingest.ReadLog();
+  std::this_thread::sleep_for(seconds(2));
+  ASSERT_TRUE(ingest.Running()) << ingest.ReadLog();
+  int code = 0;
+  std::string body = HttpGet(*addr, "/readyz", &code);
+  EXPECT_EQ(code, 503) << body;
+  EXPECT_NE(body.find("no space left"), std::string::npos) << body;
+  EXPECT_EQ(MetricValue(HttpGet(*addr, "/metrics"), "dgc_ingest_spool_disk_full"), 1);
+  // Space returns: the capture resumes by itself.
+  fs::remove(mnt + "/filler");
+  ASSERT_TRUE(ingest.WaitForLog("capture resumed", seconds(30))) << ingest.ReadLog();
+  EXPECT_EQ(MetricValue(HttpGet(*addr, "/metrics"), "dgc_ingest_spool_disk_full"), 0);
+  HttpGet(*addr, "/readyz", &code);
+  EXPECT_EQ(code, 200);
+  // Nothing lost: once stopped (which writes the open window) the spool holds
+  // every window of the trace with every packet.
+  ASSERT_TRUE(WaitUntil([&] { return MetricValue(HttpGet(*addr, "/metrics"), "dgc_ingest_chunks_total").value_or(0) >=
+                                     chunks_ - 1; },
+                        seconds(30)))
+      << ingest.ReadLog();
+  ingest.Signal(SIGTERM);
+  ASSERT_EQ(ingest.Wait(seconds(20)), 0) << ingest.ReadLog();
+  std::map<std::string, uint64_t> spooled;
+  for (const auto& e : fs::directory_iterator(mnt + "/spool/test")) {
+    auto c = ReadChunkFile(e.path().string());
+    ASSERT_TRUE(c.ok()) << e.path() << ": " << c.status();
+    spooled[FormatRfc3339(c->start_ns)] += c->packets.size();
+  }
+  EXPECT_EQ(spooled, windows_);
 }
 
 TEST_F(RuntimeTest, ClientWithoutAnAllowedKeyIsRefused) {
