@@ -11,7 +11,8 @@
 #
 # Engine settings that work on this machine kind (the defaults do not):
 # runc rather than crun, cgroupfs, chroot isolation for RUN steps, and no
-# default ulimits (CONTAINERS_CONF below); host networking for the run step.
+# default ulimits (CONTAINERS_CONF below); host networking and no health
+# check timers (they need systemd) for the run steps.
 #
 # Usage: image_test.sh REPO_ROOT BUILD_DIR [--from-source] [--tag T]
 #   default:       the binaries come from BUILD_DIR (cmake --install --strip),
@@ -87,14 +88,15 @@ pm build --format docker --isolation chroot --pull=never "${args[@]}" -f "$root/
   >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; echo "FAIL: podman build (log: $work/build.log)"; exit 1; }
 times[build]=$(took "$t")
 size=$(pm image inspect --format '{{.Size}}' "$tag")
+health=$(pm image inspect --format '{{.Config.Healthcheck.Test}}' "$tag" 2>/dev/null || echo none)
 
 # 3. Inside it.
 fail=0
 t=$(now)
-version=$(pm run --rm --network host "$tag" dgcctl --version 2>&1) || { echo "FAIL: dgcctl --version: $version"; fail=1; }
+version=$(pm run --rm --no-healthcheck --network host "$tag" dgcctl --version 2>&1) || { echo "FAIL: dgcctl --version: $version"; fail=1; }
 times[version]=$(took "$t")
 t=$(now)
-if ! pm run --rm --network host "$tag" bash -c '
+if ! pm run --rm --no-healthcheck --network host "$tag" bash -c '
     set -e; cd /tmp
     dgcctl synth-trace -o t.pcap --seconds 600
     dgcctl compress t.pcap --library lib --chunk-seconds 300
@@ -107,7 +109,7 @@ times[demo]=$(took "$t")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 name="dgc-readyz-$$"
 t=$(now)
-pm run -d --rm --name "$name" --network host "$tag" dgc-coordinator --library /var/lib/dgc/lib \
+pm run -d --rm --no-healthcheck --name "$name" --network host "$tag" dgc-coordinator --library /var/lib/dgc/lib \
   --metrics "127.0.0.1:$port" --listen tcp://127.0.0.1:0 --api tcp://127.0.0.1:0 >/dev/null
 ready=""
 for _ in $(seq 100); do  # bounded: 20 s
@@ -122,7 +124,7 @@ pm stop -t 5 "$name" >/dev/null 2>&1 || true
 echo "image $tag ($( ((from_source)) && echo "built from source" || echo "binaries from $build")): $((size / 1000000)) MB"
 echo "  dgcctl --version: $version"
 echo "  demo: $(grep -E "^(fidelity|stored) |^ +mean \(" "$work/demo.log" | tr -s ' ' | paste -sd ';' -)"
-echo "  coordinator /readyz: ${ready:-no answer}"
+echo "  coordinator /readyz: ${ready:-no answer}; HEALTHCHECK in the image: $health (not run by podman here: no systemd)"
 printf '  seconds: base image %s, build %s, dgcctl --version %s, demo %s, coordinator to /readyz %s\n' \
   "${times[base]}" "${times[build]}" "${times[version]}" "${times[demo]}" "${times[readyz]}"
 exit $fail

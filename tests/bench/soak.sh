@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Soak: many small chunks through a cluster on 127.0.0.1 (a coordinator,
+# workers, one ingest per shard) while a random process (an ingest, a worker
+# or the coordinator) is killed with SIGKILL every --kill-every committed
+# chunks and started again with the same flags. Tiny fine-tunes (--steps 1,
+# --no-check): this measures the runtime under faults, not the model.
+#
+# Shows: every window of the trace is in the library exactly once when the
+# run ends (the library's chunk records against the windows dgc-ingest cuts alone,
+# per shard), how many kills of each kind landed, and each process's RSS over
+# the run (sampled every 2 s; per incarnation: a restarted process starts
+# over), so a leak shows as growth within one incarnation. The ingests ship
+# the whole trace in the first half minute and exit, so kills after that land
+# on the coordinator and the workers (ingest kills: runtime_test's
+# IngestKilledMidStream...).
+#
+# Bounded: at most --max-minutes of wall time, at most chunks/kill-every + 1
+# kills, and every wait has its own bound.
+#
+# Usage: tests/bench/soak.sh [BUILD_DIR] [--chunks N] [--kill-every K] [--workers W]
+#        [--shards S] [--max-minutes M] [--seed R] [--keep DIR]
+#   defaults: 10000 chunks, a kill every 300, 2 workers, 2 shards, 90 minutes
+set -euo pipefail
+build=${1:-build}
+[[ $# -gt 0 ]] && shift
+chunks=10000 kill_every=300 workers=2 shards=2 max_minutes=90 seed=1 keep=""
+while (($#)); do
+  case "$1" in
+    --chunks) chunks=$2; shift ;;
+    --kill-every) kill_every=$2; shift ;;
+    --workers) workers=$2; shift ;;
+    --shards) shards=$2; shift ;;
+    --max-minutes) max_minutes=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    --keep) keep=$2; shift ;;
+    *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+build=$(cd "$build" && pwd)
+ctl="$build/coordinator/dgcctl/dgcctl"
+tmp=$(mktemp -d)
+declare -A pid cmd
+cleanup() {
+  for k in "${!pid[@]}"; do kill -9 "${pid[$k]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n $keep ]]; then mkdir -p "$keep" && cp "$tmp"/*.log "$tmp"/*.csv "$tmp"/*.json "$keep"/ 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+RANDOM=$seed
+
+seconds=$(((chunks + shards - 1) / shards))
+"$ctl" synth-trace -o "$tmp/t.pcap" --seconds "$seconds" --sessions-per-second 20 --seed "$seed" >/dev/null
+"$ctl" warmup "$tmp/t.pcap" -o "$tmp/base.dgcm" --chunk-seconds 60 --warmup-steps 5 --warmup-flows 500 >/dev/null 2>&1
+expected=0
+for ((i = 0; i < shards; i++)); do
+  # A shard is a stream of its own (network mode): with no coordinator its
+  # chunks stay in the spool, one file per window.
+  "$build/ingest/dgc-ingest" "$tmp/t.pcap" --out "$tmp/probe" --link probe --shard "$i/$shards" \
+    --chunk-seconds 1 --metrics 127.0.0.1:0 >/dev/null 2>&1
+  n=$(find "$tmp/probe" -path "*probe#$i/*.dgcc" | wc -l)
+  expected=$((expected + n))
+done
+rm -rf "$tmp/probe"
+read -r p_listen p_api p_metrics < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+metrics="127.0.0.1:$p_metrics"
+cmd[coordinator]="$build/coordinator/dgc-coordinator --library $tmp/lib --listen tcp://127.0.0.1:$p_listen \
+ --api tcp://127.0.0.1:$p_api --metrics $metrics --base $tmp/base.dgcm --steps 1 --seconds 1 --min-flows 1 \
+ --no-check --heartbeat-seconds 1 --lease-seconds 5"
+for ((k = 0; k < workers; k++)); do
+  cmd[worker$k]="$build/worker/dgc-worker --coordinator tcp://127.0.0.1:$p_listen --name w$k --metrics 127.0.0.1:0"
+done
+for ((i = 0; i < shards; i++)); do
+  cmd[ingest$i]="$build/ingest/dgc-ingest $tmp/t.pcap --coordinator tcp://127.0.0.1:$p_listen \
+ --spool-dir $tmp/spool --link soak --shard $i/$shards --chunk-seconds 1 --metrics 127.0.0.1:0"
+done
+declare -A incarnation kills
+start() {  # start NAME: runs cmd[NAME], its log appended to NAME.log
+  incarnation[$1]=$((${incarnation[$1]:-0} + 1))
+  echo "== incarnation ${incarnation[$1]}" >>"$tmp/$1.log"
+  # shellcheck disable=SC2086
+  ${cmd[$1]} >>"$tmp/$1.log" 2>&1 &
+  pid[$1]=$!
+}
+committed() {  # chunks in the coordinator's library (its API), or -1 while it is away
+  "$ctl" get chunks --coordinator "tcp://127.0.0.1:$p_api" --timeout 2 -o json 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo -1
+}
+
+start coordinator
+for _ in $(seq 100); do grep -q "operator API on" "$tmp/coordinator.log" && break; sleep 0.1; done
+grep -q "operator API on" "$tmp/coordinator.log" || { tail "$tmp/coordinator.log"; exit 1; }
+for ((k = 0; k < workers; k++)); do start "worker$k"; done
+sleep 1
+for ((i = 0; i < shards; i++)); do start "ingest$i"; done
+
+echo "t_s,process,incarnation,rss_kib" >"$tmp/rss.csv"
+t0=$(date +%s)
+next_kill=$kill_every max_kills=$((chunks / kill_every + 1)) n_kills=0 done=0 last=-1
+while :; do
+  now=$(date +%s)
+  ((now - t0 > max_minutes * 60)) && { echo "soak: stopped at --max-minutes $max_minutes" >&2; break; }
+  for k in "${!pid[@]}"; do
+    if [[ -r /proc/${pid[$k]}/status ]]; then
+      rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[$k]}/status")
+      [[ -n $rss ]] && echo "$((now - t0)),$k,${incarnation[$k]},$rss" >>"$tmp/rss.csv"
+    fi
+  done
+  c=$(committed)
+  ((c >= 0)) && last=$c
+  if ((last >= expected)); then done=1; break; fi
+  if ((last >= next_kill && n_kills < max_kills)); then
+    victims=(coordinator)
+    for ((k = 0; k < workers; k++)); do victims+=("worker$k"); done
+    # An ingest that shipped everything has exited 0 (its chunks are acknowledged).
+    for ((i = 0; i < shards; i++)); do kill -0 "${pid[ingest$i]}" 2>/dev/null && victims+=("ingest$i"); done
+    v=${victims[RANDOM % ${#victims[@]}]}
+    kill -9 "${pid[$v]}" 2>/dev/null || true
+    wait "${pid[$v]}" 2>/dev/null || true
+    kills[$v]=$((${kills[$v]:-0} + 1))
+    n_kills=$((n_kills + 1))
+    echo "$(date +%T) kill -9 $v at $last committed chunks" >>"$tmp/kills.log"
+    start "$v"
+    next_kill=$((next_kill + kill_every))
+  fi
+  sleep 2
+done
+t1=$(date +%s)
+# The library itself, after a clean stop: every window once.
+for k in "${!pid[@]}"; do kill -TERM "${pid[$k]}" 2>/dev/null || true; done
+for k in "${!pid[@]}"; do wait "${pid[$k]}" 2>/dev/null || true; done
+pid=()
+"$ctl" get chunks --library "$tmp/lib" -o json >"$tmp/chunks.json"
+kill_list=$(for k in "${!kills[@]}"; do echo "$k=${kills[$k]}"; done | sort | paste -sd ' ' -)
+python3 - "$tmp/chunks.json" "$tmp/rss.csv" "$expected" "$((t1 - t0))" "$n_kills" "$kill_list" "$done" <<'PY'
+import collections, csv, json, sys
+chunks = json.load(open(sys.argv[1]))
+expected, wall, n_kills, kill_list, done = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7] == "1"
+keys = collections.Counter((c["link"], c["start"]) for c in chunks)
+dups = sum(v - 1 for v in keys.values() if v > 1)
+print("| measure | value |")
+print("|---|---|")
+print("| windows expected (each shard cut by dgc-ingest alone) | %d |" % expected)
+print("| chunks in the library | %d (%d distinct, %d twice) |" % (len(chunks), len(keys), dups))
+print("| wall time | %d s (%.1f chunks/s) |" % (wall, len(keys) / max(wall, 1)))
+print("| kills (SIGKILL) | %d: %s |" % (n_kills, kill_list or "none"))
+rows = collections.defaultdict(list)
+for r in csv.DictReader(open(sys.argv[2])):
+    rows[(r["process"], int(r["incarnation"]))].append((int(r["t_s"]), int(r["rss_kib"])))
+print()
+print("| process (incarnation) | samples | RSS MiB first / median / last / max | growth last vs first quarter |")
+print("|---|---|---|---|")
+for (p, inc), v in sorted(rows.items()):
+    rss = [x for _, x in v]
+    q = max(1, len(rss) // 4)
+    first, last_q = sorted(rss[:q])[q // 2], sorted(rss[-q:])[q // 2]
+    print("| %s (%d) | %d | %.0f / %.0f / %.0f / %.0f | %+.0f%% |" % (
+        p, inc, len(rss), rss[0] / 1024, sorted(rss)[len(rss) // 2] / 1024, rss[-1] / 1024, max(rss) / 1024,
+        100.0 * (last_q - first) / max(first, 1)))
+ok = done and len(keys) == expected and dups == 0
+print("\nsoak: %s" % ("every window committed once" if ok else "FAILED: %d of %d windows, %d twice%s" % (
+    len(keys), expected, dups, "" if done else ", the run did not finish")))
+sys.exit(0 if ok else 1)
+PY
