@@ -162,8 +162,9 @@ Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
   // operator, free space. /readyz and dgc_ingest_spool_disk_full say why.
   // Packets the capture cannot take meanwhile wait in the input (files,
   // --follow) or are dropped by the kernel (live, counted in dgc_ingest_drops_total).
+  const std::string bytes = EncodeChunk(chunk, options_.zstd_level);  // once, however many tries
   for (int attempt = 0;; ++attempt) {
-    Status st = WriteChunkFile(path, chunk, options_.zstd_level);
+    Status st = WriteFileAtomic(path, bytes);
     if (st.ok()) {
       if (attempt > 0) {
         spdlog::info("{}: written after {} s; the spool has space again, capture resumed", path, attempt);

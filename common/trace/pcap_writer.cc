@@ -49,6 +49,15 @@ uint32_t PseudoSum(const PacketRecord& p, uint32_t l4_len) {
   return acc;
 }
 
+// The IP header's length as written: IPv4 without options; IPv6 with a
+// hop-by-hop jumbo payload option above 64 KiB and a fragment header where
+// the record came from one.
+bool IsJumbogram(const PacketRecord& p) { return p.version == 6 && p.ip_len > 65535 + 40; }
+size_t IpHeaderLength(const PacketRecord& p) {
+  if (p.version != 6) return 20;
+  return 40 + (IsJumbogram(p) ? 8 : 0) + ((p.flags & kPktV6FragmentHeader) ? 8 : 0);
+}
+
 // CRC32c (Castagnoli, reflected 0x82f63b78), SCTP's checksum.
 uint32_t Crc32c(const uint8_t* p, size_t n) {
   uint32_t crc = 0xffffffffu;
@@ -108,12 +117,11 @@ size_t BuildFrameImpl(const PacketRecord& p, OutputLink link, const TcpFill* fil
     off = 14;
   }
   uint8_t* ip = buf + off;
-  size_t ip_hdr;
+  const size_t ip_hdr = IpHeaderLength(p);
   bool later_fragment = p.is_later_fragment();
   if (p.version == 6) {
-    bool jumbo = p.ip_len > 65535 + 40;
+    bool jumbo = IsJumbogram(p);
     bool frag_hdr = (p.flags & kPktV6FragmentHeader) != 0;
-    ip_hdr = 40 + (jumbo ? 8 : 0) + (frag_hdr ? 8 : 0);
     std::memset(ip, 0, ip_hdr);
     Put32(ip, 0x60000000u | uint32_t(p.tos) << 20);
     Put16(ip + 4, jumbo ? 0 : static_cast<uint16_t>(p.ip_len >= 40 ? p.ip_len - 40 : 0));
@@ -140,7 +148,6 @@ size_t BuildFrameImpl(const PacketRecord& p, OutputLink link, const TcpFill* fil
     }
     *nh = p.proto;
   } else {
-    ip_hdr = 20;
     std::memset(ip, 0, 20);
     ip[0] = 0x45;
     ip[1] = p.tos;
@@ -266,10 +273,7 @@ FullFrameBuilder::Direction& FullFrameBuilder::StateOf(const FlowKey& k) {
 absl::Span<const uint8_t> FullFrameBuilder::Build(const PacketRecord& p) {
   PacketRecord q = p;
   const bool later_fragment = p.is_later_fragment();
-  size_t ip_hdr = 20;
-  if (p.version == 6) {
-    ip_hdr = 40 + (p.ip_len > 65535 + 40 ? 8 : 0) + ((p.flags & kPktV6FragmentHeader) ? 8 : 0);
-  }
+  const size_t ip_hdr = IpHeaderLength(p);
   TcpFill fill;
   size_t l4_hdr = 0;
   if (!later_fragment) {

@@ -288,14 +288,8 @@ TEST_F(CompressCliTest, DamagedAndCorruptLibrariesAreClearErrors) {
 TEST_F(CompressCliTest, AFullDiskFailsClearlyKeepsTheLibraryReadableAndResumes) {
   namespace fs = std::filesystem;
   const std::string mnt = dir_.File("small");
-  fs::create_directories(mnt);
-  if (::geteuid() != 0 || testing::Run("mount -t tmpfs -o size=3m tmpfs " + mnt + " 2>/dev/null") != 0) {
-    GTEST_SKIP() << "needs root to mount a tmpfs";
-  }
-  struct Unmount {
-    std::string at;
-    ~Unmount() { testing::Run("umount " + at + " 2>/dev/null"); }
-  } unmount{mnt};
+  testing::TmpfsMount fs_mount(mnt, "3m");
+  if (!fs_mount.mounted()) GTEST_SKIP() << "needs root to mount a tmpfs";
   const std::string lib = mnt + "/lib";
   std::string out;
   ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny + "--no-check 2>&1", &out), 0)

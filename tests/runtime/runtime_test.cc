@@ -827,14 +827,8 @@ TEST_F(RuntimeTest, IngestSpoolsWhileTheCoordinatorIsAwayAndDrainsWhenItReturns)
 
 TEST_F(RuntimeTest, IngestPausesOnAFullSpoolDiskAndResumesWhenSpaceReturns) {
   const std::string mnt = dir_.File("spoolfs");
-  fs::create_directories(mnt);
-  if (::geteuid() != 0 || testing::Run("mount -t tmpfs -o size=4m tmpfs " + mnt + " 2>/dev/null") != 0) {
-    GTEST_SKIP() << "needs root to mount a tmpfs";
-  }
-  struct Unmount {
-    std::string at;
-    ~Unmount() { testing::Run("umount -l " + at + " 2>/dev/null"); }
-  } unmount{mnt};
+  TmpfsMount fs_mount(mnt, "4m");
+  if (!fs_mount.mounted()) GTEST_SKIP() << "needs root to mount a tmpfs";
   testing::Run("dd if=/dev/zero of=" + mnt + "/filler bs=64k 2>/dev/null");  // the file system is full
   const std::string in = dir_.File("incoming");
   fs::create_directories(in);

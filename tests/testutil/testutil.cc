@@ -34,6 +34,16 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+TmpfsMount::TmpfsMount(const std::string& dir, const std::string& size) : dir_(dir) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  mounted_ = ::geteuid() == 0 && Run("mount -t tmpfs -o size=" + size + " tmpfs " + dir_ + " 2>/dev/null") == 0;
+}
+
+TmpfsMount::~TmpfsMount() {
+  if (mounted_) Run("umount -l " + dir_ + " 2>/dev/null");
+}
+
 PacketRecord MakePacket(int64_t ts_ns, uint32_t src_v4, uint32_t dst_v4, uint8_t proto,
                         uint16_t sport, uint16_t dport, uint32_t ip_len, uint8_t tcp_flags) {
   PacketRecord p;

@@ -32,6 +32,22 @@ class TempDir {
   std::string path_;
 };
 
+// A tmpfs of `size` (mount(8)'s syntax: 4m, 64k) at `dir`, created, for the
+// object's life (unmounted lazily with it). mounted() is false when not root
+// or when mount refuses; a test then skips.
+class TmpfsMount {
+ public:
+  TmpfsMount(const std::string& dir, const std::string& size);
+  ~TmpfsMount();
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
 // A packet with the given fields; the rest are plausible defaults.
 PacketRecord MakePacket(int64_t ts_ns, uint32_t src_v4, uint32_t dst_v4, uint8_t proto,
                         uint16_t sport, uint16_t dport, uint32_t ip_len, uint8_t tcp_flags = 0);

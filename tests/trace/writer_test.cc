@@ -59,6 +59,17 @@ std::vector<PacketRecord> Variety() {
   return v;
 }
 
+// The packets of `path` tshark shows for `filter`, read with checksum
+// validation on (ip, tcp, udp, and whatever `options` adds); its exit status
+// in *rc.
+std::string TsharkFlagged(const std::string& path, const std::string& options, const std::string& filter, int* rc) {
+  std::string out;
+  *rc = testing::Run("tshark -n -r " + path + " -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE" +
+                         " -o udp.check_checksum:TRUE " + options + " -Y '" + filter + "' 2>/dev/null",
+                     &out);
+  return out;
+}
+
 TEST(WriterTest, Ipv4AndTransportChecksumsVerify) {
   for (const PacketRecord& p : Variety()) {
     uint8_t buf[kMaxFrameHeader];
@@ -105,13 +116,11 @@ TEST(WriterTest, TsharkFindsNoMalformedPacketAndNoChecksumError) {
   for (OutputLink link : {OutputLink::kRawIp, OutputLink::kEthernet}) {
     std::string path = dir.File("v.pcap");
     testing::WritePcap(path, Variety(), link);
-    std::string out;
-    int rc = testing::Run(
-        "tshark -n -r " + path +
-            " -o ip.check_checksum:TRUE -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE"
-            " -Y '_ws.malformed || _ws.expert.severity >= error || ip.checksum.status == 0 ||"
-            " tcp.checksum.status == 0 || udp.checksum.status == 0' 2>/dev/null",
-        &out);
+    int rc = 0;
+    std::string out = TsharkFlagged(path, "",
+                                    "_ws.malformed || _ws.expert.severity >= error || ip.checksum.status == 0 ||"
+                                    " tcp.checksum.status == 0 || udp.checksum.status == 0",
+                                    &rc);
     EXPECT_EQ(rc, 0) << out;
     EXPECT_EQ(out, "") << "tshark flagged packets:\n" << out;
     std::string count;
@@ -225,15 +234,12 @@ TEST(WriterTest, FullPacketsPcapReadsBackAndTsharkFindsNoWarning) {
   // jumbogram and the lone fragments of Variety() are left out of that check.
   // The payload is zeros by design: M3UA (SCTP port 2905) would read it as a
   // malformed message of its own, so tshark stops at SCTP there.
-  std::string out;
-  int rc = testing::Run(
-      "tshark -n -r " + path + " --disable-protocol m3ua"
-          " -o ip.check_checksum:TRUE -o 'sctp.checksum:CRC 32c' -o tcp.check_checksum:TRUE"
-          " -o udp.check_checksum:TRUE"
-          " -Y '(frame.number <= 12 && _ws.expert.severity >= warning) || _ws.malformed ||"
-          " ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0 ||"
-          " sctp.checksum.status == 0' 2>/dev/null",
-      &out);
+  int rc = 0;
+  std::string out = TsharkFlagged(path, "--disable-protocol m3ua -o 'sctp.checksum:CRC 32c'",
+                                  "(frame.number <= 12 && _ws.expert.severity >= warning) || _ws.malformed ||"
+                                  " ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0 ||"
+                                  " sctp.checksum.status == 0",
+                                  &rc);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "") << "tshark flagged packets:\n" << out;
   std::string mss;
