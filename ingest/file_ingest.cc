@@ -26,30 +26,43 @@ namespace {
 struct EncodedChunk {
   std::string path;
   std::string bytes;
+  uint64_t size = 0;  // of bytes, kept once they are written and dropped
   bool amend = false;
   Status status;
 };
 
 // Writes chunks on threads of its own: encoders (merge an amendment into the
 // chunk file already written, then compress), several chunks at a time, and
-// one writer (writes each file atomically, with fsync) in submission order.
+// one writer, which writes the files in submission order as group commits
+// (FileBatch: up to kMaxBatchFiles files or kMaxBatchBytes bytes, and never
+// older than kMaxBatchAge, made durable with one file-system sync, then
+// renamed into place). A file is visible only once it is on disk, as when
+// each was fsynced on its own, at one sync per batch instead of two per
+// chunk: a long sparse archive is tens of thousands of small chunks.
+// Chunks travel through the threads in groups (up to kGroupPackets packets
+// or kGroupChunks chunks, held at most kGroupAge): handing each of tens of
+// thousands of tiny chunks from thread to thread cost more than encoding it.
+// An amendment is a group of its own.
 // Compression, disk waits and the reading loop overlap, while the outcome is
-// that of handling each chunk in turn: the same files, written in submission
-// order; an amendment is merged only once every earlier file is on disk; the
-// first failure in submission order is the one reported, every chunk before it
-// is written and none after it (they are dropped, as ingest would never have
-// cut them). Memory stays bounded: one chunk waits to be encoded, and encoders
-// run at most kMaxAhead chunks ahead of the writer. Owned by the reading
-// loop's thread; Finish() (or the destructor) completes the submitted work
-// and joins every thread.
+// that of handling each chunk in turn: the same files, in submission order;
+// an amendment is merged only once every earlier file is committed (the
+// writer commits early for it); the first failure in submission order is the
+// one reported, every chunk before it is written and none after it (they are
+// dropped, as ingest would never have cut them), except that a failed sync
+// loses the whole batch it was for. Memory stays bounded: one chunk waits to
+// be encoded, encoders run at most kMaxAhead chunks ahead of the writer, and
+// a written chunk's bytes are dropped at once. Owned by the reading loop's
+// thread; Finish() (or the destructor) completes the submitted work and
+// joins every thread. `committed` runs on the writer thread for each chunk
+// once it is durable, in order.
 class ChunkPipeline {
  public:
   using Encode = std::function<EncodedChunk(Chunk&& chunk, bool amend)>;
-  using Write = std::function<Status(const EncodedChunk& chunk)>;
+  using Committed = std::function<void(const EncodedChunk& chunk)>;
 
-  ChunkPipeline(Encode encode, Write write, int encoders)
+  ChunkPipeline(Encode encode, Committed committed, int encoders)
       : encode_(std::move(encode)),
-        write_(std::move(write)),
+        committed_(std::move(committed)),
         num_encoders_(static_cast<size_t>(std::max(encoders, 1))) {
     for (size_t i = 0; i < num_encoders_; ++i) encoders_.emplace_back([this] { EncodeLoop(); });
     writer_ = std::thread([this] { WriteLoop(); });
@@ -58,19 +71,36 @@ class ChunkPipeline {
   ChunkPipeline(const ChunkPipeline&) = delete;
   ChunkPipeline& operator=(const ChunkPipeline&) = delete;
 
-  // Queues a chunk; blocks while one is already waiting. The first error of
-  // an earlier chunk, if any.
+  // Adds a chunk to the group being gathered, and queues the group when it
+  // is full; blocks while a group is already waiting. The first error of an
+  // earlier chunk, if any.
   [[nodiscard]] Status Submit(Chunk&& chunk, bool amend) {
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return to_encode_.empty() || !error_.ok(); });
-    if (!error_.ok()) return error_;
-    to_encode_.push_back(Job{next_seq_++, std::move(chunk), amend});
-    changed_.notify_all();
+    if (amend) {
+      DGC_RETURN_IF_ERROR(QueueGroup());
+      group_.push_back(std::move(chunk));
+      return QueueGroup(/*amend=*/true);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (group_.empty()) group_started_ = now;
+    group_packets_ += chunk.packets.size();
+    group_.push_back(std::move(chunk));
+    if (group_packets_ >= kGroupPackets || group_.size() >= kGroupChunks || now - group_started_ >= kGroupAge) {
+      return QueueGroup();
+    }
     return absl::OkStatus();
+  }
+
+  // Queues the group being gathered when it is older than kGroupAge, so that a
+  // slow input (a pipe) does not hold chunks back. Cheap; call it often.
+  [[nodiscard]] Status Tick() {
+    if (group_.empty() || std::chrono::steady_clock::now() - group_started_ < kGroupAge) return absl::OkStatus();
+    return QueueGroup();
   }
 
   // Waits until every submitted chunk is written; the first error, if any.
   [[nodiscard]] Status Finish() {
+    Status queued = QueueGroup();
+    (void)queued;  // an error is error_, returned below
     {
       std::lock_guard<std::mutex> lock(mu_);
       closing_ = true;
@@ -85,13 +115,33 @@ class ChunkPipeline {
   }
 
  private:
-  static constexpr uint64_t kMaxAhead = 4;
+  static constexpr uint64_t kMaxAhead = 4;  // groups
+  static constexpr size_t kGroupPackets = 16384;
+  static constexpr size_t kGroupChunks = 256;
+  static constexpr std::chrono::milliseconds kGroupAge{200};
+  static constexpr size_t kMaxBatchFiles = 1024;
+  static constexpr uint64_t kMaxBatchBytes = 64ull << 20;
+  static constexpr std::chrono::milliseconds kMaxBatchAge{1000};
 
   struct Job {
     uint64_t seq;
-    Chunk chunk;
+    std::vector<Chunk> chunks;
     bool amend;
   };
+
+  // Queues the gathered group (if any) for the encoders.
+  Status QueueGroup(bool amend = false) {
+    if (group_.empty()) return absl::OkStatus();
+    std::vector<Chunk> chunks = std::move(group_);
+    group_.clear();
+    group_packets_ = 0;
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return to_encode_.empty() || !error_.ok(); });
+    if (!error_.ok()) return error_;
+    to_encode_.push_back(Job{next_seq_++, std::move(chunks), amend});
+    changed_.notify_all();
+    return absl::OkStatus();
+  }
 
   void EncodeLoop() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -109,13 +159,20 @@ class ChunkPipeline {
       Job job = std::move(to_encode_.front());
       to_encode_.pop_front();
       changed_.notify_all();
-      if (job.amend) {  // it reads the chunk file: every earlier write must have landed
-        changed_.wait(lock, [&] { return next_write_ == job.seq || !error_.ok(); });
+      if (job.amend) {  // it reads the chunk file: every earlier write must be committed
+        ++amends_waiting_;
+        changed_.notify_all();
+        changed_.wait(lock, [&] { return next_committed_ >= job.seq || !error_.ok(); });
+        --amends_waiting_;
       }
-      EncodedChunk encoded;
+      std::vector<EncodedChunk> encoded;
       if (error_.ok()) {
         lock.unlock();
-        encoded = encode_(std::move(job.chunk), job.amend);
+        encoded.reserve(job.chunks.size());
+        for (Chunk& c : job.chunks) {
+          encoded.push_back(encode_(std::move(c), job.amend));
+          if (!encoded.back().status.ok()) break;  // what follows it is dropped
+        }
         lock.lock();
       }
       done_.emplace(job.seq, std::move(encoded));  // an encoding error is reported in order
@@ -126,39 +183,83 @@ class ChunkPipeline {
 
   void WriteLoop() {
     std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      changed_.wait(lock, [&] {
-        return done_.count(next_write_) > 0 || encoders_done_ == num_encoders_;
-      });
-      auto it = done_.find(next_write_);
-      if (it == done_.end()) return;  // every encoder has finished and nothing is left
-      EncodedChunk job = std::move(it->second);
-      done_.erase(it);
-      if (error_.ok()) {
-        lock.unlock();
-        Status st = job.status.ok() ? write_(job) : job.status;
-        lock.lock();
-        if (!st.ok()) error_ = st;
+    FileBatch batch;
+    std::vector<EncodedChunk> staged;  // in `batch`, without their bytes
+    std::chrono::steady_clock::time_point deadline;  // of the batch, while one is staged
+    // Commits the batch (the lock released meanwhile); a failure becomes the
+    // pipeline's error unless an earlier one is.
+    auto commit = [&] {
+      lock.unlock();
+      Status st = batch.Commit();
+      if (st.ok()) {
+        for (const EncodedChunk& c : staged) committed_(c);
       }
-      ++next_write_;
+      lock.lock();
+      staged.clear();
+      if (!st.ok() && error_.ok()) error_ = st;
+      next_committed_ = next_write_;
       changed_.notify_all();
+    };
+    auto ready = [&] {
+      return done_.count(next_write_) > 0 || encoders_done_ == num_encoders_ ||
+             (amends_waiting_ > 0 && !staged.empty());
+    };
+    while (true) {
+      if (staged.empty()) {
+        changed_.wait(lock, ready);
+      } else if (!changed_.wait_until(lock, deadline, ready)) {  // the batch is old enough
+        commit();
+        continue;
+      }
+      auto it = done_.find(next_write_);
+      if (it == done_.end()) {
+        commit();  // for an amendment waiting on it, or the last batch
+        if (encoders_done_ == num_encoders_ && done_.count(next_write_) == 0) return;
+        continue;
+      }
+      std::vector<EncodedChunk> group = std::move(it->second);
+      done_.erase(it);
+      ++next_write_;
+      changed_.notify_all();  // encoders may run further ahead
+      for (EncodedChunk& job : group) {
+        if (!error_.ok()) break;  // dropped: a failure came first
+        lock.unlock();
+        Status st = job.status.ok() ? batch.Add(job.path, job.bytes) : job.status;
+        lock.lock();
+        if (!st.ok()) {
+          commit();  // the chunks before it land
+          if (error_.ok()) error_ = st;
+          break;
+        }
+        job.size = job.bytes.size();
+        std::string().swap(job.bytes);
+        staged.push_back(std::move(job));
+        if (staged.size() == 1) deadline = std::chrono::steady_clock::now() + kMaxBatchAge;
+        if (batch.files() >= kMaxBatchFiles || batch.bytes() >= kMaxBatchBytes) commit();
+      }
     }
   }
 
   const Encode encode_;
-  const Write write_;
+  const Committed committed_;
   const size_t num_encoders_;
   std::mutex mu_;
   std::condition_variable changed_;          // any change below; waiters recheck
   std::deque<Job> to_encode_;                // GUARDED_BY(mu_); at most one waits
-  std::map<uint64_t, EncodedChunk> done_;    // GUARDED_BY(mu_); encoded, by sequence
+  std::map<uint64_t, std::vector<EncodedChunk>> done_;  // GUARDED_BY(mu_); encoded groups, by sequence
   uint64_t next_seq_ = 0;                    // GUARDED_BY(mu_)
-  uint64_t next_write_ = 0;                  // GUARDED_BY(mu_); all before it are written
+  uint64_t next_write_ = 0;                  // GUARDED_BY(mu_); all before it are written or dropped
+  uint64_t next_committed_ = 0;              // GUARDED_BY(mu_); all before it are committed
+  int amends_waiting_ = 0;                   // GUARDED_BY(mu_); encoders waiting for a commit
   size_t encoders_done_ = 0;                 // GUARDED_BY(mu_)
   bool closing_ = false;                     // GUARDED_BY(mu_)
   Status error_;                             // GUARDED_BY(mu_)
   std::vector<std::thread> encoders_;
   std::thread writer_;
+  // The reading loop's thread alone: the group being gathered.
+  std::vector<Chunk> group_;
+  size_t group_packets_ = 0;
+  std::chrono::steady_clock::time_point group_started_;
 };
 
 }  // namespace
@@ -196,17 +297,16 @@ StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
     out.bytes = EncodeChunk(chunk, opt.zstd_level);
     return out;
   };
-  // `write` runs on the pipeline's writer thread, which alone touches
+  // `committed` runs on the pipeline's writer thread, which alone touches
   // sum.chunks, sum.amended_chunks and sum.spool_bytes until Finish().
-  auto write = [&sum](const EncodedChunk& c) {
+  auto committed = [&sum](const EncodedChunk& c) {
     ++(c.amend ? sum.amended_chunks : sum.chunks);
-    sum.spool_bytes += c.bytes.size();
-    return WriteFileAtomic(c.path, c.bytes);
+    sum.spool_bytes += c.size;
   };
   // Two encoders keep up with the reading loop (zstd costs about as much as
   // reading and parsing); more would only wait.
   int encoders = std::thread::hardware_concurrency() >= 2 ? 2 : 1;
-  ChunkPipeline pipeline(encode, write, encoders);
+  ChunkPipeline pipeline(encode, committed, encoders);
   Chunker chunker(opt.chunker, [&pipeline](Chunk&& chunk, bool amend) {
     return pipeline.Submit(std::move(chunk), amend);
   });
@@ -224,7 +324,8 @@ StatusOr<FileIngestSummary> RunFileIngest(const FileIngestOptions& opt) {
     sum.last_ts_ns = std::max(sum.last_ts_ns, p.ts_ns);
     (p.version == 6 ? sum.ipv6 : sum.ipv4)++;
     DGC_RETURN_IF_ERROR(chunker.Add(p, record_bytes));
-    if ((++n & 0xffff) == 0) {
+    if ((++n & 0xfff) == 0) DGC_RETURN_IF_ERROR(pipeline.Tick());
+    if ((n & 0xffff) == 0) {
       bar.Update(reader->raw_position(), absl::StrFormat("%d packets", n));
     }
   }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -39,30 +41,119 @@ Status WriteAll(int fd, absl::string_view data, const std::string& path) {
   }
   return absl::OkStatus();
 }
-}  // namespace
 
-Status WriteFileAtomic(const std::string& path, absl::string_view data) {
-  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+std::string TempPathOf(const std::string& path) { return absl::StrCat(path, ".tmp.", ::getpid()); }
+
+std::string DirOf(const std::string& path) {
+  std::string dir = fs::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+// Writes `data` to `tmp` (created or truncated), with an fsync when `sync`.
+// On failure the file is removed.
+Status WriteTemp(const std::string& tmp, absl::string_view data, bool sync) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(errno, "cannot create", tmp);
   Status st = WriteAll(fd, data, tmp);
-  if (st.ok() && ::fsync(fd) != 0) st = ErrnoError(errno, "cannot fsync", tmp);
+  if (st.ok() && sync && ::fsync(fd) != 0) st = ErrnoError(errno, "cannot fsync", tmp);
   if (::close(fd) != 0 && st.ok()) st = ErrnoError(errno, "cannot close", tmp);
-  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = ErrnoError(errno, "cannot rename to", path);
-  }
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  std::string dir = fs::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
+  if (!st.ok()) ::unlink(tmp.c_str());
+  return st;
+}
+
+void SyncDir(const std::string& dir) {
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);  // best effort: some filesystems refuse fsync on directories
     ::close(dfd);
   }
+}
+}  // namespace
+
+Status WriteFileAtomic(const std::string& path, absl::string_view data) {
+  const std::string tmp = TempPathOf(path);
+  DGC_RETURN_IF_ERROR(WriteTemp(tmp, data, /*sync=*/true));
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = ErrnoError(errno, "cannot rename to", path);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  SyncDir(DirOf(path));
   return absl::OkStatus();
+}
+
+Status FileBatch::Add(const std::string& path, absl::string_view data) {
+  if (paths_.count(path) > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": written twice in one batch"));
+  }
+  std::string tmp = TempPathOf(path);
+  DGC_RETURN_IF_ERROR(WriteTemp(tmp, data, /*sync=*/false));
+  paths_.insert(path);
+  entries_.push_back(Entry{path, std::move(tmp)});
+  bytes_ += data.size();
+  return absl::OkStatus();
+}
+
+Status FileBatch::Commit() {
+  if (entries_.empty()) return absl::OkStatus();
+  // One syncfs per file system (st_dev), through a directory on it; where
+  // syncfs is refused, an fsync of each file of that directory instead.
+  std::set<std::string> dirs;
+  for (const Entry& e : entries_) dirs.insert(DirOf(e.path));
+  std::set<dev_t> synced;
+  Status st;
+  for (const std::string& dir : dirs) {
+    struct stat sb;
+    if (::stat(dir.c_str(), &sb) != 0) {
+      st = ErrnoError(errno, "cannot stat", dir);
+      break;
+    }
+    if (!synced.insert(sb.st_dev).second) continue;
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+      st = ErrnoError(errno, "cannot open", dir);
+      break;
+    }
+    const bool ok = ::syncfs(dfd) == 0;
+    const int err = errno;
+    ::close(dfd);
+    if (ok) continue;
+    if (err != ENOSYS && err != EINVAL) {
+      st = ErrnoError(err, "cannot sync the file system of", dir);
+      break;
+    }
+    for (const Entry& e : entries_) {
+      if (DirOf(e.path) != dir) continue;
+      int fd = ::open(e.tmp.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || ::fsync(fd) != 0) st = ErrnoError(errno, "cannot fsync", e.tmp);
+      if (fd >= 0) ::close(fd);
+      if (!st.ok()) break;
+    }
+    if (!st.ok()) break;
+  }
+  if (!st.ok()) {
+    Abort();
+    return st;
+  }
+  size_t renamed = 0;
+  for (; renamed < entries_.size(); ++renamed) {
+    const Entry& e = entries_[renamed];
+    if (::rename(e.tmp.c_str(), e.path.c_str()) != 0) {
+      st = ErrnoError(errno, "cannot rename to", e.path);
+      break;
+    }
+  }
+  for (const std::string& dir : dirs) SyncDir(dir);
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(renamed));
+  Abort();  // what a failed rename left
+  return st;
+}
+
+void FileBatch::Abort() {
+  for (const Entry& e : entries_) ::unlink(e.tmp.c_str());
+  entries_.clear();
+  paths_.clear();
+  bytes_ = 0;
 }
 
 StatusOr<std::vector<std::string>> ListFiles(const std::string& dir) {

@@ -52,6 +52,56 @@ TEST(FilesTest, RemovesOnlyTheTemporariesOfDeadWriters) {
   EXPECT_FALSE(RemoveStaleTempFiles(dir.File("missing")).ok());
 }
 
+TEST(FilesTest, BatchShowsNothingBeforeCommitThenEveryFileWhole) {
+  testing::TempDir dir;
+  std::vector<std::string> paths;
+  {
+    FileBatch batch;
+    for (int i = 0; i < 50; ++i) {
+      paths.push_back(dir.File("chunk-" + std::to_string(i) + ".dgcc"));
+      ASSERT_TRUE(batch.Add(paths.back(), std::string(100 + i, char('a' + i % 26))).ok());
+    }
+    EXPECT_EQ(batch.files(), 50u);
+    EXPECT_EQ(batch.bytes(), 50u * 100 + 49 * 50 / 2);
+    for (const auto& p : paths) EXPECT_FALSE(std::filesystem::exists(p)) << "visible before its commit: " << p;
+    EXPECT_TRUE(ListFiles(dir.path())->empty());
+    ASSERT_TRUE(batch.Commit().ok());
+    EXPECT_TRUE(batch.empty());
+    EXPECT_EQ(batch.bytes(), 0u);
+    // The batch is reusable; a path committed before may be written again.
+    ASSERT_TRUE(batch.Add(paths[0], "again").ok());
+    ASSERT_TRUE(batch.Commit().ok());
+  }
+  auto files = ListFiles(dir.path());
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(files->size(), 50u);
+  size_t temporaries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    temporaries += AtomicWriteTempPid(e.path().filename().string()).has_value();
+  }
+  EXPECT_EQ(temporaries, 0u);
+  EXPECT_EQ(*ReadFile(paths[0]), "again");
+  for (int i = 1; i < 50; ++i) EXPECT_EQ(*ReadFile(paths[i]), std::string(100 + i, char('a' + i % 26)));
+}
+
+TEST(FilesTest, BatchRefusesAPathTwiceAndLeavesNothingWhenAbandoned) {
+  testing::TempDir dir;
+  {
+    FileBatch batch;
+    ASSERT_TRUE(batch.Add(dir.File("a"), "1").ok());
+    Status twice = batch.Add(dir.File("a"), "2");
+    EXPECT_FALSE(twice.ok());
+    EXPECT_NE(twice.message().find(dir.File("a")), std::string::npos) << twice;
+    ASSERT_TRUE(batch.Add(dir.File("b"), "3").ok());
+    EXPECT_EQ(batch.files(), 2u);
+    Status missing = batch.Add("/nonexistent/dgc/x", "data");
+    EXPECT_FALSE(missing.ok());
+    EXPECT_NE(missing.message().find("/nonexistent/dgc/x"), std::string::npos) << missing;
+    EXPECT_EQ(batch.files(), 2u) << "a failed Add leaves the batch as it was";
+  }  // destroyed uncommitted
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "an abandoned batch leaves no file, not even a temporary";
+}
+
 TEST(FilesTest, WriteIntoMissingDirectoryFailsCleanly) {
   EXPECT_FALSE(WriteFileAtomic("/nonexistent/dgc/x", "data").ok());
 }
