@@ -361,6 +361,20 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
         best_model = std::move(rebuilt);
       }
       if (!o.check_fidelity || mean <= o.fidelity_target) break;
+      if (attempt == 0 && parent_mean <= 1) {
+        // A retry doubles the steps, and returns diminish: the second run of
+        // steps gains less than the first gained over the parent. A miss
+        // larger than that first gain is not closed by a retry; skip it and
+        // say why.
+        const double gain = parent_mean - mean;
+        const double miss = mean - o.fidelity_target;
+        if (miss > gain) {
+          report["retry_skipped"] = absl::StrFormat(
+              "miss %.3f exceeds the first attempt's gain %.3f over the parent: twice the steps would not close it",
+              miss, gain);
+          break;
+        }
+      }
       train.max_steps *= 2;  // missed the target: raise the budget once
       train.max_seconds *= 2;
     }

@@ -208,7 +208,7 @@ class Pipeline {
     uint64_t recent_packets = 2000000;
   };
   struct Totals {
-    uint64_t chunks = 0, packets = 0, flows = 0, stored = 0, raw = 0, retried = 0, already = 0;
+    uint64_t chunks = 0, packets = 0, flows = 0, stored = 0, raw = 0, retried = 0, retry_skipped = 0, already = 0;
     double fidelity_sum = 0;
     int fidelity_n = 0;
     std::map<std::string, uint64_t> decisions;
@@ -493,6 +493,7 @@ class Pipeline {
     tot_.stored += stored;
     tot_.raw += c.raw_bytes;
     tot_.retried += rp.value("retried", false) ? 1 : 0;
+    tot_.retry_skipped += rp.contains("retry_skipped") ? 1 : 0;
     const nlohmann::json& sp = r.split;
     tot_.skeleton += sp.value("skeleton", uint64_t{0});
     tot_.structure += sp.value("structure", uint64_t{0});
@@ -934,6 +935,7 @@ Examples:
                         {"base_model_bytes", usage.ok() ? usage->model_bytes : 0},
                         {"fidelity_mean", tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0},
                         {"chunks_retried", tot.retried},
+                        {"retries_skipped", tot.retry_skipped},
                         {"decisions", decisions},
                         {"max_chain_depth", tot.max_depth},
                         {"max_depth_bound", o->selector.max_depth},
@@ -958,12 +960,13 @@ Examples:
         "compressed %d packets (%d flows) into %d chunks in %.1f s, %.1f CPU-s (%d already committed)\n"
         "stored     %d bytes in chunks (%.0f B per million packets), base models %d bytes (paid once)\n"
         "raw        %d bytes captured: %.1fx smaller\n"
-        "fidelity   mean of the 17 metrics over chunks: %.3f (target %.2f), %d chunk(s) retried\n"
+        "fidelity   mean of the 17 metrics over chunks: %.3f (target %.2f), %d chunk(s) retried, %d retry(ies) "
+        "skipped (the miss beyond what twice the steps gain)\n"
         "parents    %s; deepest delta chain %d (bound %d)\n",
         tot.packets, tot.flows, tot.chunks, secs, cpu, tot.already, tot.stored,
         tot.packets ? tot.stored * 1e6 / tot.packets : 0.0, usage.ok() ? usage->model_bytes : 0, tot.raw,
         tot.stored ? double(tot.raw) / tot.stored : 0.0, tot.fidelity_n ? tot.fidelity_sum / tot.fidelity_n : 0.0,
-        opt.fidelity_target, tot.retried, dec.empty() ? "-" : dec, tot.max_depth, o->selector.max_depth);
+        opt.fidelity_target, tot.retried, tot.retry_skipped, dec.empty() ? "-" : dec, tot.max_depth, o->selector.max_depth);
     const auto& split = j["stored_split"];
     std::cout << absl::StrFormat(
         "budget     %s: skeleton %d B, structure %d B, exact flows %d B (%d flows), deltas %d B, metadata %d B\n",

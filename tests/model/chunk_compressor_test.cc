@@ -62,6 +62,37 @@ TEST(ChunkCompressorTest, DropsADeltaThatDoesNotBeatItsParentByTheMinimumGain) {
   EXPECT_NE(kept->artifact.model_id, "base-1");
 }
 
+// A retry doubles the steps; it runs only when the miss is within what the
+// first attempt gained over the parent, and a skipped one says why.
+TEST(ChunkCompressorTest, RetriesOnlyAMissTheDoubledStepsCanClose) {
+  Chunk c = SmallChunk(4);
+  CompressOptions o = TinyOptions();
+  auto base = TrainBase({c}, o, nullptr);
+  ASSERT_TRUE(base.ok()) << base.status();
+  o.retry_on_miss = true;
+  o.min_delta_gain = 1e-9;  // the parent is scored (and every delta kept)
+  o.fidelity_target = 0;   // out of reach: miss = the whole mean, more than any gain
+  auto far = CompressChunk(c, **base, "base-4", o);
+  ASSERT_TRUE(far.ok()) << far.status();
+  const auto& rf = far->artifact.report;
+  ASSERT_EQ(rf["attempts"].size(), 1u) << rf.dump();
+  ASSERT_TRUE(rf.contains("retry_skipped")) << rf.dump();
+  EXPECT_NE(rf["retry_skipped"].get<std::string>().find("would not close it"), std::string::npos);
+  EXPECT_FALSE(rf["retried"].get<bool>());
+  const double parent = rf["parent_fidelity_mean"].get<double>();
+  const double first = rf["attempts"][0]["fidelity"]["mean"].get<double>();
+  ASSERT_GT(parent, first + 0.002) << "the first fine-tune must gain on its parent for the second half";
+
+  // A miss of half the first gain: the retry runs.
+  o.fidelity_target = first - (parent - first) / 2;
+  auto near = CompressChunk(c, **base, "base-4", o);
+  ASSERT_TRUE(near.ok()) << near.status();
+  const auto& rn = near->artifact.report;
+  EXPECT_EQ(rn["attempts"].size(), 2u) << rn.dump();
+  EXPECT_FALSE(rn.contains("retry_skipped")) << rn.dump();
+  EXPECT_TRUE(rn["retried"].get<bool>());
+}
+
 TEST(ChunkCompressorTest, QuietChunkSharesItsParentUntilThePoolIsLargeEnough) {
   Chunk c = SmallChunk(2);
   CompressOptions o = TinyOptions();
