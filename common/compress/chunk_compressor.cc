@@ -222,6 +222,7 @@ StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& 
   model::TrainOptions t = o.warmup;
   t.lora_rank = 0;
   t.seed = o.seed;
+  t.grammar = &tok;
   DGC_ASSIGN_OR_RETURN(model::TrainStats st, TrainOn(*m, seqs, t, o));
   if (report) {
     *report = st.ToJson();
@@ -334,6 +335,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
     model::TrainOptions train = o.finetune;
     train.seed = o.seed ^ static_cast<uint64_t>(chunk.seq());
+    train.grammar = &tok;
     nlohmann::json attempts = nlohmann::json::array();
     std::string best_delta;
     std::unique_ptr<model::FlowModel> best_model;

@@ -28,6 +28,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -39,6 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/model/distributed_internal.h"
+#include "common/model/tokenizer.h"
 
 namespace dgc::model {
 namespace {
@@ -439,6 +441,12 @@ StatusOr<int> ServeRounds(DataParallelGroup& g) {
     DGC_RETURN_IF_ERROR(BroadcastBytes(g, &seq_bytes));
     DGC_ASSIGN_OR_RETURN(auto seqs, DecodeSequences(seq_bytes));
     DGC_ASSIGN_OR_RETURN(auto model, FlowModel::FromBytes(model_bytes, "session round"));
+    std::optional<FlowTokenizer> tok;
+    if (j.contains("tokenizer")) {
+      DGC_ASSIGN_OR_RETURN(TokenizerConfig tc, TokenizerConfig::FromJson(j["tokenizer"]));
+      tok.emplace(tc);
+      t.grammar = &*tok;
+    }
     t.device = g.device();
     t.data_parallel = &g;
     DGC_ASSIGN_OR_RETURN(TrainStats st, model->Train(seqs, t));
@@ -523,13 +531,24 @@ StatusOr<TrainStats> TrainingSession::Train(FlowModel& model, const std::vector<
                                             const TrainOptions& options) {
   if (impl_->finished) return absl::FailedPreconditionError("training session already finished");
   DataParallelGroup& g = *impl_->group;
-  std::string control = nlohmann::json{{"op", "train"}, {"options", TrainOptionsToJson(options)}}.dump();
+  nlohmann::json round = {{"op", "train"}, {"options", TrainOptionsToJson(options)}};
+  // Every rank scores the same loss: the grammar travels as its tokenizer's
+  // configuration (the only grammar compress trains with).
+  TrainOptions t = options;
+  if (options.grammar != nullptr) {
+    const auto* tok = dynamic_cast<const FlowTokenizer*>(options.grammar);
+    if (tok != nullptr) {
+      round["tokenizer"] = tok->config().ToJson();
+    } else {
+      t.grammar = nullptr;  // no way to send it: the whole-vocabulary loss on every rank
+    }
+  }
+  std::string control = round.dump();
   std::string model_bytes = model.ToBytes();
   std::string seq_bytes = EncodeSequences(sequences);
   DGC_RETURN_IF_ERROR(BroadcastBytes(g, &control));
   DGC_RETURN_IF_ERROR(BroadcastBytes(g, &model_bytes));
   DGC_RETURN_IF_ERROR(BroadcastBytes(g, &seq_bytes));
-  TrainOptions t = options;
   t.device = impl_->options.devices[0];
   t.data_parallel = &g;
   return model.Train(sequences, t);

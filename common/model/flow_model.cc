@@ -979,13 +979,30 @@ struct FlowModel::Impl {
     return torch::linear(hidden.to(compute), n.head_w.to(compute), n.head_b.to(compute)).to(torch::kFloat32);
   }
 
+  // Logits of the head rows [lo, lo + n) only, in float32.
+  Tensor HeadWindow(const NetW& n, const Tensor& hidden, int64_t lo, int64_t count) const {
+    Tensor w = n.head_w.narrow(0, lo, count), bias = n.head_b.narrow(0, lo, count);
+    if (compute == torch::kFloat32) return torch::linear(hidden, w, bias);
+    return torch::linear(hidden.to(compute), w.to(compute), bias.to(compute)).to(torch::kFloat32);
+  }
+
   // A batch of sequences packed into rows: flow lengths are very skewed, and
   // padding every sequence to the longest wastes most of the compute. Each
   // sequence keeps its own positions and attends only to itself.
+  // The targets of a packed batch that share one grammar window [lo, hi):
+  // their flat positions in the batch and their tokens less lo.
+  struct WindowGroup {
+    int64_t lo = 0, hi = 0;
+    Tensor positions, target;
+  };
   struct PackedBatch {
     Tensor input, target, positions, blocked;
+    std::vector<WindowGroup> windows;  // filled when Pack is given windows
   };
-  PackedBatch Pack(const std::vector<std::vector<Token>>& seqs, const std::vector<int64_t>& idx) {
+  // `windows` (optional): per sequence, the allowed window of each target
+  // (windows[i][j] for target seqs[i][j + 1]).
+  PackedBatch Pack(const std::vector<std::vector<Token>>& seqs, const std::vector<int64_t>& idx,
+                   const std::vector<std::vector<TokenRange>>* windows = nullptr) {
     // First-fit decreasing on the input lengths (a sequence of n tokens
     // gives n - 1 input/target pairs).
     std::vector<int64_t> by_len(idx);
@@ -1015,25 +1032,59 @@ struct FlowModel::Impl {
     Tensor pos = torch::zeros({rows, t}, torch::kInt64), seg = torch::full({rows, t}, -1, torch::kInt64);
     int64_t *pi = in.data_ptr<int64_t>(), *pt = tg.data_ptr<int64_t>(), *pp = pos.data_ptr<int64_t>(),
             *ps = seg.data_ptr<int64_t>();
+    std::map<std::pair<Token, Token>, std::pair<std::vector<int64_t>, std::vector<int64_t>>> by_window;
     for (int64_t r = 0; r < rows; ++r) {
       int64_t c = r * t;
       for (size_t k = 0; k < members[r].size(); ++k) {
         const auto& s = seqs[members[r][k]];
+        const std::vector<TokenRange>* w = windows ? &(*windows)[members[r][k]] : nullptr;
         for (size_t j = 0; j + 1 < s.size(); ++j, ++c) {
           pi[c] = s[j];
           pt[c] = s[j + 1];
           pp[c] = static_cast<int64_t>(j);
           ps[c] = static_cast<int64_t>(k);
+          if (w) {
+            auto& g = by_window[{(*w)[j].begin, (*w)[j].end}];
+            g.first.push_back(c);
+            g.second.push_back(s[j + 1] - (*w)[j].begin);
+          }
         }
       }
     }
     PackedBatch b;
+    for (auto& [range, g] : by_window) {
+      WindowGroup wg;
+      wg.lo = range.first;
+      wg.hi = range.second;
+      const int64_t n = static_cast<int64_t>(g.first.size());
+      wg.positions = torch::from_blob(g.first.data(), {n}, torch::kInt64).to(device, false, true);
+      wg.target = torch::from_blob(g.second.data(), {n}, torch::kInt64).to(device, false, true);
+      b.windows.push_back(std::move(wg));
+    }
     b.input = in.to(device);
     b.target = tg.to(device);
     b.positions = pos.to(device);
     Tensor sg = seg.to(device);
     b.blocked = (sg.unsqueeze(2) != sg.unsqueeze(1)).logical_or_(CausalMask(t)).unsqueeze(1);
     return b;
+  }
+
+  // The token-loss sum of a packed batch: over each target's grammar window
+  // when the batch has windows, else over the whole vocabulary.
+  Tensor LossSum(const NetW& n, const Tensor& hidden, const PackedBatch& pb) const {
+    if (pb.windows.empty()) {
+      Tensor logits = Head(n, hidden);
+      return torch::cross_entropy_loss(logits.reshape({-1, config.vocab_size}), pb.target.reshape({-1}), {},
+                                       at::Reduction::Sum, kPad);
+    }
+    Tensor flat = hidden.reshape({-1, hidden.size(-1)});
+    Tensor sum;
+    for (const WindowGroup& g : pb.windows) {
+      Tensor logits = HeadWindow(n, flat.index_select(0, g.positions), g.lo, g.hi - g.lo);
+      Tensor part = torch::cross_entropy_loss(logits, g.target, {}, at::Reduction::Sum);
+      sum = sum.defined() ? sum + part : part;
+    }
+    return sum;
   }
 
   // KV cache of an incremental decode: per block K and V [B, H, L, Dh].
@@ -1497,6 +1548,29 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
       }
     }
 
+    // Each target's grammar window, once per Train (cheap beside a step).
+    std::vector<std::vector<TokenRange>> windows;
+    if (options.grammar != nullptr) {
+      const TokenRange whole{0, static_cast<Token>(m.config.vocab_size)};
+      windows.resize(sequences.size());
+      for (size_t i = 0; i < sequences.size(); ++i) {
+        const auto& sq = sequences[i];
+        auto& w = windows[i];
+        w.reserve(sq.size());
+        GrammarState st = options.grammar->Start();  // after sq[0], kBos
+        bool valid = true;
+        for (size_t j = 1; j < sq.size(); ++j) {
+          TokenRange a = valid && !st.done ? options.grammar->Allowed(st) : whole;
+          if (!a.Contains(sq[j]) || a.begin < 0 || a.end > m.config.vocab_size) {
+            a = whole;
+            valid = false;  // the grammar rejects the rest: score it over the whole vocabulary
+          }
+          w.push_back(a);
+          if (valid) options.grammar->Advance(&st, sq[j]);
+        }
+      }
+    }
+
     DetRng rng(options.seed);
     std::vector<int64_t> order(sequences.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
@@ -1527,20 +1601,13 @@ StatusOr<TrainStats> FlowModel::Train(const std::vector<std::vector<Token>>& seq
       comm.zero_();
       Tensor loss;
       if (!local.empty()) {
-        Impl::PackedBatch pb = m.Pack(sequences, local);
+        Impl::PackedBatch pb = m.Pack(sequences, local, windows.empty() ? nullptr : &windows);
         NetW net = rank == 0 ? Bind(m.layout, m.views) : m.EffectiveWith(lora_a, lora_b);
         Tensor hidden = m.Hidden(net, pb.input, pb.positions, pb.blocked);
-        Tensor logits = m.Head(net, hidden);
-        if (world == 1) {
-          loss = torch::cross_entropy_loss(logits.reshape({-1, m.config.vocab_size}), pb.target.reshape({-1}), {},
-                                           at::Reduction::Mean, kPad);
-        } else {
-          // Sum over this shard / tokens of the whole batch: the ranks' terms
-          // add up to the one-rank mean, and so do their gradients.
-          loss = torch::cross_entropy_loss(logits.reshape({-1, m.config.vocab_size}), pb.target.reshape({-1}), {},
-                                           at::Reduction::Sum, kPad)
-                     .div(static_cast<double>(batch_tokens));
-        }
+        // The token-loss sum over the tokens of the whole batch: with one
+        // rank the mean; with several their terms add up to it, and so do
+        // their gradients.
+        loss = m.LossSum(net, hidden, pb).div(static_cast<double>(batch_tokens));
         loss.backward();
       }
       bool stop = false;

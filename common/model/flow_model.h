@@ -84,6 +84,14 @@ struct TrainOptions {
   // 0's starting weights are broadcast first; the time budget is decided
   // jointly (all stop after the same step). See distributed.h.
   DataParallelGroup* data_parallel = nullptr;
+  // The grammar the sequences follow (not owned; must outlive Train; null:
+  // none). With it the loss at each position is the cross-entropy over the
+  // tokens the grammar allows there, the window sampling draws from, and the
+  // output head computes only those rows: most of a step's work at a 4.5k
+  // vocabulary was the full softmax, which also spent capacity pushing down
+  // tokens that can never be drawn. A target outside its window (a sequence
+  // the grammar rejects) is scored over the whole vocabulary.
+  const Grammar* grammar = nullptr;
 };
 
 struct TrainStats {
