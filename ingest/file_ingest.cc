@@ -49,8 +49,8 @@ struct EncodedChunk {
 // writer commits early for it); the first failure in submission order is the
 // one reported, every chunk before it is written and none after it (they are
 // dropped, as ingest would never have cut them), except that a failed sync
-// loses the whole batch it was for. Memory stays bounded: one chunk waits to
-// be encoded, encoders run at most kMaxAhead chunks ahead of the writer, and
+// loses the whole batch it was for. Memory stays bounded: one group waits to
+// be encoded, encoders run at most kMaxAhead groups ahead of the writer, and
 // a written chunk's bytes are dropped at once. Owned by the reading loop's
 // thread; Finish() (or the destructor) completes the submitted work and
 // joins every thread. `committed` runs on the writer thread for each chunk

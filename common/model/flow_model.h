@@ -97,7 +97,7 @@ struct TrainOptions {
 struct TrainStats {
   int32_t steps = 0;
   double seconds = 0;
-  double first_loss = 0;          // mean token cross-entropy, first step
+  double first_loss = 0;          // mean token cross-entropy, first step (over the grammar windows when given)
   double final_loss = 0;          // mean over the last few steps
   int64_t tokens = 0;             // non-pad tokens seen (the global batches, all ranks together)
   double tokens_per_second = 0;
