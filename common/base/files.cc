@@ -108,7 +108,7 @@ Status FileBatch::Commit() {
       st = ErrnoError(errno, "cannot stat", dir);
       break;
     }
-    if (!synced.insert(sb.st_dev).second) continue;
+    if (synced.count(sb.st_dev) > 0) continue;
     int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
       st = ErrnoError(errno, "cannot open", dir);
@@ -117,7 +117,10 @@ Status FileBatch::Commit() {
     const bool ok = ::syncfs(dfd) == 0;
     const int err = errno;
     ::close(dfd);
-    if (ok) continue;
+    if (ok) {
+      synced.insert(sb.st_dev);
+      continue;
+    }
     if (err != ENOSYS && err != EINVAL) {
       st = ErrnoError(err, "cannot sync the file system of", dir);
       break;
