@@ -219,8 +219,6 @@ class ChunkPipeline {
       }
       std::vector<EncodedChunk> group = std::move(it->second);
       done_.erase(it);
-      ++next_write_;
-      changed_.notify_all();  // encoders may run further ahead
       for (EncodedChunk& job : group) {
         if (!error_.ok()) break;  // dropped: a failure came first
         lock.unlock();
@@ -237,6 +235,10 @@ class ChunkPipeline {
         if (staged.size() == 1) deadline = std::chrono::steady_clock::now() + kMaxBatchAge;
         if (batch.files() >= kMaxBatchFiles || batch.bytes() >= kMaxBatchBytes) commit();
       }
+      // Only now is the whole group in the batch: a commit inside the loop
+      // above must not tell a waiting amendment that this group is on disk.
+      ++next_write_;
+      changed_.notify_all();  // encoders may run further ahead
     }
   }
 
