@@ -1,5 +1,6 @@
 // Byte-level writing and bounds-checked reading for dgc's compact binary forms
-// (flow records, marginal histograms, skeletons, artifacts). A ByteReader never reads past its input: a read that
+// (flow records, marginal histograms, skeletons, artifacts, model checkpoints
+// and deltas). A ByteReader never reads past its input: a read that
 // would fails, sets ok() false, and leaves the output untouched, so decoders
 // of untrusted bytes check ok() once at the end of each part.
 #ifndef DGC_COMMON_BASE_BYTE_IO_H_
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "absl/strings/string_view.h"
 
@@ -36,8 +38,16 @@ class ByteWriter {
     U8(static_cast<uint8_t>(v));
   }
   void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
+  // Fixed-width little-endian (host order on every platform dgc builds for):
+  // the weight files' headers and tensors.
+  template <typename T>
+  void Fixed(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    Bytes(&v, sizeof v);
+  }
 
   size_t size() const { return out_.size(); }
+  const std::string& buffer() const { return out_; }
   std::string Take() { return std::move(out_); }
 
  private:
@@ -79,6 +89,18 @@ class ByteReader {
       }
     }
     return Fail();
+  }
+  template <typename T>
+  bool Fixed(T* v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return Bytes(v, sizeof *v);
+  }
+  // Points *p at the next n bytes (inside the input, no copy) and skips them.
+  bool View(size_t n, const char** p) {
+    if (!Need(n)) return false;
+    *p = in_.data() + pos_;
+    pos_ += n;
+    return true;
   }
   bool SignedVarint(int64_t* v) {
     uint64_t u;

@@ -10,15 +10,15 @@
 #include <utility>
 #include <vector>
 
+#include "common/base/rng.h"
+
 namespace dgc::baseline {
 
-// SplitMix64 finaliser: derives independent seeds from one user seed, so each
-// field gets its own stream and adding a field does not shift the others.
+// Independent seeds from one user seed (SplitMix64 of seed + stream * the
+// golden gamma): each field gets its own stream, and adding a field does
+// not shift the others.
 inline uint64_t MixSeed(uint64_t seed, uint64_t stream) {
-  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (stream + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  return SplitMix64(seed + 0x9e3779b97f4a7c15ULL * stream);
 }
 
 class Rng {

@@ -1,4 +1,4 @@
-// The tensor side of DataParallelGroup, for flow_model.cc only (includes
+// The tensor side of DataParallelGroup, for flow_model_train.cc only (includes
 // torch; most of dgc must not).
 #ifndef DGC_COMMON_MODEL_DISTRIBUTED_INTERNAL_H_
 #define DGC_COMMON_MODEL_DISTRIBUTED_INTERNAL_H_

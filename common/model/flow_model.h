@@ -2,7 +2,9 @@
 // sequence per flow, see tokenizer.h), in libtorch's C++ API. This header is
 // torch-free on purpose: most of dgc includes it, and a file that includes
 // torch takes ~15 s and ~1 GB to compile. The implementation lives behind a
-// pimpl in flow_model.cc.
+// pimpl in flow_model.cc, flow_model_train.cc and flow_model_sample.cc
+// (flow_model_internal.h); the torch-free weight layout, quantisation and
+// file formats are weights.h and model_format.h.
 //
 // Thread safety: a FlowModel is used by one thread at a time.
 #ifndef DGC_COMMON_MODEL_FLOW_MODEL_H_

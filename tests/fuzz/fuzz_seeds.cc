@@ -10,7 +10,9 @@
 #endif
 #ifdef DGC_HAVE_MODEL_TOKENS
 #include "common/model/artifact.h"
+#include "common/model/model_format.h"
 #include "common/model/skeleton.h"
+#include "common/model/weights.h"
 #endif
 
 namespace {
@@ -76,6 +78,26 @@ int main(int argc, char** argv) {
     a.report = {{"packets", 8}, {"shared", true}};
     Write(dir + "/skeleton_decode/seed-artifact", a.Encode());
     c.duration_ns = duration;
+  }
+  {
+    // A checkpoint and both kinds of delta for fuzz_model_format's model.
+    namespace m = dgc::model;
+    m::NetworkConfig nc;
+    nc.vocab_size = 40;
+    nc.max_length = 12;
+    nc.width = 8;
+    nc.depth = 2;
+    nc.heads = 2;
+    const m::Layout l = m::MakeLayout(nc);
+    const std::vector<float> w = m::InitialWeights(nc, l, 1);
+    const uint64_t parent = m::HashWeights(l, w.data());
+    Write(dir + "/model_format/seed-checkpoint", m::EncodeCheckpoint(nc, l, w));
+    const m::LoraLayout ll = m::MakeLoraLayout(nc, l, 2, 2.0, (1u << m::kNumTargets) - 1);
+    std::vector<float> ad(static_cast<size_t>(ll.total));
+    for (size_t i = 0; i < ad.size(); ++i) ad[i] = 0.01f * static_cast<float>(static_cast<int>(i % 17) - 8);
+    if (auto d = m::EncodeLoraDelta(ll, ad, false, 5, parent, 3); d.ok()) Write(dir + "/model_format/seed-lora", *d);
+    if (auto d = m::EncodeLoraDelta(ll, ad, true, 5, parent, 3); d.ok()) Write(dir + "/model_format/seed-lora-seeded", *d);
+    if (auto d = m::EncodeFullDelta(l, w, parent, 3); d.ok()) Write(dir + "/model_format/seed-full", *d);
   }
 #endif
   Write(dir + "/chunk_decode/seed-8", dgc::EncodeChunk(c));

@@ -1,5 +1,5 @@
 #!/bin/bash
-# GPU smoke run of dgc-model-bench: builds flow_model.cc and the bench against
+# GPU smoke run of dgc-model-bench: builds the model library (flow_model*.cc, weights.cc, model_format.cc) and the bench against
 # the machine's PyTorch (its libtorch), with abseil/zstd carried from Debian.
 set -o pipefail
 G=build-model/gpu
@@ -9,7 +9,7 @@ g++ --version | head -1; nvidia-smi --query-gpu=name,memory.total --format=csv,n
 FLAGS="-O3 -DNDEBUG -D_GLIBCXX_USE_CXX11_ABI=1 -DXXH_INLINE_ALL -I. -I$G/include -isystem $TORCH/include -isystem $TORCH/include/torch/csrc/api/include -w"
 build() {
   local std=$1; local pids=()
-  for f in common/model/flow_model.cc common/base/files.cc common/base/status.cc tests/bench/model_bench.cc; do
+  for f in common/model/flow_model.cc common/model/flow_model_train.cc common/model/flow_model_sample.cc common/model/weights.cc common/model/model_format.cc common/model/distributed.cc common/base/files.cc common/base/status.cc tests/bench/model_bench.cc; do
     g++ -std=$std $FLAGS -c $f -o $G/$(basename $f).o 2> $G/$(basename $f).err & pids+=($!)
   done
   local ok=0; for p in "${pids[@]}"; do wait $p || ok=1; done; return $ok

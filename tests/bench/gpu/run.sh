@@ -136,7 +136,7 @@ if [ -z "$BENCH" ]; then
   echo "defines: $DEFS"
   FLAGS="-std=c++17 -O3 -DNDEBUG -D_GLIBCXX_USE_CXX11_ABI=$ABI -DXXH_INLINE_ALL -I. -I$CARRY/include -isystem $TORCH/include -isystem $TORCH/include/torch/csrc/api/include $CUDA_INC $NCCL_INC -w"
   pids=()
-  for f in common/model/flow_model.cc common/model/distributed.cc common/base/files.cc common/base/status.cc tests/bench/model_bench.cc; do
+  for f in common/model/flow_model.cc common/model/flow_model_train.cc common/model/flow_model_sample.cc common/model/weights.cc common/model/model_format.cc common/model/distributed.cc common/base/files.cc common/base/status.cc tests/bench/model_bench.cc; do
     g++ $FLAGS $DEFS -c $f -o $G/$(basename $f).o 2> $G/$(basename $f).err & pids+=($!)
   done
   ok=0; for p in "${pids[@]}"; do wait $p || ok=1; done
