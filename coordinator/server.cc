@@ -93,7 +93,9 @@ Status Coordinator::Init() {
   // still to delete.
   size_t resumed = 0;
   std::set<std::pair<std::string, uint32_t>> kept_streams;
-  std::vector<JobRecord> jobs = scheduler_->Jobs();  // by id
+  // Every stored record, also the committed ones the scheduler no longer
+  // holds (Scheduler, Memory): their raw files may still be kept.
+  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->List());  // by id
   std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
   for (const JobRecord& j : jobs) {
     const std::string key = StreamKey(j.link, j.shard);
@@ -115,7 +117,8 @@ Status Coordinator::Init() {
     }
   }
   for (const auto& [link, shard] : kept_streams) TrimRecentRaw(link, shard);
-  spdlog::info("library {}: {} jobs stored, {} to resume", options_.library_dir, scheduler_->Jobs().size(), resumed);
+  spdlog::info("library {}: {} jobs stored ({} held), {} to resume", options_.library_dir, jobs.size(),
+               scheduler_->resident_jobs(), resumed);
 
   wire::SocketOptions so_router;
   so_router.security = options_.security;

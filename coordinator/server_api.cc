@@ -64,6 +64,15 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
                                           : absl::InvalidArgumentError(absl::StrCat("'", req.name, "' is not a job id"));
   };
   auto job_json = [](const JobRecord& r) { return nlohmann::json::parse(EncodeJobRecord(r)); };
+  // The scheduler holds the jobs that can still change; a committed job it
+  // evicted (Scheduler, Memory) is answered from the store, as committed.
+  auto find_job = [&](JobId id) -> std::optional<JobRecord> {
+    if (const JobRecord* r = scheduler_->FindJob(id)) return *r;
+    if (!scheduler_->Evicted(id)) return std::nullopt;
+    auto stored = store_->Get(id);
+    if (!stored.ok()) return std::nullopt;
+    return *std::move(stored);
+  };
   switch (req.verb) {
     case wire::OperatorVerb::kGet:
     case wire::OperatorVerb::kDescribe: {
@@ -72,17 +81,25 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
         if (describe || !req.name.empty()) {
           JobId id = 0;
           if (Status st = job_id(&id); !st.ok()) return Error(std::string(st.message()));
-          const JobRecord* r = scheduler_->FindJob(id);
+          std::optional<JobRecord> r = find_job(id);
           if (!r) return Error(absl::StrCat("job ", id, " not found"));
           nlohmann::json j = job_json(*r);
-          if (describe && r->parent_job) j["parent_model"] = scheduler_->FindJob(r->parent_job) ?
-              scheduler_->FindJob(r->parent_job)->result_ref : "";
+          if (describe && r->parent_job) {
+            std::optional<JobRecord> parent = find_job(r->parent_job);
+            j["parent_model"] = parent ? parent->result_ref : "";
+          }
           return Ok(describe ? j : nlohmann::json::array({j}));
         }
         std::string state = args.value("state", "");
         std::string link = args.value("link", "");
+        // Every stored job (the committed ones the scheduler evicted too), as
+        // the scheduler holds it when it does (its lease deadlines are fresher).
+        auto stored = store_->List();
+        if (!stored.ok()) return Error(std::string(stored.status().message()));
         nlohmann::json arr = nlohmann::json::array();
-        for (const JobRecord& r : scheduler_->Jobs()) {
+        for (const JobRecord& s : *stored) {
+          const JobRecord* held = scheduler_->FindJob(s.id);
+          const JobRecord& r = held ? *held : s;
           if (!state.empty() && state != JobStateName(r.state)) continue;
           if (!link.empty() && link != r.link) continue;
           arr.push_back(job_json(r));
@@ -129,7 +146,7 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
     case wire::OperatorVerb::kRetry: {
       JobId id = 0;
       if (Status st = job_id(&id); !st.ok()) return Error(std::string(st.message()));
-      if (!scheduler_->FindJob(id)) return Error(absl::StrCat("job ", id, " not found"));
+      if (!find_job(id)) return Error(absl::StrCat("job ", id, " not found"));
       if (req.verb == wire::OperatorVerb::kCancel) {
         auto holder = scheduler_->Cancel(id);
         if (!holder.ok()) return Error(std::string(holder.status().message()));

@@ -26,12 +26,13 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
   wire::JobAck ack;
   ack.job_id = res.job_id;
   auto cls = scheduler_->ClassifyResult(res.job_id);
-  if (!cls.ok()) {  // unknown job: nothing to commit
+  const JobRecord* job = scheduler_->FindJob(res.job_id);
+  // Unknown, or committed and no longer held (Scheduler, Memory): nothing to commit.
+  if (!cls.ok() || !job) {
     ack.duplicate = true;
     Send(peer, ack);
     return;
   }
-  const JobRecord* job = scheduler_->FindJob(res.job_id);
   std::string result_ref;
   bool newly_committed = false;
   nlohmann::json report;

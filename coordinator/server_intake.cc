@@ -93,12 +93,13 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
       return;
     }
     if (!r->created) {
-      const JobRecord* j = scheduler_->FindJob(r->job);
-      if (j && j->state == JobState::kDone) {
+      if (r->done) {
         std::error_code ec;
         std::filesystem::remove(path, ec);  // a resend of a committed chunk: its raw file went already
       }
-      spdlog::debug("chunk {}/{}/{} again: job {} already exists", m.link, m.shard, m.seq, r->job);
+      // Job 0: committed long ago, no longer held in memory (Scheduler, Memory).
+      spdlog::debug("chunk {}/{}/{} again: job {} already exists{}", m.link, m.shard, m.seq, r->job,
+                    r->done ? " (committed)" : "");
     } else {
       spdlog::debug("chunk {}/{}/{}: job {} ({} packets)", m.link, m.shard, m.seq, r->job, m.packets);
     }

@@ -1,9 +1,11 @@
 // Job records and the store the scheduler persists them through.
 //
-// The scheduler keeps every job in memory and writes each change through to a
-// JobStore before acting on it, so a restarted coordinator rebuilds its state
-// from JobStore::List(). InMemoryJobStore serves tests and the simulation; the
-// coordinator backs the interface with the library's RocksDB.
+// The scheduler keeps the jobs that can still change in memory (see Scheduler,
+// Memory) and writes each change through to a JobStore before acting on it, so
+// a restarted coordinator rebuilds its state from JobStore::List(). The store
+// keeps every record, also those of the committed jobs the scheduler evicted.
+// InMemoryJobStore serves tests and the simulation; the coordinator backs the
+// interface with the library's RocksDB.
 #ifndef DGC_COORDINATOR_SCHEDULER_JOB_STORE_H_
 #define DGC_COORDINATOR_SCHEDULER_JOB_STORE_H_
 

@@ -34,9 +34,15 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& o
 Status Scheduler::Load() {
   DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> records, store_->List());
   const int64_t now = clock_->NowNs();
-  for (JobRecord& r : records) {
+  // First the streams' indexes from every record, then only the records a
+  // running scheduler would hold: the committed ones PruneCommitted drops
+  // are evicted (see Memory) and never enter jobs_.
+  std::vector<Stream*> stream_of(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    JobRecord& r = records[i];
     next_id_ = std::max(next_id_, r.id + 1);
     Stream& s = streams_[StreamKey(r.link, r.shard)];
+    stream_of[i] = &s;
     const OrderKey key = OrderOf(r);
     switch (r.state) {
       case JobState::kLeased:
@@ -55,13 +61,19 @@ Status Scheduler::Load() {
     }
     if (r.state != JobState::kCancelled) s.known[{r.seq, KindRank(r.kind)}] = r.id;
     ++counts_.by_state[static_cast<size_t>(r.state)];
+  }
+  for (auto& [key, s] : streams_) PruneCommitted(s);
+  for (size_t i = 0; i < records.size(); ++i) {
+    JobRecord& r = records[i];
+    Stream& s = *stream_of[i];
+    if (r.state == JobState::kDone) {
+      auto c = s.committed.find(OrderOf(r));
+      if (c == s.committed.end() || c->second != r.id) continue;  // evicted
+    }
     const JobId id = r.id;
     jobs_[id] = Entry{std::move(r), &s};
   }
-  for (auto& [key, s] : streams_) {
-    PruneCommitted(s);
-    RefreshStream(s);
-  }
+  for (auto& [key, s] : streams_) RefreshStream(s);
   return absl::OkStatus();
 }
 
@@ -117,14 +129,51 @@ JobId Scheduler::ParentOf(const Stream& s, const OrderKey& key) const {
 }
 
 // Keeps the committed jobs a later job may still take as parent: every one
-// after the first unfinished or failed job, and the last one before it.
-void Scheduler::PruneCommitted(Stream& s) {
+// after the first unfinished or failed job, and the last one before it (and
+// `keep`). The others are evicted.
+void Scheduler::PruneCommitted(Stream& s, JobId keep) {
   std::optional<OrderKey> low;
   if (!s.unfinished.empty()) low = s.unfinished.begin()->first;
   if (!s.failed.empty() && (!low || *s.failed.begin() < *low)) low = *s.failed.begin();
   auto end = low ? s.committed.lower_bound(*low) : s.committed.end();
   if (end == s.committed.begin()) return;
-  s.committed.erase(s.committed.begin(), std::prev(end));
+  end = std::prev(end);
+  for (auto it = s.committed.begin(); it != end;) {
+    if (it->second == keep) {
+      ++it;
+      continue;
+    }
+    Evict(s, it->first);
+    it = s.committed.erase(it);
+  }
+}
+
+// Forgets a committed job but its (seq, kind): the seq joins the runs of its
+// kind, merged with its neighbours.
+void Scheduler::Evict(Stream& s, const OrderKey& key) {
+  const auto& [seq, rank, id] = key;
+  jobs_.erase(id);  // not there yet while Load() runs
+  auto known = s.known.find({seq, rank});
+  if (known != s.known.end() && known->second == id) s.known.erase(known);
+  std::map<int64_t, int64_t>& runs = s.evicted[rank];
+  auto next = runs.upper_bound(seq);  // the first run starting after seq
+  auto it = next;
+  if (it != runs.begin() && std::prev(it)->second >= seq - 1) {
+    it = std::prev(it);  // a run ending at or just before seq
+    it->second = std::max(it->second, seq);
+  } else {
+    it = runs.emplace_hint(next, seq, seq);
+  }
+  if (next != runs.end() && next->first == it->second + 1) {
+    it->second = next->second;
+    runs.erase(next);
+  }
+}
+
+bool Scheduler::EvictedChunk(const Stream& s, int64_t seq, int rank) {
+  const std::map<int64_t, int64_t>& runs = s.evicted[rank];
+  auto it = runs.upper_bound(seq);
+  return it != runs.begin() && std::prev(it)->second >= seq;
 }
 
 void Scheduler::Unindex(const Worker& w) {
@@ -173,7 +222,10 @@ StatusOr<SubmitResult> Scheduler::Submit(const JobSpec& spec) {
   if (spec.link.empty()) return absl::InvalidArgumentError("job spec without a link");
   Stream& s = streams_[StreamKey(spec.link, spec.shard)];
   auto known = s.known.find({spec.seq, KindRank(spec.kind)});
-  if (known != s.known.end()) return SubmitResult{known->second, false};
+  if (known != s.known.end()) {
+    return SubmitResult{known->second, false, jobs_.at(known->second).rec.state == JobState::kDone};
+  }
+  if (EvictedChunk(s, spec.seq, KindRank(spec.kind))) return SubmitResult{0, false, true};
 
   JobRecord r;
   r.id = next_id_;
@@ -380,6 +432,7 @@ Status Scheduler::Schedule(std::vector<Assignment>* out) {
 }
 
 StatusOr<CompletionOutcome> Scheduler::ClassifyResult(JobId job) const {
+  if (Evicted(job)) return CompletionOutcome::kDuplicate;
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   switch (it->second.rec.state) {
@@ -409,13 +462,15 @@ Status Scheduler::Commit(Entry& entry, const std::string& result_ref) {
   const OrderKey key = OrderOf(entry.rec);
   s.unfinished.erase(key);
   s.committed.emplace(key, entry.rec.id);
-  PruneCommitted(s);
+  const JobId id = entry.rec.id;
+  PruneCommitted(s, /*keep=*/id);
   RefreshStream(s);
   return absl::OkStatus();
 }
 
 StatusOr<CompletionResult> Scheduler::Complete(const std::string& worker, JobId job, uint32_t attempt,
                                                const std::string& result_ref) {
+  if (Evicted(job)) return CompletionResult{CompletionOutcome::kDuplicate, ""};
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -460,6 +515,7 @@ Status Scheduler::FailLeased(Entry& entry, const std::string& reason, bool count
 
 StatusOr<FailureOutcome> Scheduler::Fail(const std::string& worker, JobId job, uint32_t attempt,
                                          const std::string& reason, bool retryable) {
+  if (Evicted(job)) return FailureOutcome::kStale;
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -473,6 +529,7 @@ StatusOr<FailureOutcome> Scheduler::Fail(const std::string& worker, JobId job, u
 }
 
 Status Scheduler::Release(JobId job, const std::string& reason) {
+  if (Evicted(job)) return absl::FailedPreconditionError(absl::StrCat("job ", job, " is not leased"));
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -484,6 +541,7 @@ Status Scheduler::Release(JobId job, const std::string& reason) {
 }
 
 Status Scheduler::MakeReady(JobId job) {
+  if (Evicted(job)) return absl::OkStatus();  // done: not waiting
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -524,6 +582,10 @@ int64_t Scheduler::NextDeadlineNs() const {
 }
 
 StatusOr<std::string> Scheduler::Cancel(JobId job) {
+  if (Evicted(job)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job, " is done: only queued or leased jobs can be cancelled"));
+  }
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -552,6 +614,10 @@ StatusOr<std::string> Scheduler::Cancel(JobId job) {
 }
 
 Status Scheduler::Retry(JobId job) {
+  if (Evicted(job)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job, " is done: only failed or cancelled jobs can be retried"));
+  }
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", job));
   Entry& e = it->second;
@@ -564,6 +630,9 @@ Status Scheduler::Retry(JobId job) {
   if (known != s.known.end() && known->second != job) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", known->second, " already covers this chunk; retry or cancel that one"));
+  }
+  if (EvictedChunk(s, e.rec.seq, KindRank(e.rec.kind))) {
+    return absl::FailedPreconditionError("a committed job already covers this chunk");
   }
   const JobState was = e.rec.state;
   JobRecord r = e.rec;

@@ -45,6 +45,25 @@
 //   acts on it; on a store error the call returns it and memory is unchanged
 //   for that job. Create() rebuilds the state from the store: leases survive
 //   (their workers re-register and heartbeat, or the leases expire).
+// - Memory (issue 17). Only the jobs that can still matter are held: every
+//   queued, leased, failed and cancelled job, and the committed ones a later
+//   job may take as parent (Stream::committed: the last one before the
+//   stream's first unfinished or failed job, and every one after it). A
+//   committed job behind that frontier is evicted when PruneCommitted drops
+//   it (on a commit or a cancel; the job just committed stays until the
+//   stream's next prune, so callers may look at it after Complete). Of an
+//   evicted job only its (seq, kind) is kept, as a run of seqs in
+//   Stream::evicted, so a chunk sent again (a restarted ingest) is still
+//   recognised as committed (SubmitResult::done, job 0) and not run twice; a
+//   gap between runs stays open for a chunk never seen. Ids are dense, so an
+//   id below next_id_ that is not held is an evicted committed job (Evicted):
+//   a late result for it is kDuplicate, a failure kStale, Cancel and Retry
+//   FailedPrecondition; FindJob and Jobs() do not see it (the store still
+//   has its record: JobStore::Get); counts() still counts it as done.
+//   Load() reads every record but holds only what a running scheduler would,
+//   rebuilding the runs from the evicted ones. Memory is O(unfinished,
+//   failed and cancelled jobs + streams + gaps in committed seqs), not
+//   O(chunks ever seen); the store keeps every record.
 #ifndef DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
 #define DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
 
@@ -137,8 +156,9 @@ struct Assignment {
 };
 
 struct SubmitResult {
-  JobId job = 0;
+  JobId job = 0;         // 0 when the existing job was committed and evicted (see Memory)
   bool created = false;  // false: a job for this chunk and kind already existed
+  bool done = false;     // the existing job is committed (done)
 };
 
 enum class CompletionOutcome {
@@ -180,7 +200,8 @@ class Scheduler {
 
   // Adds a job to its stream. Idempotent per (link, shard, seq, kind): while
   // a job for it exists and is not cancelled, returns that job with
-  // created=false. InvalidArgument when link is empty.
+  // created=false (done=true and job 0 when it was committed and evicted).
+  // InvalidArgument when link is empty.
   [[nodiscard]] StatusOr<SubmitResult> Submit(const JobSpec& spec);
 
   // Adds a worker, or updates one that registers again (after a reconnect or
@@ -205,11 +226,12 @@ class Scheduler {
 
   // What Complete would do with a result for `job`, without doing it, so the
   // coordinator can store the artifact first only when it will be committed.
-  // NotFound for an unknown job.
+  // NotFound for an unknown job; kDuplicate for an evicted one.
   [[nodiscard]] StatusOr<CompletionOutcome> ClassifyResult(JobId job) const;
   // A result for `job` from `worker`'s lease number `attempt`, its artifact
   // stored as `result_ref`. See the completion rule above. NotFound for an
-  // unknown job; InvalidArgument for an attempt never handed out.
+  // unknown job; InvalidArgument for an attempt never handed out (not
+  // checked for an evicted job: kDuplicate).
   [[nodiscard]] StatusOr<CompletionResult> Complete(const std::string& worker, JobId job, uint32_t attempt,
                                                     const std::string& result_ref);
   // The worker reports that lease `attempt` of `job` failed. Counts a failure
@@ -243,9 +265,12 @@ class Scheduler {
   // reset. FailedPrecondition otherwise, or when a newer job covers the chunk.
   [[nodiscard]] Status Retry(JobId job);
 
-  // Queries (operator API, metrics).
+  // Queries (operator API, metrics). FindJob and Jobs() see the jobs held in
+  // memory only (see Memory); Evicted: `job` was committed and evicted.
   const JobRecord* FindJob(JobId job) const;
   std::vector<JobRecord> Jobs() const;  // by id
+  bool Evicted(JobId job) const { return job != 0 && job < next_id_ && jobs_.count(job) == 0; }
+  size_t resident_jobs() const { return jobs_.size(); }
   std::optional<WorkerInfo> FindWorker(const std::string& worker) const;
   std::vector<WorkerInfo> Workers() const;  // by id
   const JobCounts& counts() const { return counts_; }
@@ -267,7 +292,9 @@ class Scheduler {
     std::map<OrderKey, JobId> unfinished;    // queued and leased
     std::set<OrderKey> failed;
     std::map<OrderKey, JobId> committed;     // pruned to what later jobs may need
-    std::map<std::pair<int64_t, int>, JobId> known;  // (seq, kind) -> job, not cancelled
+    std::map<std::pair<int64_t, int>, JobId> known;  // (seq, kind) -> job, not cancelled, held
+    // By KindRank: runs of seqs [first, last] whose committed job was evicted.
+    std::array<std::map<int64_t, int64_t>, 2> evicted;
     uint32_t leased = 0;
     std::optional<ReadyKey> ready;           // this stream's entry in a ready set
     int64_t waiting_until = 0;               // its head's not_before_ns while that is ahead
@@ -296,7 +323,11 @@ class Scheduler {
   Status Persist(Entry& entry, JobRecord updated);
   void RefreshStream(Stream& s);
   JobId ParentOf(const Stream& s, const OrderKey& key) const;
-  void PruneCommitted(Stream& s);
+  // Drops the committed jobs no later job may need and evicts them (see
+  // Memory); `keep` (the job just committed) stays until the next prune.
+  void PruneCommitted(Stream& s, JobId keep = 0);
+  void Evict(Stream& s, const OrderKey& key);
+  static bool EvictedChunk(const Stream& s, int64_t seq, int rank);
   // Leases `entry` to `worker` with `slots` of its slots and, for a gang, to
   // `helpers` with every slot each has.
   Status Lease(Entry& entry, Worker& worker, uint32_t slots, const std::vector<Worker*>& helpers,

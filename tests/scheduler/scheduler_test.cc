@@ -852,6 +852,162 @@ TEST_P(SchedulerTest, StoreErrorLeavesTheJobAsItWas) {
   EXPECT_TRUE(absl::IsUnavailable(Scheduler::Create(options_, &store_, &clock_).status()));
 }
 
+// Issue 17: a long stream of chunks, each committed, holds only the jobs
+// that can still matter; a chunk sent again long after its job was evicted
+// is still recognised as committed and not run again.
+class EvictionTest : public SchedulerTest {
+ protected:
+  // 20,000 chunks in memory; fewer against RocksDB (every write is synced).
+  int64_t Chunks() const { return GetParam() == "memory" ? 20000 : 500; }
+  static constexpr int64_t kAhead = 8;  // chunks queued ahead of the one running
+  static constexpr int64_t kGap = 77;   // a seq the ingest never sends
+  static constexpr size_t kBound = kAhead + 3;
+
+  // Streams seqs [0, n) but kGap through "tap0", kAhead queued ahead of the
+  // running one, committing each in turn. Returns the ids by seq; fills the
+  // most jobs held at once.
+  std::vector<JobId> StreamAndCommit(int64_t n, size_t* max_resident) {
+    AddWorker("w1", 1);
+    std::vector<JobId> ids(n, 0);
+    int64_t next = 0;
+    auto submit_ahead = [&](int64_t upto) {
+      for (; next < std::min(upto, n); ++next) {
+        if (next != kGap) ids[next] = Submit("tap0", next);
+      }
+    };
+    submit_ahead(kAhead);
+    *max_resident = 0;
+    for (int64_t seq = 0; seq < n; ++seq) {
+      if (seq == kGap) continue;
+      auto a = Schedule();
+      if (a.size() != 1u || a[0].job != ids[seq]) {
+        ADD_FAILURE() << "seq " << seq << ": " << a.size() << " leases";
+        return ids;
+      }
+      const JobId parent = seq == 0 ? 0 : ids[seq - 1 == kGap ? seq - 2 : seq - 1];
+      EXPECT_EQ(a[0].parent_job, parent) << "seq " << seq;
+      EXPECT_EQ(Complete(a[0], "model-" + std::to_string(seq)), CompletionOutcome::kCommitted);
+      submit_ahead(seq + 1 + kAhead);
+      *max_resident = std::max(*max_resident, sched_->resident_jobs());
+    }
+    return ids;
+  }
+  SubmitResult SubmitAgain(int64_t seq, JobKind kind = JobKind::kCompress) {
+    JobSpec spec;
+    spec.link = "tap0";
+    spec.seq = seq;
+    spec.start_ns = seq * 60 * kSec;
+    spec.kind = kind;
+    spec.chunk_ref = "tap0/" + std::to_string(seq) + "-again";
+    auto r = sched_->Submit(spec);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : SubmitResult{};
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Stores, EvictionTest, ::testing::Values("memory", "rocksdb"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(EvictionTest, ManyCommittedChunksHoldBoundedMemoryAndOldDuplicatesAreNotRunAgain) {
+  const int64_t n = Chunks();
+  size_t max_resident = 0;
+  std::vector<JobId> ids = StreamAndCommit(n, &max_resident);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_LE(max_resident, kBound);
+  EXPECT_LE(sched_->resident_jobs(), 2u);  // the last committed job (the next one's parent), and one left to prune
+  EXPECT_EQ(sched_->counts()[JobState::kDone], static_cast<uint64_t>(n - 1));
+  const JobId last = ids[n - 1];
+  ASSERT_NE(sched_->FindJob(last), nullptr);
+  EXPECT_EQ(sched_->FindJob(last)->state, JobState::kDone);
+
+  // A restarted ingest sends old chunks again: recognised, nothing to run.
+  for (int64_t seq : {int64_t{0}, int64_t{5}, kGap - 1, kGap + 1, n / 2, n - 2, n - 1}) {
+    SubmitResult r = SubmitAgain(seq);
+    EXPECT_FALSE(r.created) << "seq " << seq;
+    EXPECT_TRUE(r.done) << "seq " << seq;
+  }
+  EXPECT_EQ(sched_->counts()[JobState::kQueued], 0u);
+  EXPECT_TRUE(Schedule().empty());
+  // An evicted job: its late result is a duplicate, its record is in the store.
+  const JobId old = ids[5];
+  EXPECT_EQ(sched_->FindJob(old), nullptr);
+  EXPECT_TRUE(sched_->Evicted(old));
+  EXPECT_FALSE(sched_->Evicted(last));
+  EXPECT_FALSE(sched_->Evicted(last + 1000));
+  EXPECT_EQ(*sched_->ClassifyResult(old), CompletionOutcome::kDuplicate);
+  auto late = sched_->Complete("w1", old, 1, "late");
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_EQ(late->outcome, CompletionOutcome::kDuplicate);
+  EXPECT_EQ(*sched_->Fail("w1", old, 1, "late"), FailureOutcome::kStale);
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Cancel(old).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Retry(old)));
+  EXPECT_TRUE(absl::IsNotFound(sched_->ClassifyResult(last + 1000).status()));
+  auto stored = store_.Get(old);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->state, JobState::kDone);
+  EXPECT_EQ(stored->result_ref, "model-5");
+  EXPECT_EQ(sched_->counts()[JobState::kDone], static_cast<uint64_t>(n - 1));
+
+  // A chunk never seen (the gap) and a retrain of an old chunk are new work.
+  SubmitResult gap = SubmitAgain(kGap);
+  EXPECT_TRUE(gap.created);
+  EXPECT_FALSE(gap.done);
+  EXPECT_TRUE(SubmitAgain(5, JobKind::kRetrain).created);
+  EXPECT_EQ(sched_->counts()[JobState::kQueued], 2u);
+}
+
+TEST_P(EvictionTest, RestartAfterManyCommitsHoldsBoundedMemoryAndKeepsSequenceHandling) {
+  const int64_t n = Chunks();
+  size_t max_resident = 0;
+  std::vector<JobId> ids = StreamAndCommit(n, &max_resident);
+  ASSERT_FALSE(HasFailure());
+  Submit("tap1", 1);  // another stream, one job queued
+  const JobCounts before = sched_->counts();
+
+  Restart();
+  EXPECT_LE(sched_->resident_jobs(), 2u);  // tap0's last committed job, tap1's queued one
+  EXPECT_EQ(sched_->counts().by_state, before.by_state);
+  EXPECT_NE(sched_->FindJob(ids[n - 1]), nullptr);
+  EXPECT_EQ(sched_->FindJob(ids[n - 2]), nullptr);
+  EXPECT_TRUE(sched_->Evicted(ids[n - 2]));
+  for (int64_t seq : {int64_t{0}, kGap + 1, n / 2, n - 2, n - 1}) {
+    SubmitResult r = SubmitAgain(seq);
+    EXPECT_FALSE(r.created) << "seq " << seq;
+    EXPECT_TRUE(r.done) << "seq " << seq;
+  }
+  EXPECT_EQ(*sched_->ClassifyResult(ids[3]), CompletionOutcome::kDuplicate);
+
+  // The next chunk runs after the last committed one, with it as parent; ids go on.
+  AddWorker("w1", 0, 64);
+  JobId next = Submit("tap0", n);
+  EXPECT_GT(next, ids[n - 1]);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 2u);  // tap0's next chunk and tap1's
+  const Assignment& an = a[0].job == next ? a[0] : a[1];
+  ASSERT_EQ(an.job, next);
+  EXPECT_EQ(an.parent_job, ids[n - 1]);
+  EXPECT_EQ(Complete(an), CompletionOutcome::kCommitted);
+  EXPECT_LE(sched_->resident_jobs(), 3u);
+  EXPECT_TRUE(SubmitAgain(kGap).created);  // the gap is still open after the restart
+}
+
+TEST_P(EvictionTest, RetryOfACancelledJobIsRefusedWhenAnEvictedCommittedJobCoversTheChunk) {
+  AddWorker("w1", 1);
+  JobId j1 = Submit("tap0", 1);
+  ASSERT_TRUE(sched_->Cancel(j1).ok());
+  JobId j1b = Submit("tap0", 1);
+  for (int64_t seq = 2; seq <= 4; ++seq) Submit("tap0", seq);
+  for (int i = 0; i < 4; ++i) {
+    auto a = Schedule();
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(Complete(a[0]), CompletionOutcome::kCommitted);
+  }
+  ASSERT_TRUE(sched_->Evicted(j1b));
+  EXPECT_TRUE(absl::IsFailedPrecondition(sched_->Retry(j1)));
+  EXPECT_EQ(State(j1), JobState::kCancelled);
+  EXPECT_TRUE(Schedule().empty());
+}
+
 TEST_P(SchedulerTest, RejectsOptionsThatCannotWork) {
   SchedulerOptions o;
   o.max_failures = 0;
