@@ -9,21 +9,28 @@
 # run ends (the library's chunk records against the windows dgc-ingest cuts alone,
 # per shard), how many kills of each kind landed, and each process's RSS over
 # the run (sampled every 2 s; per incarnation: a restarted process starts
-# over), so a leak shows as growth within one incarnation. The ingests ship
-# the whole trace in the first half minute and exit, so kills after that land
-# on the coordinator and the workers (ingest kills: runtime_test's
-# IngestKilledMidStream...).
+# over), so a leak shows as growth within one incarnation.
+#
+# The ingests follow a directory (--follow) that a feeder fills with the
+# trace in 20 s pieces, one every --feed-seconds, so they are alive, and
+# candidates for a kill, for as long as the feed runs; a restarted one reads
+# the directory from its first piece again and resends what it cuts (the
+# coordinator must recognise every chunk it already committed). Once the
+# feed is done each ingest is stopped (SIGTERM) and started once more on the
+# directory without --follow: it cuts the last windows (a followed input
+# never ends, so they stay open), ships its spool and exits.
 #
 # Bounded: at most --max-minutes of wall time, at most chunks/kill-every + 1
 # kills, and every wait has its own bound.
 #
 # Usage: tests/bench/soak.sh [BUILD_DIR] [--chunks N] [--kill-every K] [--workers W]
-#        [--shards S] [--max-minutes M] [--seed R] [--keep DIR]
-#   defaults: 10000 chunks, a kill every 300, 2 workers, 2 shards, 90 minutes
+#        [--shards S] [--max-minutes M] [--seed R] [--feed-seconds F] [--keep DIR]
+#   defaults: 10000 chunks, a kill every 300, 2 workers, 2 shards, 90 minutes,
+#   a 20 s piece of trace fed every 1.5 s
 set -euo pipefail
 build=${1:-build}
 [[ $# -gt 0 ]] && shift
-chunks=10000 kill_every=300 workers=2 shards=2 max_minutes=90 seed=1 keep=""
+chunks=10000 kill_every=300 workers=2 shards=2 max_minutes=90 seed=1 keep="" feed_seconds=1.5
 while (($#)); do
   case "$1" in
     --chunks) chunks=$2; shift ;;
@@ -33,6 +40,7 @@ while (($#)); do
     --max-minutes) max_minutes=$2; shift ;;
     --seed) seed=$2; shift ;;
     --keep) keep=$2; shift ;;
+    --feed-seconds) feed_seconds=$2; shift ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,7 +49,9 @@ build=$(cd "$build" && pwd)
 ctl="$build/coordinator/dgcctl/dgcctl"
 tmp=$(mktemp -d)
 declare -A pid cmd
+feeder=""
 cleanup() {
+  [[ -n $feeder ]] && kill -9 "$feeder" 2>/dev/null || true
   for k in "${!pid[@]}"; do kill -9 "${pid[$k]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -n $keep ]]; then mkdir -p "$keep" && cp "$tmp"/*.log "$tmp"/*.csv "$tmp"/*.json "$keep"/ 2>/dev/null || true; fi
@@ -63,6 +73,11 @@ for ((i = 0; i < shards; i++)); do
   expected=$((expected + n))
 done
 rm -rf "$tmp/probe"
+# The feed: the trace in 20 s pieces (names in time order), moved into the
+# followed directory one at a time by the feeder below.
+mkdir -p "$tmp/pieces" "$tmp/feed"
+editcap -i 20 "$tmp/t.pcap" "$tmp/pieces/p.pcap" >/dev/null
+pieces=("$tmp"/pieces/p_*.pcap)
 read -r p_listen p_api p_metrics < <(python3 -c '
 import socket
 ss = [socket.socket() for _ in range(3)]
@@ -76,8 +91,9 @@ for ((k = 0; k < workers; k++)); do
   cmd[worker$k]="$build/worker/dgc-worker --coordinator tcp://127.0.0.1:$p_listen --name w$k --metrics 127.0.0.1:0"
 done
 for ((i = 0; i < shards; i++)); do
-  cmd[ingest$i]="$build/ingest/dgc-ingest $tmp/t.pcap --coordinator tcp://127.0.0.1:$p_listen \
- --spool-dir $tmp/spool --link soak --shard $i/$shards --chunk-seconds 1 --metrics 127.0.0.1:0"
+  cmd[ingest$i]="$build/ingest/dgc-ingest $tmp/feed --follow --settle-seconds 1 \
+ --coordinator tcp://127.0.0.1:$p_listen --spool-dir $tmp/spool --link soak --shard $i/$shards --chunk-seconds 1 \
+ --metrics 127.0.0.1:0"
 done
 declare -A incarnation kills
 start() {  # start NAME: runs cmd[NAME], its log appended to NAME.log
@@ -98,6 +114,15 @@ grep -q "operator API on" "$tmp/coordinator.log" || { tail "$tmp/coordinator.log
 for ((k = 0; k < workers; k++)); do start "worker$k"; done
 sleep 1
 for ((i = 0; i < shards; i++)); do start "ingest$i"; done
+# Bounded: one move per piece.
+(
+  for f in "${pieces[@]}"; do
+    cp "$f" "$tmp/feed/$(basename "$f").part" && mv "$tmp/feed/$(basename "$f").part" "$tmp/feed/$(basename "$f")"
+    sleep "$feed_seconds"
+  done
+) &
+feeder=$!
+fed=0
 
 echo "t_s,process,incarnation,rss_kib" >"$tmp/rss.csv"
 t0=$(date +%s)
@@ -111,13 +136,27 @@ while :; do
       [[ -n $rss ]] && echo "$((now - t0)),$k,${incarnation[$k]},$rss" >>"$tmp/rss.csv"
     fi
   done
+  if ((!fed)) && ! kill -0 "$feeder" 2>/dev/null; then
+    # Fed: each ingest once more without --follow, to cut its last windows.
+    fed=1
+    wait "$feeder" 2>/dev/null || true
+    feeder=""
+    echo "$(date +%T) fed ${#pieces[@]} pieces: ingests restarted without --follow" >>"$tmp/kills.log"
+    for ((i = 0; i < shards; i++)); do
+      kill -TERM "${pid[ingest$i]}" 2>/dev/null || true
+      wait "${pid[ingest$i]}" 2>/dev/null || true
+      cmd[ingest$i]=${cmd[ingest$i]/ --follow --settle-seconds 1/}
+      start "ingest$i"
+    done
+  fi
   c=$(committed)
   ((c >= 0)) && last=$c
   if ((last >= expected)); then done=1; break; fi
   if ((last >= next_kill && n_kills < max_kills)); then
     victims=(coordinator)
     for ((k = 0; k < workers; k++)); do victims+=("worker$k"); done
-    # An ingest that shipped everything has exited 0 (its chunks are acknowledged).
+    # An ingest that shipped everything has exited 0 (its chunks are
+    # acknowledged); the feeder keeps the followers alive until it is done.
     for ((i = 0; i < shards; i++)); do kill -0 "${pid[ingest$i]}" 2>/dev/null && victims+=("ingest$i"); done
     v=${victims[RANDOM % ${#victims[@]}]}
     kill -9 "${pid[$v]}" 2>/dev/null || true
