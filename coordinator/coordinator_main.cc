@@ -25,8 +25,14 @@ Examples:
       --curve-allow-dir clients/
   dgc-coordinator --config /etc/dgc/coordinator.conf
 
+A full disk under --library pauses chunk intake (ingests keep their chunks
+and resend them; /readyz says why) until a chunk can be stored again. A
+database write that hits the full disk ends the process with status 75, as a
+kill would (nothing unacknowledged is lost): start it again once there is
+space (deploy/PROCESSES.md).
+
 Exit status: 0 after SIGTERM or SIGINT (clean shutdown), 1 on a configuration
-or startup error.)");
+or startup error, 75 when the library's disk filled under a database write.)");
   dgc::runtime::CommonFlags common;
   dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kCoordinator, &common);
   dgc::CoordinatorOptions o;

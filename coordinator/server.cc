@@ -3,6 +3,7 @@
 #include "coordinator/server.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -258,7 +259,10 @@ void Coordinator::Tick() {
   }
   TickReport report;
   Status st = scheduler_->Tick(&report);
-  if (!st.ok()) spdlog::error("scheduler tick: {}", std::string(st.message()));
+  if (!st.ok()) {
+    ExitIfLibraryFull(st, "scheduler tick");
+    spdlog::error("scheduler tick: {}", std::string(st.message()));
+  }
   for (JobId j : report.expired) {
     metrics_->expiries.Increment();
     lease_started_ns_.erase(j);
@@ -292,6 +296,16 @@ void Coordinator::UpdateGauges() {
   metrics_->workers->Add({{"state", "idle"}}).Set(idle);
   metrics_->workers->Add({{"state", "busy"}}).Set(busy);
   metrics_->workers->Add({{"state", "draining"}}).Set(draining);
+}
+
+void Coordinator::ExitIfLibraryFull(const Status& st, absl::string_view what) {
+  if (!absl::IsResourceExhausted(st)) return;
+  spdlog::critical("{}: {}; the library's database takes no writes until it is reopened: exiting with status 75 "
+                   "so the supervisor restarts dgc-coordinator once {} has space (nothing unacknowledged was "
+                   "committed; ingests keep their chunks, leases expire)",
+                   std::string(what), std::string(st.message()), options_.library_dir);
+  spdlog::shutdown();
+  std::_Exit(75);
 }
 
 }  // namespace dgc

@@ -114,7 +114,13 @@ class Coordinator {
   [[nodiscard]] Status ReloadAllowList();
 
   // "" once ready (library open, sockets bound, jobs recovered). Any thread.
-  std::string Ready() const { return ready_.load() ? "" : "starting"; }
+  std::string Ready() const {
+    if (!ready_.load()) return "starting";
+    if (library_full_.load()) {
+      return "no space left on the library's file system (" + options_.library_dir + "): chunk intake paused";
+    }
+    return "";
+  }
   std::string listen_endpoint() const;
   std::string api_endpoint() const;
 
@@ -203,6 +209,13 @@ class Coordinator {
   // chunks (a retrain may train on it) or in the pool of quiet chunks the
   // next one fine-tunes with, then goes as DeleteRawLater says. `trim`
   // false: only recorded (recovery trims each stream once, TrimRecentRaw).
+  // A write into the library's database failed for want of space: RocksDB
+  // takes no more writes until the database is reopened, and 7.8 aborts when
+  // asked to resume or close it. Exits the process (status 75, EX_TEMPFAIL),
+  // as a kill would, so the supervisor restarts it; nothing unacknowledged
+  // was committed, ingests keep their chunks, leases expire. Returns when
+  // `st` is not a full disk.
+  void ExitIfLibraryFull(const Status& st, absl::string_view what);
   void KeepRecentRaw(const JobRecord& job, bool trim = true);
   void TrimRecentRaw(const std::string& link, uint32_t shard);
   std::string LibraryLinkOf(const std::string& link, uint32_t shard) const;
@@ -235,6 +248,10 @@ class Coordinator {
   boost::asio::steady_timer tick_timer_;
   std::unique_ptr<Metrics> metrics_;
   std::atomic<bool> ready_{false};
+  // A chunk could not be stored for want of space under the library: intake
+  // is paused (ingests keep their chunks, told to send them again) until a
+  // chunk is stored again. Read by Ready() from the health server's thread.
+  std::atomic<bool> library_full_{false};
   bool stopped_ = false;
 
   std::string base_model_id_;  // from --base

@@ -264,7 +264,10 @@ void Coordinator::ScheduleAndSend() {
   scheduling_ = true;
   std::vector<Assignment> out;
   Status st = scheduler_->Schedule(&out);
-  if (!st.ok()) spdlog::error("scheduling: {}", std::string(st.message()));
+  if (!st.ok()) {
+    ExitIfLibraryFull(st, "scheduling");
+    spdlog::error("scheduling: {}", std::string(st.message()));
+  }
   bool lost_worker = false;
   for (const Assignment& a : out) {
     Status s = SendAssignment(a);

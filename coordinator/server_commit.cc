@@ -95,6 +95,7 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
       }
     }
     if (!st.ok()) {
+      ExitIfLibraryFull(st, absl::StrCat("job ", res.job_id, ": result not committed"));
       spdlog::error("job {}: result not committed: {}", res.job_id, std::string(st.message()));
       auto f = scheduler_->Fail(res.worker_id, res.job_id, res.attempt,
                                 absl::StrCat("result not committed: ", st.message()), /*retryable=*/true);

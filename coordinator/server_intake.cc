@@ -48,9 +48,26 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
     if (!st.ok()) {
       ack.accepted = false;
       ack.reason = absl::StrCat("cannot store the chunk: ", st.message());
-      spdlog::error("{}", ack.reason);
+      if (absl::IsResourceExhausted(st)) {
+        // A full disk is for now: the ingest keeps the chunk and sends it
+        // again; nothing is acknowledged before it is on disk here.
+        ack.retry_after_ms = 1000;
+        if (!library_full_.exchange(true)) {
+          metrics_->library_disk_full.Set(1);
+          spdlog::error("{}: chunk intake paused until the library's file system has space again (ingests keep "
+                        "their chunks and send them again every second)",
+                        ack.reason);
+        }
+      } else {
+        spdlog::error("{}", ack.reason);
+      }
       Send(peer, ack);
       return;
+    }
+    if (library_full_.exchange(false)) {
+      metrics_->library_disk_full.Set(0);
+      spdlog::info("chunk {}/{}/{} stored: the library has space again, chunk intake resumed", m.link, m.shard,
+                   m.seq);
     }
     // A stream without a base trains one from its first chunk (a retrain job
     // runs before the compress job of the same chunk); dgcctl retrain asks
@@ -73,6 +90,7 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
       }
       auto r = scheduler_->Submit(rs);
       if (!r.ok()) {
+        ExitIfLibraryFull(r.status(), "cannot store the job");
         ack.accepted = false;
         ack.reason = absl::StrCat("cannot store the job: ", r.status().message());
         Send(peer, ack);
@@ -86,6 +104,7 @@ void Coordinator::OnChunk(const std::string& peer, wire::ChunkData& data) {
     JobSpec spec{JobKind::kCompress, m.link, m.shard, m.seq, m.start_ns, m.packets, path};
     auto r = scheduler_->Submit(spec);
     if (!r.ok()) {
+      ExitIfLibraryFull(r.status(), "cannot store the job");
       ack.accepted = false;
       ack.reason = absl::StrCat("cannot store the job: ", r.status().message());
       spdlog::error("{}", ack.reason);

@@ -87,7 +87,10 @@ struct Coordinator::Metrics {
                      .Help("leases expired and requeued").Register(r).Add({})),
         drift(&prometheus::BuildCounter().Name("dgc_drift_triggers_total")
                    .Help("chunks that got more than a short fine-tune, and why").Register(r)),
-        workers(&prometheus::BuildGauge().Name("dgc_workers").Help("registered workers").Register(r)) {
+        workers(&prometheus::BuildGauge().Name("dgc_workers").Help("registered workers").Register(r)),
+        library_disk_full(prometheus::BuildGauge().Name("dgc_library_disk_full")
+                              .Help("1 while chunk intake is paused: no space left under the library")
+                              .Register(r).Add({})) {
     for (const char* s : {"pending", "running", "failed"}) jobs->Add({{"state", s}});
     for (const char* s : {"idle", "busy", "draining"}) workers->Add({{"state", s}});
     for (const char* s : {"long_finetune", "retrain", "drift", "fidelity_retry"}) drift->Add({{"reason", s}});
@@ -108,6 +111,7 @@ struct Coordinator::Metrics {
   prometheus::Counter& expiries;
   prometheus::Family<prometheus::Counter>* drift;
   prometheus::Family<prometheus::Gauge>* workers;
+  prometheus::Gauge& library_disk_full;
 };
 
 }  // namespace dgc

@@ -332,6 +332,19 @@ void NetIngest::Drain() {
       if (a->accepted) {
         FaultPoint("ingest.ack.before_remove");  // accepted, still in the spool: a restart resends it
         fs::remove(it->second.path, ec);
+        if (held_) {
+          spdlog::info("coordinator takes chunks again: shipping the spool");
+          held_ = false;
+        }
+      } else if (a->retry_after_ms > 0) {
+        // Not now (the library's disk is full): the chunk stays in the
+        // spool and goes again once the pause is over.
+        if (!held_) {
+          spdlog::warn("coordinator cannot take chunks for now ({}): they stay in the spool, sent again every {} ms",
+                       a->reason, a->retry_after_ms);
+          held_ = true;
+        }
+        hold_until_ns_ = std::max(hold_until_ns_, SteadyNs() + int64_t{a->retry_after_ms} * 1'000'000);
       } else {
         spdlog::error("coordinator refused {}: {} (kept in the spool, not resent)", it->second.path, a->reason);
         refused_.insert(it->second.path);
@@ -410,7 +423,7 @@ void NetIngest::Pump() {
       if (last_heard_ns_ == 0) last_heard_ns_ = now;
     }
     for (const auto& f : todo) {
-      if (in_flight_.size() >= credits_ || !dealer_) break;
+      if (in_flight_.size() >= credits_ || !dealer_ || now < hold_until_ns_) break;
       auto bytes = ReadFile(f);
       if (!bytes.ok()) continue;
       auto chunk = DecodeChunk(*bytes, f);

@@ -77,6 +77,7 @@ struct BodyWriter {
     b.setSeq(m.seq);
     b.setAccepted(m.accepted);
     b.setReason(AsText(m.reason));
+    b.setRetryAfterMs(m.retry_after_ms);
   }
   void operator()(const Credit& m) { body.initCredit().setCredits(m.credits); }
   void operator()(const Register& m) {
@@ -283,6 +284,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       m.seq = r.getSeq();
       m.accepted = r.getAccepted();
       m.reason = FromText(r.getReason());
+      m.retry_after_ms = r.getRetryAfterMs();
       return Message(std::move(m));
     }
     case s::Envelope::Body::CREDIT: {

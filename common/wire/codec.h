@@ -60,6 +60,9 @@ struct ChunkAck {
   int64_t seq = 0;
   bool accepted = false;
   std::string reason;
+  // Refused for now (the library's disk is full): send it again after this
+  // long. 0: a final refusal.
+  uint32_t retry_after_ms = 0;
 };
 
 // The ingest may have `credits` chunks in flight; replaces the last grant.

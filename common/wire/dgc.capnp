@@ -68,13 +68,16 @@ struct ChunkData {
 }
 
 # Coordinator -> ingest: the chunk is durable (the ingest may delete its spool
-# copy) or refused with a reason.
+# copy) or refused with a reason. A refusal with retryAfterMs > 0 is for now
+# (the library's disk is full): the ingest keeps the chunk and sends it again
+# after that long; 0 is final (the chunk is malformed).
 struct ChunkAck {
   link @0 :Text;
   shard @1 :UInt32;
   seq @2 :Int64;
   accepted @3 :Bool;
   reason @4 :Text;
+  retryAfterMs @5 :UInt32;
 }
 
 # Coordinator -> ingest: flow control. The ingest may have `credits` chunks in

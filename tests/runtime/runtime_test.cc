@@ -873,6 +873,45 @@ TEST_F(RuntimeTest, IngestPausesOnAFullSpoolDiskAndResumesWhenSpaceReturns) {
   EXPECT_EQ(spooled, windows_);
 }
 
+TEST_F(RuntimeTest, CoordinatorPausesIntakeOnAFullLibraryDiskAndResumesWhenSpaceReturns) {
+  const std::string mnt = dir_.File("libfs");
+  TmpfsMount fs_mount(mnt, "32m");
+  if (!fs_mount.mounted()) GTEST_SKIP() << "needs root to mount a tmpfs";
+  const std::string lib = mnt + "/lib";
+  Coord c = StartCoordinator(lib);
+  auto w = StartWorker(c.listen, "w1");
+  testing::Run("dd if=/dev/zero of=" + mnt + "/filler bs=64k 2>/dev/null");  // the file system is full
+  auto ingest = StartIngest(c.listen);
+  // Paused, not failed: the error names the library, nothing is acknowledged,
+  // the ingest keeps its chunks, /readyz and the gauge say why.
+  ASSERT_TRUE(c.proc->WaitForLog("chunk intake paused until the library's file system has space", seconds(30)))
+      << Logs();
+  EXPECT_NE(c.proc->ReadLog().find(lib + "/raw/test/"), std::string::npos) << c.proc->ReadLog();
+  ASSERT_TRUE(ingest->WaitForLog("coordinator cannot take chunks for now", seconds(10))) << Logs();
+  std::this_thread::sleep_for(seconds(3));
+  ASSERT_TRUE(ingest->Running()) << Logs();
+  ASSERT_TRUE(c.proc->Running()) << Logs();
+  int code = 0;
+  std::string body = HttpGet(c.metrics, "/readyz", &code);
+  EXPECT_EQ(code, 503) << body;
+  EXPECT_NE(body.find("no space left"), std::string::npos) << body;
+  EXPECT_EQ(MetricValue(HttpGet(c.metrics, "/metrics"), "dgc_library_disk_full"), 1);
+  EXPECT_EQ(MetricValue(HttpGet(c.metrics, "/metrics"), "dgc_chunks_committed_total").value_or(0), 0);
+  EXPECT_FALSE(fs::is_empty(dir_.File("spool") + "/test"));
+  // Space returns: intake resumes by itself, and every chunk the ingest kept
+  // arrives and is committed once.
+  fs::remove(mnt + "/filler");
+  ASSERT_TRUE(c.proc->WaitForLog("chunk intake resumed", seconds(30))) << Logs();
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  HttpGet(c.metrics, "/readyz", &code);
+  EXPECT_EQ(code, 200);
+  EXPECT_EQ(MetricValue(HttpGet(c.metrics, "/metrics"), "dgc_library_disk_full"), 0);
+  for (Process* p : {w.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  ExpectEveryWindowOnce(lib);
+}
+
 TEST_F(RuntimeTest, ClientWithoutAnAllowedKeyIsRefused) {
   std::string keys = dir_.File("keys"), allow = dir_.File("allow");
   for (const char* k : {"coordinator", "good", "bad"}) {

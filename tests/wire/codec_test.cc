@@ -66,12 +66,13 @@ TEST(CodecTest, IngestMessagesRoundTrip) {
   auto offer = std::get<ChunkOffer>(RoundTrip(ChunkOffer{SampleMeta(), 4242}).message);
   ExpectMetaEq(offer.meta, SampleMeta());
   EXPECT_EQ(offer.payload_bytes, 4242u);
-  auto ack = std::get<ChunkAck>(RoundTrip(ChunkAck{"tap0", 1, -5, true, "why"}).message);
+  auto ack = std::get<ChunkAck>(RoundTrip(ChunkAck{"tap0", 1, -5, true, "why", 1500}).message);
   EXPECT_EQ(ack.link, "tap0");
   EXPECT_EQ(ack.shard, 1u);
   EXPECT_EQ(ack.seq, -5);
   EXPECT_TRUE(ack.accepted);
   EXPECT_EQ(ack.reason, "why");
+  EXPECT_EQ(ack.retry_after_ms, 1500u);
   EXPECT_EQ(std::get<Credit>(RoundTrip(Credit{17}).message).credits, 17u);
 }
 
