@@ -332,17 +332,16 @@ void NetIngest::Drain() {
       if (a->accepted) {
         FaultPoint("ingest.ack.before_remove");  // accepted, still in the spool: a restart resends it
         fs::remove(it->second.path, ec);
-        if (held_) {
+        if (hold_until_ns_ != 0) {
           spdlog::info("coordinator takes chunks again: shipping the spool");
-          held_ = false;
+          hold_until_ns_ = 0;
         }
       } else if (a->retry_after_ms > 0) {
         // Not now (the library's disk is full): the chunk stays in the
         // spool and goes again once the pause is over.
-        if (!held_) {
+        if (hold_until_ns_ == 0) {
           spdlog::warn("coordinator cannot take chunks for now ({}): they stay in the spool, sent again every {} ms",
                        a->reason, a->retry_after_ms);
-          held_ = true;
         }
         hold_until_ns_ = std::max(hold_until_ns_, SteadyNs() + int64_t{a->retry_after_ms} * 1'000'000);
       } else {

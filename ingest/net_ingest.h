@@ -121,9 +121,8 @@ class NetIngest {
   std::map<std::string, InFlight> in_flight_;  // "link/shard/seq" -> file
   std::set<std::string> refused_;               // files the coordinator refused (kept, not resent)
   // Refused for now (the library's disk is full): no chunk goes out before
-  // this (steady ns), and the refusal is logged once per pause.
+  // this (steady ns); 0 when no pause is on (the refusal is logged once per pause).
   int64_t hold_until_ns_ = 0;
-  bool held_ = false;
   bool stopped_ = false;
   int64_t stop_deadline_ns_ = 0;  // steady; set by Stop
   bool finished_ = false;

@@ -33,11 +33,9 @@ class DetRng {
   explicit DetRng(uint64_t seed) : state_(SplitMix64(seed ^ 0x5851f42d4c957f2dULL)) {}
 
   uint64_t Next() {
+    const uint64_t z = SplitMix64(state_);  // the step adds the gamma first
     state_ += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = state_;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return z;
   }
   // Uniform in (0, 1), 53 random bits.
   double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }

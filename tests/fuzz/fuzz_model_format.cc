@@ -17,23 +17,14 @@
 
 #include "common/model/model_format.h"
 #include "common/model/weights.h"
+#include "tests/fuzz/model_format_fuzz_config.h"
 
 namespace {
 
 namespace m = dgc::model;
 
-// The model the fuzzed deltas are applied to (tests/fuzz/fuzz_seeds.cc
-// writes its seeds for the same one).
 const m::NetworkConfig& Config() {
-  static const m::NetworkConfig c = [] {
-    m::NetworkConfig x;
-    x.vocab_size = 40;
-    x.max_length = 12;
-    x.width = 8;
-    x.depth = 2;
-    x.heads = 2;
-    return x;
-  }();
+  static const m::NetworkConfig c = dgc::fuzz::ModelFormatFuzzConfig();
   return c;
 }
 

@@ -13,6 +13,7 @@
 #include "common/model/model_format.h"
 #include "common/model/skeleton.h"
 #include "common/model/weights.h"
+#include "tests/fuzz/model_format_fuzz_config.h"
 #endif
 
 namespace {
@@ -82,12 +83,7 @@ int main(int argc, char** argv) {
   {
     // A checkpoint and both kinds of delta for fuzz_model_format's model.
     namespace m = dgc::model;
-    m::NetworkConfig nc;
-    nc.vocab_size = 40;
-    nc.max_length = 12;
-    nc.width = 8;
-    nc.depth = 2;
-    nc.heads = 2;
+    const m::NetworkConfig nc = dgc::fuzz::ModelFormatFuzzConfig();
     const m::Layout l = m::MakeLayout(nc);
     const std::vector<float> w = m::InitialWeights(nc, l, 1);
     const uint64_t parent = m::HashWeights(l, w.data());
