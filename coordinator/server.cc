@@ -76,7 +76,10 @@ Status Coordinator::Init() {
   so.max_failures = options_.max_attempts;
   so.large_job_packets = std::max<uint64_t>(1, options_.large_job_packets);
   so.max_workers_per_job = std::max<uint32_t>(1, options_.max_workers_per_job);
-  DGC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store_.get(), clock_));
+  // Every stored record, read once: the recovery below needs the committed
+  // ones the scheduler no longer holds (Scheduler, Memory), whose raw files
+  // may still be kept, and the scheduler then takes them all.
+  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->List());  // by id
 
   if (!options_.base_model_file.empty()) {
     DGC_ASSIGN_OR_RETURN(std::string bytes, ReadFile(options_.base_model_file));
@@ -94,11 +97,15 @@ Status Coordinator::Init() {
   // still to delete.
   size_t resumed = 0;
   std::set<std::pair<std::string, uint32_t>> kept_streams;
-  // Every stored record, also the committed ones the scheduler no longer
-  // holds (Scheduler, Memory): their raw files may still be kept.
-  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->List());  // by id
-  std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) { return a.seq < b.seq; });
-  for (const JobRecord& j : jobs) {
+  std::vector<const JobRecord*> by_seq(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) by_seq[i] = &jobs[i];
+  std::stable_sort(by_seq.begin(), by_seq.end(),
+                   [](const JobRecord* a, const JobRecord* b) { return a->seq < b->seq; });
+  // Chunks already queued for a stream's first base: counted once the
+  // scheduler holds that base's job (CountForFirstBase asks it).
+  std::vector<std::pair<std::string, std::string>> first_base_chunks;  // stream, chunk_ref
+  for (const JobRecord* jp : by_seq) {
+    const JobRecord& j = *jp;
     const std::string key = StreamKey(j.link, j.shard);
     if (j.kind == JobKind::kRetrain && j.state != JobState::kCancelled) streams_with_base_.insert(key);
     if (j.kind == JobKind::kRetrain && j.state == JobState::kQueued && j.not_before_ns > 0) {
@@ -112,13 +119,17 @@ Status Coordinator::Init() {
       }
     } else if (j.state == JobState::kQueued || j.state == JobState::kLeased) {
       ++resumed;
-      if (j.kind == JobKind::kCompress && first_bases_.count(key)) {
-        if (auto bytes = ReadFile(j.chunk_ref); bytes.ok()) CountForFirstBase(key, *bytes);
-      }
+      if (j.kind == JobKind::kCompress && first_bases_.count(key)) first_base_chunks.emplace_back(key, j.chunk_ref);
     }
   }
+  by_seq.clear();
+  const size_t stored = jobs.size();
+  DGC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store_.get(), clock_, std::move(jobs)));
+  for (const auto& [key, chunk_ref] : first_base_chunks) {
+    if (auto bytes = ReadFile(chunk_ref); bytes.ok()) CountForFirstBase(key, *bytes);
+  }
   for (const auto& [link, shard] : kept_streams) TrimRecentRaw(link, shard);
-  spdlog::info("library {}: {} jobs stored ({} held), {} to resume", options_.library_dir, jobs.size(),
+  spdlog::info("library {}: {} jobs stored ({} held), {} to resume", options_.library_dir, stored,
                scheduler_->resident_jobs(), resumed);
 
   wire::SocketOptions so_router;

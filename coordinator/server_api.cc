@@ -92,19 +92,57 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
         }
         std::string state = args.value("state", "");
         std::string link = args.value("link", "");
+        auto number = [&](const char* name, uint64_t* out) {
+          auto it = args.find(name);
+          if (it == args.end()) return true;
+          if (!it->is_number_unsigned()) return false;
+          *out = it->get<uint64_t>();
+          return true;
+        };
+        uint64_t limit = 0, after = 0;
+        if (!number("limit", &limit) || !number("after", &after)) {
+          return Error("get jobs: limit and after must be non-negative integers");
+        }
         // Every stored job (the committed ones the scheduler evicted too), as
         // the scheduler holds it when it does (its lease deadlines are fresher).
-        auto stored = store_->List();
-        if (!stored.ok()) return Error(std::string(stored.status().message()));
-        nlohmann::json arr = nlohmann::json::array();
-        for (const JobRecord& s : *stored) {
+        auto add = [&](const JobRecord& s, nlohmann::json* arr) {
           const JobRecord* held = scheduler_->FindJob(s.id);
           const JobRecord& r = held ? *held : s;
-          if (!state.empty() && state != JobStateName(r.state)) continue;
-          if (!link.empty() && link != r.link) continue;
-          arr.push_back(job_json(r));
+          if (!state.empty() && state != JobStateName(r.state)) return;
+          if (!link.empty() && link != r.link) return;
+          arr->push_back(job_json(r));
+        };
+        if (limit == 0 && after == 0) {  // the whole store, one array (scripts of before paging)
+          auto stored = store_->List();
+          if (!stored.ok()) return Error(std::string(stored.status().message()));
+          nlohmann::json arr = nlohmann::json::array();
+          for (const JobRecord& s : *stored) add(s, &arr);
+          return Ok(arr);
         }
-        return Ok(arr);
+        // One page: up to `limit` matching jobs with ids above `after`, and
+        // where to go on ("continue": the last id looked at, 0 at the end).
+        // A page reads at most kMaxScan records, so a filter that matches
+        // little cannot hold the coordinator's loop for the whole store: the
+        // page is then short and says to continue.
+        constexpr uint64_t kMaxScan = 20000;
+        if (limit == 0 || limit > kMaxScan) limit = kMaxScan;
+        nlohmann::json items = nlohmann::json::array();
+        JobId cursor = after;
+        uint64_t scanned = 0;
+        bool more = true;
+        while (more && items.size() < limit && scanned < kMaxScan) {
+          const size_t want = static_cast<size_t>(std::min<uint64_t>(limit, kMaxScan - scanned));
+          auto page = store_->ListAfter(cursor, want);
+          if (!page.ok()) return Error(std::string(page.status().message()));
+          more = page->size() == want;
+          for (size_t i = 0; i < page->size() && items.size() < limit; ++i) {
+            cursor = (*page)[i].id;
+            ++scanned;
+            add((*page)[i], &items);
+            if (items.size() == limit && i + 1 < page->size()) more = true;
+          }
+        }
+        return Ok({{"items", std::move(items)}, {"continue", more ? cursor : JobId{0}}});
       }
       if (req.noun == "workers" || req.noun == "worker") {
         if (!req.name.empty()) {

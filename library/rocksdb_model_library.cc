@@ -1405,10 +1405,16 @@ StatusOr<library::JobRecord> RocksDbModelLibrary::GetJob(absl::string_view id) {
   return library::DecodeJob(id, *v);
 }
 
-StatusOr<std::vector<library::JobRecord>> RocksDbModelLibrary::ListJobs() {
+StatusOr<std::vector<library::JobRecord>> RocksDbModelLibrary::ListJobs(absl::string_view after, size_t limit) {
   std::vector<library::JobRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kJobs]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  if (after.empty()) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(Sl(after));
+    if (it->Valid() && View(it->key()) == after) it->Next();
+  }
+  for (; it->Valid() && (limit == 0 || out.size() < limit); it->Next()) {
     DGC_ASSIGN_OR_RETURN(auto j, library::DecodeJob(View(it->key()), View(it->value())));
     out.push_back(std::move(j));
   }

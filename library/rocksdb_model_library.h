@@ -283,7 +283,9 @@ class RocksDbModelLibrary final {
   // --- jobs (the scheduler's records, step 5) ----------------------------
   [[nodiscard]] Status PutJob(const library::JobRecord& job);  // replaces an existing id
   [[nodiscard]] StatusOr<library::JobRecord> GetJob(absl::string_view id);  // NotFound when absent
-  [[nodiscard]] StatusOr<std::vector<library::JobRecord>> ListJobs();       // by id
+  // Jobs by id: those whose key sorts after `after` ("" from the first), at
+  // most `limit` of them (0: every one), so a caller can page through them.
+  [[nodiscard]] StatusOr<std::vector<library::JobRecord>> ListJobs(absl::string_view after = "", size_t limit = 0);
   [[nodiscard]] Status DeleteJob(absl::string_view id);                     // absent: OK
 
   // Writes the memtables out to table and blob files (what a backup or a

@@ -144,6 +144,7 @@ Status RunLineage(const LineageArgs& a) {
 struct GetArgs {
   std::string noun, library, link, since, until, output = "table";
   std::string state;   // jobs of this state (coordinator)
+  uint64_t chunk_size = 500;  // jobs per answer (coordinator)
   RemoteFlags remote;  // without --library: ask the coordinator
 };
 
@@ -153,6 +154,7 @@ Status RunGet(const GetArgs& a) {
     nlohmann::json args = nlohmann::json::object();
     if (!a.state.empty()) args["state"] = a.state;
     if (!a.link.empty()) args["link"] = a.link;
+    if (a.noun == "jobs" || a.noun == "job") return RunGetJobs(a.remote, std::move(args), a.chunk_size, a.output);
     return RunRemote(a.remote, "get", a.noun, "", args.dump(), a.output);
   }
   DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
@@ -458,8 +460,11 @@ Examples:
   get->add_option("noun", ga->noun, "models, chunks, jobs or workers")->required();
   get->add_option("--library", ga->library, "model library directory (without it: ask the coordinator)");
   get->add_option("--state", ga->state, "jobs in this state only (queued, leased, done, failed, cancelled)");
+  get->add_option("--chunk-size", ga->chunk_size,
+                  "jobs: ask for them this many per answer (0: all in one answer)")
+      ->capture_default_str();
   AddRemoteFlags(get, &ga->remote);
-  get->add_option("--link", ga->link, "chunks of this link only");
+  get->add_option("--link", ga->link, "chunks (or jobs) of this link only");
   get->add_option("--since", ga->since, "chunks ending after (RFC 3339, epoch seconds, or '3h ago')");
   get->add_option("--until", ga->until, "chunks starting before");
   get->add_option("-o,--output", ga->output, "table or json (one object per chunk, streamed)")->capture_default_str();

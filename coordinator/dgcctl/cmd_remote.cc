@@ -6,6 +6,8 @@
 //   get jobs: [{id, kind, link, shard, seq, start_ns, packets, chunk_ref, state, attempts, failures,
 //               last_error, worker, helpers[{worker, slots}], lease_deadline_ns, parent_job, result_ref,
 //               created_ns, updated_ns}]
+//     (asked for by pages, --chunk-size at a time, and printed as one array;
+//     the API's page is {items: [...], continue: ID}, args limit and after)
 //   get workers: [{name, state, slots, used_slots, cpu_threads, gpus, leases[], registered,
 //                  last_heartbeat, hostname, build, tokens_per_second, ranks, peer_address}]
 //   cancel/retry: the job; drain: the worker; retrain: {link, shard, retrain}
@@ -57,11 +59,13 @@ void Fail(const char* verb, const Status& st, int* exit_code) {
   *exit_code = 1;
 }
 
-void PrintTable(const std::string& noun, const nlohmann::json& j) {
+void PrintTable(const std::string& noun, const nlohmann::json& j, bool header = true) {
   nlohmann::json rows = j.is_array() ? j : nlohmann::json::array({j});
   if (noun == "jobs" || noun == "job") {
-    std::printf("%-8s %-9s %-20s %-5s %-12s %-9s %-8s %-14s %s\n", "NAME", "KIND", "LINK", "SHARD", "SEQ", "STATE",
-                "ATTEMPTS", "WORKER", "AGE");
+    if (header) {
+      std::printf("%-8s %-9s %-20s %-5s %-12s %-9s %-8s %-14s %s\n", "NAME", "KIND", "LINK", "SHARD", "SEQ", "STATE",
+                  "ATTEMPTS", "WORKER", "AGE");
+    }
     for (const auto& r : rows) {
       std::printf("%-8s %-9s %-20s %-5s %-12s %-9s %-8s %-14s %s\n", std::to_string(r.value("id", 0ull)).c_str(),
                   r.value("kind", "").c_str(), r.value("link", "").substr(0, 20).c_str(),
@@ -132,9 +136,11 @@ void AddRemoteFlags(CLI::App* cmd, RemoteFlags* f) {
   cmd->add_option("--timeout", f->timeout_seconds, "seconds to wait for the answer")->capture_default_str();
 }
 
-Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::string& noun, const std::string& name,
-                 const std::string& args_json, const std::string& output) {
-  if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
+namespace {
+
+// One request and its answer, parsed.
+StatusOr<nlohmann::json> Ask(const RemoteFlags& f, const std::string& verb, const std::string& noun,
+                             const std::string& name, const std::string& args_json) {
   DGC_ASSIGN_OR_RETURN(wire::OperatorVerb v, VerbOf(verb));
   DGC_ASSIGN_OR_RETURN(wire::SecurityOptions sec, runtime::ClientSecurity(f.secret_key_file, f.server_key_file, false));
   DGC_RETURN_IF_ERROR(runtime::CheckClientEndpoint(f.coordinator, sec));
@@ -171,6 +177,15 @@ Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::strin
   if (!reply->ok) return absl::FailedPreconditionError(reply->error);
   auto j = nlohmann::json::parse(reply->json, nullptr, false);
   if (j.is_discarded()) return absl::DataLossError("the coordinator's answer is not JSON");
+  return j;
+}
+
+}  // namespace
+
+Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::string& noun, const std::string& name,
+                 const std::string& args_json, const std::string& output) {
+  if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
+  DGC_ASSIGN_OR_RETURN(nlohmann::json j, Ask(f, verb, noun, name, args_json));
   if (output == "json") {
     std::cout << j.dump(2) << "\n";
   } else {
@@ -179,6 +194,47 @@ Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::strin
     if (verb == "drain") table_noun = "workers";
     PrintTable(table_noun, j);
   }
+  return absl::OkStatus();
+}
+
+Status RunGetJobs(const RemoteFlags& f, nlohmann::json args, uint64_t page_size, const std::string& output) {
+  if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
+  if (page_size == 0) return RunRemote(f, "get", "jobs", "", args.dump(), output);
+  const bool json = output == "json";
+  args["limit"] = page_size;
+  uint64_t after = 0;
+  bool first = true;
+  if (json) std::printf("[");
+  // Each page starts above the last id the one before looked at, so the
+  // pages end: ids only grow, and a cursor that does not is an error.
+  for (;;) {
+    args["after"] = after;
+    DGC_ASSIGN_OR_RETURN(nlohmann::json page, Ask(f, "get", "jobs", "", args.dump()));
+    const auto items = page.find("items");
+    const auto next = page.find("continue");
+    if (!page.is_object() || items == page.end() || !items->is_array() || next == page.end() ||
+        !next->is_number_unsigned()) {
+      return absl::FailedPreconditionError(
+          "the coordinator does not page its jobs (an older build?): use --chunk-size 0");
+    }
+    if (json) {
+      for (const auto& r : *items) {
+        std::printf("%s\n  %s", first ? "" : ",", r.dump().c_str());
+        first = false;
+      }
+    } else if (first || !items->empty()) {
+      PrintTable("jobs", *items, first);
+      first = false;
+    }
+    std::fflush(stdout);
+    const uint64_t cont = next->get<uint64_t>();
+    if (cont == 0) break;
+    if (cont <= after) {
+      return absl::DataLossError(absl::StrCat("the coordinator's next page starts at ", cont, ", not after ", after));
+    }
+    after = cont;
+  }
+  if (json) std::printf("%s]\n", first ? "" : "\n");
   return absl::OkStatus();
 }
 

@@ -4,10 +4,12 @@
 #ifndef DGC_COORDINATOR_DGCCTL_COMMANDS_H_
 #define DGC_COORDINATOR_DGCCTL_COMMANDS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "nlohmann/json.hpp"
 
 namespace dgc::ctl {
 
@@ -37,6 +39,11 @@ void AddRemoteFlags(CLI::App* cmd, RemoteFlags* flags);
 [[nodiscard]] absl::Status RunRemote(const RemoteFlags& flags, const std::string& verb, const std::string& noun,
                                      const std::string& name, const std::string& args_json,
                                      const std::string& output);
+// `get jobs` a page at a time: pages of `page_size` jobs (0: the whole store
+// in one answer), each printed as it comes (one table, or one JSON array of
+// every job). `args` holds the filters (state, link).
+[[nodiscard]] absl::Status RunGetJobs(const RemoteFlags& flags, nlohmann::json args, uint64_t page_size,
+                                      const std::string& output);
 
 }  // namespace dgc::ctl
 

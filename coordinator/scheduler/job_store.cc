@@ -136,11 +136,12 @@ StatusOr<JobRecord> InMemoryJobStore::Get(JobId id) const {
   return it->second;
 }
 
-StatusOr<std::vector<JobRecord>> InMemoryJobStore::List() const {
+StatusOr<std::vector<JobRecord>> InMemoryJobStore::ListAfter(JobId after, size_t limit) const {
   if (!list_status_.ok()) return list_status_;
   std::vector<JobRecord> out;
-  out.reserve(jobs_.size());
-  for (const auto& [id, job] : jobs_) out.push_back(job);
+  for (auto it = jobs_.upper_bound(after); it != jobs_.end() && (limit == 0 || out.size() < limit); ++it) {
+    out.push_back(it->second);
+  }
   return out;
 }
 

@@ -86,8 +86,11 @@ class JobStore {
   [[nodiscard]] virtual Status Put(const JobRecord& job) = 0;
   // NotFound when there is no record with `id`.
   [[nodiscard]] virtual StatusOr<JobRecord> Get(JobId id) const = 0;
+  // The records with an id above `after`, in id order, at most `limit` of
+  // them (0: every one): one page of the store for a caller that pages.
+  [[nodiscard]] virtual StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const = 0;
   // Every record, in id order.
-  [[nodiscard]] virtual StatusOr<std::vector<JobRecord>> List() const = 0;
+  [[nodiscard]] StatusOr<std::vector<JobRecord>> List() const { return ListAfter(0, 0); }
   // Removes the record; NotFound when there is none.
   [[nodiscard]] virtual Status Delete(JobId id) = 0;
 };
@@ -97,7 +100,7 @@ class InMemoryJobStore final : public JobStore {
  public:
   Status Put(const JobRecord& job) override;
   StatusOr<JobRecord> Get(JobId id) const override;
-  StatusOr<std::vector<JobRecord>> List() const override;
+  StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override;
   Status Delete(JobId id) override;
 
   // Knobs: the next calls of that operation return `s` (OK restores).

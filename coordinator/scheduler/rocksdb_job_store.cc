@@ -33,8 +33,9 @@ StatusOr<JobRecord> RocksDbJobStore::Get(JobId id) const {
   return FromLibrary(stored);
 }
 
-StatusOr<std::vector<JobRecord>> RocksDbJobStore::List() const {
-  DGC_ASSIGN_OR_RETURN(std::vector<library::JobRecord> stored, library_->ListJobs());
+StatusOr<std::vector<JobRecord>> RocksDbJobStore::ListAfter(JobId after, size_t limit) const {
+  DGC_ASSIGN_OR_RETURN(std::vector<library::JobRecord> stored,
+                       library_->ListJobs(after == 0 ? std::string() : Key(after), limit));
   std::vector<JobRecord> out;
   out.reserve(stored.size());
   for (const auto& s : stored) {

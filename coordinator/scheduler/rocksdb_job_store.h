@@ -4,7 +4,7 @@
 //
 // Records are EncodeJobRecord JSON, stored as library::JobRecord payloads
 // (payload version kPayloadVersion) under the id as 20 zero-padded decimal
-// digits, so the library's key order is id order and List() needs no sort.
+// digits, so the library's key order is id order and a page needs no sort.
 //
 // Thread safety: as the library (any thread); the scheduler calls it from its
 // one loop. The library must outlive the store.
@@ -30,7 +30,7 @@ class RocksDbJobStore final : public JobStore {
   // that does not decode is DataLoss naming its key.
   Status Put(const JobRecord& job) override;
   StatusOr<JobRecord> Get(JobId id) const override;
-  StatusOr<std::vector<JobRecord>> List() const override;
+  StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override;
   Status Delete(JobId id) override;
 
   // "00000000000000000042" for 42.

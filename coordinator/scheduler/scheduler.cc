@@ -23,16 +23,21 @@ Scheduler::Scheduler(const SchedulerOptions& options, JobStore* store, const Clo
 
 StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options, JobStore* store,
                                                        const Clock* clock) {
+  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> records, store->List());
+  return Create(options, store, clock, std::move(records));
+}
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options, JobStore* store,
+                                                       const Clock* clock, std::vector<JobRecord> records) {
   if (options.max_failures == 0) return absl::InvalidArgumentError("max_failures must be at least 1");
   if (options.lease_ns <= 0) return absl::InvalidArgumentError("lease_ns must be positive");
   if (options.cpu_threads_per_slot == 0) return absl::InvalidArgumentError("cpu_threads_per_slot must be positive");
   std::unique_ptr<Scheduler> s(new Scheduler(options, store, clock));
-  DGC_RETURN_IF_ERROR(s->Load());
+  DGC_RETURN_IF_ERROR(s->Load(std::move(records)));
   return s;
 }
 
-Status Scheduler::Load() {
-  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> records, store_->List());
+Status Scheduler::Load(std::vector<JobRecord> records) {
   const int64_t now = clock_->NowNs();
   // First the streams' indexes from every record, then only the records a
   // running scheduler would hold: the committed ones PruneCommitted drops

@@ -197,6 +197,12 @@ class Scheduler {
   // InvalidArgument for options that cannot work (max_failures 0, lease_ns <= 0).
   [[nodiscard]] static StatusOr<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options,
                                                                    JobStore* store, const Clock* clock);
+  // The same from `records`, every record of `store` as its List() gave them
+  // (the coordinator reads them for its own recovery too, so the store is
+  // scanned once at start-up).
+  [[nodiscard]] static StatusOr<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options,
+                                                                   JobStore* store, const Clock* clock,
+                                                                   std::vector<JobRecord> records);
 
   // Adds a job to its stream. Idempotent per (link, shard, seq, kind): while
   // a job for it exists and is not cancelled, returns that job with
@@ -311,7 +317,7 @@ class Scheduler {
   };
 
   Scheduler(const SchedulerOptions& options, JobStore* store, const Clock* clock);
-  Status Load();
+  Status Load(std::vector<JobRecord> records);
 
   static int KindRank(JobKind kind) { return kind == JobKind::kRetrain ? 0 : 1; }
   static OrderKey OrderOf(const JobRecord& r) { return {r.seq, KindRank(r.kind), r.id}; }

@@ -15,7 +15,9 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/time.h"
 #include "common/trace/chunk_format.h"
 #include "common/trace/pcap_reader.h"
@@ -277,6 +279,35 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   auto workers = Ctl("get workers --coordinator " + c.api);
   ASSERT_TRUE(workers);
   EXPECT_EQ(workers->size(), 2u);
+  // `get jobs` by pages of 1 or 2 (filtered or not) lists what one answer
+  // does, each job once, in one table with one header.
+  auto ids = [&](const std::string& flags, const std::string& state = "") {
+    std::vector<uint64_t> out;
+    auto j = Ctl("get jobs --coordinator " + c.api + " " + flags);
+    EXPECT_TRUE(j && j->is_array()) << flags;
+    if (j && j->is_array()) {
+      for (const auto& r : *j) {
+        if (state.empty() || r.value("state", "") == state) out.push_back(r.value("id", uint64_t{0}));
+      }
+    }
+    return out;
+  };
+  const std::vector<uint64_t> all = ids("--chunk-size 0");
+  EXPECT_GE(all.size(), static_cast<size_t>(chunks_));
+  EXPECT_EQ(ids("--chunk-size 1"), all);
+  EXPECT_EQ(ids("--chunk-size 2 --state done"), ids("--chunk-size 0", "done"));
+  EXPECT_GE(ids("--chunk-size 2 --state done").size(), static_cast<size_t>(chunks_));  // every compress job
+  EXPECT_TRUE(ids("--chunk-size 2 --state failed").empty());
+  std::string table;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " get jobs --chunk-size 2 --coordinator " + c.api + " 2>&1", &table), 0)
+      << table;
+  size_t lines = 0, headers = 0;
+  for (absl::string_view line : absl::StrSplit(table, '\n', absl::SkipEmpty())) {
+    ++lines;
+    headers += absl::StartsWith(line, "NAME ");
+  }
+  EXPECT_EQ(headers, 1u) << table;
+  EXPECT_EQ(lines, all.size() + 1) << table;
   // Clean shutdown: exit 0 within the 10 s the contract allows.
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();

@@ -144,6 +144,52 @@ TEST(RocksDbJobStoreTest, PutGetListDeleteInIdOrderAndSurviveAReopen) {
   EXPECT_EQ(EncodeJobRecord(*store.Get(100000)), EncodeJobRecord((*all)[1]));
 }
 
+// Pages of `limit` after each page's last id give every record once, in id
+// order, whatever the ids' digits (RocksDB's keys are zero-padded text).
+void ExpectPagesCoverTheStore(JobStore& store) {
+  JobRecord a = Sample();
+  const std::vector<JobId> ids = {1, 9, 10, 11, 99, 100, 1000, 123456789};
+  for (JobId id : ids) {
+    a.id = id;
+    ASSERT_TRUE(store.Put(a).ok());
+  }
+  for (size_t limit : {1, 2, 3, 8, 9}) {
+    std::vector<JobId> seen;
+    JobId after = 0;
+    for (int page = 0; page < 20; ++page) {
+      auto got = store.ListAfter(after, limit);
+      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_LE(got->size(), limit);
+      for (const JobRecord& r : *got) seen.push_back(r.id);
+      if (got->size() < limit) break;
+      after = got->back().id;
+    }
+    EXPECT_EQ(seen, ids) << "limit " << limit;
+  }
+  auto tail = store.ListAfter(100, 0);  // 0: the rest
+  ASSERT_TRUE(tail.ok());
+  ASSERT_EQ(tail->size(), 2u);
+  EXPECT_EQ((*tail)[0].id, 1000u);
+  auto mid = store.ListAfter(50, 2);  // after an id that is not stored
+  ASSERT_TRUE(mid.ok());
+  ASSERT_EQ(mid->size(), 2u);
+  EXPECT_EQ((*mid)[0].id, 99u);
+  EXPECT_TRUE(store.ListAfter(123456789, 5)->empty());
+}
+
+TEST(InMemoryJobStoreTest, PagesCoverTheStoreInIdOrder) {
+  InMemoryJobStore store;
+  ExpectPagesCoverTheStore(store);
+}
+
+TEST(RocksDbJobStoreTest, PagesCoverTheStoreInIdOrder) {
+  testing::TempDir dir;
+  auto lib = RocksDbModelLibrary::Open(dir.File("lib"));
+  ASSERT_TRUE(lib.ok()) << lib.status();
+  RocksDbJobStore store(lib->get());
+  ExpectPagesCoverTheStore(store);
+}
+
 TEST(RocksDbJobStoreTest, CorruptRecordIsDataLossNamingTheJob) {
   testing::TempDir dir;
   auto lib = RocksDbModelLibrary::Open(dir.File("lib"));

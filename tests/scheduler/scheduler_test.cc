@@ -21,9 +21,9 @@ class FaultInjectingJobStore final : public JobStore {
   void set_backend(JobStore* backend) { backend_ = backend; }
   Status Put(const JobRecord& job) override { return put_status_.ok() ? backend_->Put(job) : put_status_; }
   StatusOr<JobRecord> Get(JobId id) const override { return backend_->Get(id); }
-  StatusOr<std::vector<JobRecord>> List() const override {
+  StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override {
     if (!list_status_.ok()) return list_status_;
-    return backend_->List();
+    return backend_->ListAfter(after, limit);
   }
   Status Delete(JobId id) override { return backend_->Delete(id); }
   void set_put_status(Status s) { put_status_ = std::move(s); }
