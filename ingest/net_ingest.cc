@@ -31,6 +31,12 @@ std::string InFlightKey(const std::string& link, uint32_t shard, int64_t seq) {
   return absl::StrCat(link, "/", shard, "/", seq);
 }
 
+// Group commit bounds (see NetIngest::pending_): a sparse archive cuts tens
+// of thousands of small chunks a second, a busy link a few large ones.
+constexpr size_t kGroupFiles = 256;
+constexpr uint64_t kGroupBytes = 8u << 20;
+constexpr int64_t kGroupAgeNs = 200'000'000;
+
 }  // namespace
 
 uint32_t ShardOf(const PacketRecord& p, uint32_t shard_count) {
@@ -116,6 +122,20 @@ Status NetIngest::Start() {
   // chunks; its chunk is rewritten when the capture is read again.
   DGC_ASSIGN_OR_RETURN(auto stale, RemoveStaleTempFiles(StreamDir()));
   for (const auto& f : stale) spdlog::warn("removed {}: a partial spool file a killed run left", f);
+  // What an earlier run left to ship; from here on the loop knows the spool
+  // from what the capture writes (Pump reads no directory).
+  DGC_ASSIGN_OR_RETURN(auto listed, ListFiles(StreamDir()));
+  for (const auto& f : listed) {
+    if (!absl::EndsWith(f, kChunkFileSuffix)) continue;
+    std::error_code ec;
+    const uint64_t size = fs::file_size(f, ec);
+    if (ec) continue;
+    spool_[f] = size;
+    spool_total_ += size;
+  }
+  if (!spool_.empty()) {
+    spdlog::info("spool {}: {} chunk(s), {} bytes from an earlier run to ship", StreamDir(), spool_.size(), spool_total_);
+  }
   if (!options_.filter.empty()) {
     DGC_ASSIGN_OR_RETURN(filter_, PacketFilter::Compile(options_.filter));
   }
@@ -145,6 +165,7 @@ bool NetIngest::Keep(const PacketRecord& p) const {
 Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
   std::string path = (fs::path(StreamDir()) / ChunkFileName(chunk)).string();
   if (amend) {  // merge into the spooled file when it is still here (as file mode does)
+    DGC_RETURN_IF_ERROR(CommitPending());  // the file it amends may still be pending
     auto old = ReadChunkFile(path);
     if (old.ok()) {
       chunk.raw_bytes += old->raw_bytes;
@@ -156,15 +177,35 @@ Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
     chunks_.Increment();
     last_chunk_ts_.Set(static_cast<double>(chunk.end_ns()) / 1e9);
   }
-  // A full file system pauses the capture rather than ending it: the chunk is
+  const int64_t now = SteadyNs();
+  if (pending_.empty()) pending_since_ns_ = now;
+  std::string bytes = EncodeChunk(chunk, options_.zstd_level);  // once, however many tries
+  pending_bytes_ += bytes.size();
+  pending_.push_back(Pending{std::move(path), std::move(bytes)});
+  if (amend || !options_.interface.empty() || pending_.size() >= kGroupFiles || pending_bytes_ >= kGroupBytes ||
+      now - pending_since_ns_ >= kGroupAgeNs) {
+    return CommitPending();
+  }
+  return absl::OkStatus();
+}
+
+Status NetIngest::CommitPending() {
+  if (pending_.empty()) return absl::OkStatus();
+  // A full file system pauses the capture rather than ending it: the group is
   // retried every second (nothing is offered before it is on disk) while
   // shipping goes on, and acknowledged chunks leaving the spool, or an
   // operator, free space. /readyz and dgc_ingest_spool_disk_full say why.
   // Packets the capture cannot take meanwhile wait in the input (files,
   // --follow) or are dropped by the kernel (live, counted in dgc_ingest_drops_total).
-  const std::string bytes = EncodeChunk(chunk, options_.zstd_level);  // once, however many tries
+  const std::string& path = pending_.front().path;
   for (int attempt = 0;; ++attempt) {
-    Status st = WriteFileAtomic(path, bytes);
+    FileBatch batch;
+    Status st;
+    for (const Pending& p : pending_) {
+      st = batch.Add(p.path, p.bytes);
+      if (!st.ok()) break;
+    }
+    if (st.ok()) st = batch.Commit();
     if (st.ok()) {
       if (attempt > 0) {
         spdlog::info("{}: written after {} s; the spool has space again, capture resumed", path, attempt);
@@ -181,7 +222,13 @@ Status NetIngest::WriteChunk(Chunk&& chunk, bool amend) {
     }
     for (int i = 0; i < 10 && !stop_capture_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  FaultPoint("ingest.chunk.spooled");  // on disk, maybe not yet offered
+  {
+    std::lock_guard<std::mutex> lock(published_mu_);
+    for (const Pending& p : pending_) published_.emplace_back(p.path, p.bytes.size());
+  }
+  for (size_t i = 0; i < pending_.size(); ++i) FaultPoint("ingest.chunk.spooled");  // on disk, maybe not yet offered
+  pending_.clear();
+  pending_bytes_ = 0;
   return absl::OkStatus();
 }
 
@@ -197,6 +244,7 @@ void NetIngest::CaptureLoop() {
     st = files.ok() ? ReadFiles(*files, chunker) : files.status();
   }
   Status flushed = chunker.Flush();  // the partial chunk goes to the spool too
+  if (flushed.ok()) flushed = CommitPending();
   if (st.ok()) st = flushed;
   if (!st.ok()) spdlog::error("capture: {}", Str(st));
   {
@@ -230,6 +278,7 @@ Status NetIngest::FollowDirs(Chunker& chunker) {
       spdlog::info("reading {}", f);
       Status st = ReadFiles({f}, chunker);
       if (!st.ok()) spdlog::error("{}: {}", f, Str(st));  // one bad file does not stop the follower
+      if (Status c = CommitPending(); !c.ok()) return c;  // what the file completed goes out now
     }
     for (int i = 0; i < 5 && !stop_capture_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -312,6 +361,7 @@ Status NetIngest::Connect() {
   credits_ = 0;
   offer_sent_ns_ = 0;
   in_flight_.clear();
+  flying_.clear();
   return absl::OkStatus();
 }
 
@@ -332,6 +382,7 @@ void NetIngest::Drain() {
       if (a->accepted) {
         FaultPoint("ingest.ack.before_remove");  // accepted, still in the spool: a restart resends it
         fs::remove(it->second.path, ec);
+        Unspool(it->second.path);
         if (hold_until_ns_ != 0) {
           spdlog::info("coordinator takes chunks again: shipping the spool");
           hold_until_ns_ = 0;
@@ -348,6 +399,7 @@ void NetIngest::Drain() {
         spdlog::error("coordinator refused {}: {} (kept in the spool, not resent)", it->second.path, a->reason);
         refused_.insert(it->second.path);
       }
+      flying_.erase(it->second.path);
       in_flight_.erase(it);
     } else {
       metrics_.Reject("malformed");
@@ -357,39 +409,48 @@ void NetIngest::Drain() {
   Pump();
 }
 
+void NetIngest::TakePublished() {
+  std::lock_guard<std::mutex> lock(published_mu_);
+  for (auto& [path, size] : published_) {
+    auto [it, added] = spool_.try_emplace(std::move(path), size);
+    if (!added) {  // an amendment rewrote it
+      spool_total_ -= it->second;
+      it->second = size;
+    }
+    spool_total_ += size;
+  }
+  published_.clear();
+}
+
+void NetIngest::Unspool(const std::string& path) {
+  auto it = spool_.find(path);
+  if (it == spool_.end()) return;
+  spool_total_ -= it->second;
+  spool_.erase(it);
+}
+
 void NetIngest::Pump() {
   if (stopped_) return;
   const int64_t now = SteadyNs();
-  // The spool: every chunk file of this stream, oldest window first.
-  auto listed = ListFiles(StreamDir());
-  std::vector<std::string> files;
-  if (listed.ok()) {
-    for (auto& f : *listed) {
-      if (absl::EndsWith(f, kChunkFileSuffix)) files.push_back(std::move(f));
-    }
-  }
-  uint64_t total = 0;
-  std::vector<std::pair<std::string, uint64_t>> sized;
-  for (const auto& f : files) {
-    std::error_code ec;
-    uint64_t s = fs::file_size(f, ec);
-    if (ec) continue;
-    total += s;
-    sized.emplace_back(f, s);
-  }
+  // Read before the spool is brought up to date: once the capture is done,
+  // everything it wrote has been published.
+  const bool capture_done = capture_done_.load();
+  TakePublished();
   // The cap: evict the oldest (not in flight) until under it.
-  for (size_t i = 0; total > options_.spool_max_bytes && i < sized.size(); ++i) {
-    bool flying = false;
-    for (const auto& [k, v] : in_flight_) flying |= v.path == sized[i].first;
-    if (flying) continue;
+  for (auto it = spool_.begin(); spool_total_ > options_.spool_max_bytes && it != spool_.end();) {
+    if (flying_.count(it->first)) {
+      ++it;
+      continue;
+    }
     std::error_code ec;
-    fs::remove(sized[i].first, ec);
-    total -= sized[i].second;
+    fs::remove(it->first, ec);
     evicted_.Increment();
     spdlog::error("spool over --spool-max-bytes ({} bytes): evicted {}, its chunk is lost", options_.spool_max_bytes,
-                  sized[i].first);
-    sized[i].first.clear();
+                  it->first);
+    spool_total_ -= it->second;
+    it = spool_.erase(it);
   }
+  const uint64_t total = spool_total_;
   spool_bytes_ = total;
   spool_gauge_.Set(static_cast<double>(total));
 
@@ -405,14 +466,10 @@ void NetIngest::Pump() {
       Status st = Connect();
       if (!st.ok()) spdlog::error("reconnect: {}", Str(st));
     }
-    std::vector<std::string> todo;
-    for (const auto& [f, s] : sized) {
-      if (f.empty() || refused_.count(f)) continue;
-      bool flying = false;
-      for (const auto& [k, v] : in_flight_) flying |= v.path == f;
-      if (!flying) todo.push_back(f);
-    }
-    if (!todo.empty() && credits_ <= in_flight_.size() && offer_sent_ns_ == 0 && dealer_) {
+    auto to_send = [&](const std::string& f) { return !refused_.count(f) && !flying_.count(f); };
+    bool any = false;  // a chunk to send: stops at the first (at most in flight + refused looked at)
+    for (auto it = spool_.begin(); it != spool_.end() && !any; ++it) any = to_send(it->first);
+    if (any && credits_ <= in_flight_.size() && offer_sent_ns_ == 0 && dealer_) {
       wire::ChunkOffer offer;  // asks for credit
       offer.meta.link = options_.chunker.link;
       offer.meta.shard = options_.shard;
@@ -421,15 +478,26 @@ void NetIngest::Pump() {
       offer_sent_ns_ = now;
       if (last_heard_ns_ == 0) last_heard_ns_ = now;
     }
-    for (const auto& f : todo) {
+    for (auto it = spool_.begin(); it != spool_.end();) {
       if (in_flight_.size() >= credits_ || !dealer_ || now < hold_until_ns_) break;
+      const std::string f = it->first;
+      ++it;  // before Unspool(f) may erase f's entry
+      if (!to_send(f)) continue;
       auto bytes = ReadFile(f);
-      if (!bytes.ok()) continue;
+      if (!bytes.ok()) {
+        std::error_code ec;
+        if (!fs::exists(f, ec) && !ec) {
+          spdlog::warn("spool file {} is gone (removed by hand?): not sent", f);
+          Unspool(f);
+        }
+        continue;
+      }
       auto chunk = DecodeChunk(*bytes, f);
       if (!chunk.ok()) {
         spdlog::error("spool file {} is corrupt ({}): moved aside", f, Str(chunk.status()));
         std::error_code ec;
         fs::rename(f, f + ".corrupt", ec);
+        Unspool(f);
         continue;
       }
       wire::ChunkData d;
@@ -446,10 +514,11 @@ void NetIngest::Pump() {
       if (!st.ok()) break;
       if (in_flight_.empty()) last_heard_ns_ = std::max(last_heard_ns_, now);
       in_flight_[InFlightKey(d.meta.link, d.meta.shard, d.meta.seq)] = InFlight{f, now};
+      flying_.insert(f);
     }
   }
   bool empty = total == 0 || (options_.coordinator.empty());
-  bool done = capture_done_.load() && in_flight_.empty() && (empty || !capture_status().ok());
+  bool done = capture_done && in_flight_.empty() && (empty || !capture_status().ok());
   if (stop_deadline_ns_ != 0) done = (in_flight_.empty() && empty) || !connected_ || now > stop_deadline_ns_;
   if (done && !finished_) {
     finished_ = true;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -91,6 +92,11 @@ class NetIngest {
   Status CaptureLive(Chunker& chunker);                 // capture thread
   bool Keep(const PacketRecord& p) const;               // filter and shard
   Status WriteChunk(Chunk&& chunk, bool amend);         // capture thread
+  // Makes the pending chunks durable with one FileBatch (pausing while the
+  // spool's file system is full) and hands them to the loop. Capture thread.
+  Status CommitPending();
+  void TakePublished();                  // loop: the chunks the capture made durable join spool_
+  void Unspool(const std::string& path);  // loop: a chunk left the spool
 
   Status Connect();
   void Drain();
@@ -110,6 +116,31 @@ class NetIngest {
   std::atomic<bool> disk_full_{false};  // a chunk waits for space on the spool's file system
   mutable std::mutex status_mu_;
   Status capture_status_;  // GUARDED_BY(status_mu_)
+
+  // Group commit (capture thread): a cut chunk waits in pending_ until the
+  // group is full (kGroupFiles, kGroupBytes), old (kGroupAge, checked as
+  // chunks come), its input file ends, or an amendment needs the spooled
+  // file; one file-system sync then makes the whole group durable. A live
+  // capture commits each chunk. Nothing is offered before it is on disk, so
+  // a kill -9 loses only chunks no one was told of (as the chunker's
+  // partial one), and a rerun over the same input writes them again.
+  struct Pending {
+    std::string path;
+    std::string bytes;
+  };
+  std::vector<Pending> pending_;
+  uint64_t pending_bytes_ = 0;
+  int64_t pending_since_ns_ = 0;
+  std::mutex published_mu_;
+  std::vector<std::pair<std::string, uint64_t>> published_;  // GUARDED_BY(published_mu_): durable, path and bytes
+
+  // The loop's view of the spool, path -> bytes, oldest window first (the
+  // names sort by seq): read from the directory once at Start, then kept by
+  // what the capture publishes and what the loop removes, so a Pump costs
+  // what it ships, not the size of the spool.
+  std::map<std::string, uint64_t> spool_;
+  uint64_t spool_total_ = 0;
+  std::set<std::string> flying_;  // the paths of in_flight_
 
   std::unique_ptr<wire::ZmqDealer> dealer_;
   std::unique_ptr<runtime::ZmqWatcher> watch_;

@@ -184,6 +184,59 @@ TEST(IngestCliTest, KilledImportLeavesOnlyWholeChunksAndARerunCompletesIt) {
   EXPECT_EQ(PacketsInSpool(link), uint64_t(n));
 }
 
+// Network mode (a filter is enough to choose it; no coordinator: the chunks
+// stay in the spool) cuts the same chunks as file mode through its own group
+// commits, amendments of reordered packets included, and a kill -9 in the
+// middle leaves only whole chunks that a rerun completes.
+TEST(IngestCliTest, NetworkModeSpoolsWhatFileModeWritesAndSurvivesAKill) {
+  testing::TempDir dir;
+  const int n = 12000;
+  testing::WritePcap(dir.File("a.pcap"), SparseArchive(n));
+  const std::string net = Ingest() + " " + dir.File("a.pcap") + " --filter 'ip or ip6' --metrics 127.0.0.1:0 --spool-dir ";
+  std::string out;
+  ASSERT_EQ(testing::Run(Ingest() + " " + dir.File("a.pcap") + " --out " + dir.File("file") + " -o json", &out), 0)
+      << out;
+  auto names = [](const std::string& d) {
+    std::set<std::string> s;
+    for (const auto& e : fs::directory_iterator(d)) s.insert(e.path().filename().string());
+    return s;
+  };
+  const std::set<std::string> want = names(dir.File("file/default"));
+  ASSERT_GT(want.size(), 2u * 256) << "more chunks than two of network mode's group commits hold";
+  ASSERT_EQ(testing::Run(net + dir.File("whole") + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(names(dir.File("whole/default")), want);
+  EXPECT_EQ(PacketsInSpool(dir.File("whole/default")), uint64_t(n));
+
+  const std::string spool = dir.File("killed");
+  const std::string link = spool + "/default";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + net + spool + " 2>/dev/null").c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  bool committed = false;
+  for (int i = 0; i < 20000 && !committed; ++i) {  // at most 20 s
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(link, ec)) {
+      if (!AtomicWriteTempPid(e.path().filename().string())) committed = true;
+    }
+    if (!committed) ::usleep(1000);
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(committed) << "no chunk committed in 20 s";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before the kill landed: make the input longer";
+  std::vector<int64_t> partial;
+  const uint64_t kept = PacketsInSpool(link, &partial);  // every visible file decodes
+  EXPECT_GT(partial.size(), 0u);
+  EXPECT_LT(kept, uint64_t(n)) << "killed mid-run, yet every packet is there";
+  ASSERT_EQ(testing::Run(net + spool + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(names(link), want) << "the rerun leaves no temporary and misses no chunk";
+  EXPECT_EQ(PacketsInSpool(link), uint64_t(n));
+}
+
 TEST(IngestCliTest, UnreadableInputFailsWithTheFileNameAndWritesNothing) {
   testing::TempDir dir;
   testing::WriteBytes(dir.File("junk.pcap"), "this is not a capture");
