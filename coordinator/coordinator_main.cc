@@ -36,7 +36,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
   dgc::runtime::CommonFlags common;
   dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kCoordinator, &common);
   dgc::CoordinatorOptions o;
-  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0;
+  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0, job_history_h = 168;
   // Training knobs sent to the workers with every job (defaults: dgcctl compress's).
   int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 4096, check_flows = 4096;
   int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
@@ -63,6 +63,10 @@ or startup error, 75 when the library's disk filled under a database write.)");
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--fidelity-target", o.fidelity_target, "mean distance over the 17 metrics a chunk must reach")
       ->capture_default_str();
+  app.add_option("--job-history-hours", job_history_h,
+                 "a committed job's record is deleted this long after it changed, once its raw chunk is gone "
+                 "(what it committed is kept: a resent chunk is still not run again); 0 keeps every record")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--raw-retention-seconds", raw_retention_s, "raw chunks are deleted this long after their model is committed")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--shared-dir", o.shared_dir, "chunks go to workers by path under DIR (mounted on both)");
@@ -113,6 +117,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
   o.lease_ns = static_cast<int64_t>(lease_s * 1e9);
   o.heartbeat_ns = static_cast<int64_t>(heartbeat_s * 1e9);
   o.raw_retention_ns = static_cast<int64_t>(raw_retention_s * 1e9);
+  o.job_history_ns = static_cast<int64_t>(job_history_h * 3600e9);
   o.job_options = {{"steps", steps}, {"seconds", seconds}, {"rank", rank}, {"sample_flows", sample_flows},
                    {"min_flows", min_flows}, {"check", !no_check}, {"check_flows", check_flows},
                    {"warmup_steps", warmup_steps}, {"warmup_seconds", warmup_seconds},

@@ -125,6 +125,8 @@ Status Coordinator::Init() {
   by_seq.clear();
   const size_t stored = jobs.size();
   DGC_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store_.get(), clock_, std::move(jobs)));
+  // Streams whose committed jobs' records expired have a base all the same.
+  for (const auto& [link, shard] : scheduler_->StreamsWithCommits()) streams_with_base_.insert(StreamKey(link, shard));
   for (const auto& [key, chunk_ref] : first_base_chunks) {
     if (auto bytes = ReadFile(chunk_ref); bytes.ok()) CountForFirstBase(key, *bytes);
   }
@@ -273,6 +275,23 @@ void Coordinator::Tick() {
   if (!st.ok()) {
     ExitIfLibraryFull(st, "scheduler tick");
     spdlog::error("scheduler tick: {}", std::string(st.message()));
+  }
+  if (options_.job_history_ns > 0 && now >= next_expiry_ns_) {
+    // A page of old records a second (2,000: far more than a fleet commits),
+    // so the sweep never holds the loop long and keeps up with any backlog.
+    next_expiry_ns_ = now + 1'000'000'000;
+    auto expired = scheduler_->ExpireHistory(now - options_.job_history_ns, 2000, [](const JobRecord& r) {
+      std::error_code ec;
+      return r.chunk_ref.empty() || !std::filesystem::exists(r.chunk_ref, ec);
+    });
+    if (!expired.ok()) {
+      ExitIfLibraryFull(expired.status(), "job history");
+      spdlog::error("job history: {}", std::string(expired.status().message()));
+    } else if (*expired > 0) {
+      metrics_->job_records_expired.Increment(static_cast<double>(*expired));
+      spdlog::debug("job history: {} committed job record(s) older than {} h deleted", *expired,
+                    options_.job_history_ns / 3'600'000'000'000.0);
+    }
   }
   for (JobId j : report.expired) {
     metrics_->expiries.Increment();

@@ -62,6 +62,11 @@ struct CoordinatorOptions {
   uint32_t max_workers_per_job = 1;
   double fidelity_target = 0.10;
   int64_t raw_retention_ns = 0;
+  // A committed job's record is deleted from the library this long after its
+  // last change, once the scheduler evicted it and its raw chunk is gone
+  // (Scheduler::ExpireHistory; the library's JobHistory keeps what it
+  // committed). 0 keeps every record.
+  int64_t job_history_ns = 7LL * 24 * 3600 * 1'000'000'000;
   uint32_t ingest_credits = 8;         // chunks an ingest may have in flight
   size_t max_queued_jobs = 100000;     // beyond: no credit (ingest spools)
   nlohmann::json job_options = nlohmann::json::object();  // training knobs sent to workers
@@ -264,6 +269,7 @@ class Coordinator {
   std::unordered_map<std::string, FirstBase> first_bases_;           // StreamKey: its first base waits
   std::unordered_map<std::string, std::deque<std::pair<int64_t, std::string>>> recent_raw_;  // newest first
   std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
+  int64_t next_expiry_ns_ = 0;  // the next sweep of old job records (wall ns)
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;
   uint64_t zap_denied_seen_ = 0;

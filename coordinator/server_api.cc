@@ -82,6 +82,9 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
           JobId id = 0;
           if (Status st = job_id(&id); !st.ok()) return Error(std::string(st.message()));
           std::optional<JobRecord> r = find_job(id);
+          if (!r && scheduler_->Evicted(id)) {
+            return Error(absl::StrCat("job ", id, " was committed; its record expired (--job-history-hours)"));
+          }
           if (!r) return Error(absl::StrCat("job ", id, " not found"));
           nlohmann::json j = job_json(*r);
           if (describe && r->parent_job) {

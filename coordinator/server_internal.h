@@ -88,6 +88,9 @@ struct Coordinator::Metrics {
         drift(&prometheus::BuildCounter().Name("dgc_drift_triggers_total")
                    .Help("chunks that got more than a short fine-tune, and why").Register(r)),
         workers(&prometheus::BuildGauge().Name("dgc_workers").Help("registered workers").Register(r)),
+        job_records_expired(prometheus::BuildCounter().Name("dgc_job_records_expired_total")
+                                .Help("committed jobs' records deleted after --job-history-hours").Register(r)
+                                .Add({})),
         library_disk_full(prometheus::BuildGauge().Name("dgc_library_disk_full")
                               .Help("1 while chunk intake is paused: no space left under the library")
                               .Register(r).Add({})) {
@@ -111,6 +114,7 @@ struct Coordinator::Metrics {
   prometheus::Counter& expiries;
   prometheus::Family<prometheus::Counter>* drift;
   prometheus::Family<prometheus::Gauge>* workers;
+  prometheus::Counter& job_records_expired;
   prometheus::Gauge& library_disk_full;
 };
 

@@ -1422,6 +1422,22 @@ StatusOr<std::vector<library::JobRecord>> RocksDbModelLibrary::ListJobs(absl::st
   return out;
 }
 
+namespace {
+constexpr absl::string_view kJobHistoryKey = "job_history";
+}  // namespace
+
+Status RocksDbModelLibrary::PutJobHistory(const library::JobRecord& history) {
+  rocksdb::WriteBatch batch;
+  batch.Put(cf_[kMeta], Sl(kJobHistoryKey), library::EncodeJob(history));
+  return Write(&batch);
+}
+
+StatusOr<library::JobRecord> RocksDbModelLibrary::GetJobHistory() {
+  DGC_ASSIGN_OR_RETURN(auto v, Get(kMeta, kJobHistoryKey));
+  if (!v) return absl::NotFoundError("the library holds no job history");
+  return library::DecodeJob(kJobHistoryKey, *v);
+}
+
 Status RocksDbModelLibrary::DeleteJob(absl::string_view id) {
   rocksdb::WriteBatch batch;
   batch.Delete(cf_[kJobs], Sl(id));

@@ -130,6 +130,63 @@ Status InMemoryJobStore::Put(const JobRecord& job) {
   return absl::OkStatus();
 }
 
+std::string EncodeJobHistory(const JobHistory& h) {
+  auto runs = [](const std::map<int64_t, int64_t>& r) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& [first, last] : r) a.push_back({first, last});
+    return a;
+  };
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& [stream, r] : h.streams) {
+    streams.push_back({{"link", stream.first}, {"shard", stream.second}, {"compress", runs(r.compress)},
+                       {"retrain", runs(r.retrain)}});
+  }
+  return nlohmann::json{{"next_id", h.next_id}, {"streams", std::move(streams)}}.dump();
+}
+
+StatusOr<JobHistory> DecodeJobHistory(absl::string_view bytes) {
+  auto j = nlohmann::json::parse(bytes, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("job history: not a JSON object");
+  JobHistory h;
+  const auto next = j.find("next_id");
+  if (next == j.end() || !next->is_number_unsigned()) return absl::InvalidArgumentError("job history: no next_id");
+  h.next_id = next->get<JobId>();
+  const auto streams = j.find("streams");
+  if (streams == j.end() || !streams->is_array()) return absl::InvalidArgumentError("job history: no streams");
+  auto runs = [](const nlohmann::json& a, const std::string& key, const char* kind,
+                 std::map<int64_t, int64_t>* out) -> Status {
+    if (!a.is_array()) return absl::InvalidArgumentError(absl::StrCat("job history: ", key, ": ", kind, " not a list"));
+    int64_t after = INT64_MIN;
+    bool first_run = true;
+    for (const auto& r : a) {
+      if (!r.is_array() || r.size() != 2 || !r[0].is_number_integer() || !r[1].is_number_integer()) {
+        return absl::InvalidArgumentError(absl::StrCat("job history: ", key, ": ", kind, " run not [first, last]"));
+      }
+      const int64_t lo = r[0].get<int64_t>(), hi = r[1].get<int64_t>();
+      if (hi < lo || (!first_run && lo <= after)) {
+        return absl::InvalidArgumentError(absl::StrCat("job history: ", key, ": ", kind, " runs out of order"));
+      }
+      first_run = false;
+      after = hi;
+      (*out)[lo] = hi;
+    }
+    return absl::OkStatus();
+  };
+  for (const auto& s : *streams) {
+    if (!s.is_object() || !s.contains("link") || !s["link"].is_string() || !s.contains("shard") ||
+        !s["shard"].is_number_unsigned()) {
+      return absl::InvalidArgumentError("job history: a stream without its link and shard");
+    }
+    const std::string link = s["link"].get<std::string>();
+    const uint32_t shard = s["shard"].get<uint32_t>();
+    const std::string key = absl::StrCat(link, "/", shard);
+    JobHistory::Runs& r = h.streams[{link, shard}];
+    DGC_RETURN_IF_ERROR(runs(s.value("compress", nlohmann::json::array()), key, "compress", &r.compress));
+    DGC_RETURN_IF_ERROR(runs(s.value("retrain", nlohmann::json::array()), key, "retrain", &r.retrain));
+  }
+  return h;
+}
+
 StatusOr<JobRecord> InMemoryJobStore::Get(JobId id) const {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job ", id));

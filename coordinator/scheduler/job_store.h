@@ -3,7 +3,9 @@
 // The scheduler keeps the jobs that can still change in memory (see Scheduler,
 // Memory) and writes each change through to a JobStore before acting on it, so
 // a restarted coordinator rebuilds its state from JobStore::List(). The store
-// keeps every record, also those of the committed jobs the scheduler evicted.
+// keeps every record, also those of the committed jobs the scheduler evicted,
+// until Scheduler::ExpireHistory deletes old ones (JobHistory keeps what
+// they committed).
 // InMemoryJobStore serves tests and the simulation; the coordinator backs the
 // interface with the library's RocksDB.
 #ifndef DGC_COORDINATOR_SCHEDULER_JOB_STORE_H_
@@ -77,6 +79,23 @@ std::string EncodeJobRecord(const JobRecord& job);
 // InvalidArgument naming the field when `bytes` is not a record EncodeJobRecord wrote.
 [[nodiscard]] StatusOr<JobRecord> DecodeJobRecord(absl::string_view bytes);
 
+// What expired job records leave behind (Scheduler::ExpireHistory): enough
+// for a restarted scheduler to know every chunk they committed and never
+// hand out one of their ids again.
+struct JobHistory {
+  JobId next_id = 0;  // every id below this was handed out
+  // Per stream (link, shard), by kind: runs [first, last] of seqs whose
+  // committed jobs were evicted.
+  struct Runs {
+    std::map<int64_t, int64_t> compress, retrain;
+  };
+  std::map<std::pair<std::string, uint32_t>, Runs> streams;
+};
+// JSON: {"next_id": N, "streams": [{"link": L, "shard": S, "compress": [[a, b], ...], "retrain": [...]}]}.
+std::string EncodeJobHistory(const JobHistory& h);
+// InvalidArgument naming what is wrong (runs must be ordered and disjoint).
+[[nodiscard]] StatusOr<JobHistory> DecodeJobHistory(absl::string_view bytes);
+
 // Persistent job records, keyed by id. Implementations need not be thread
 // safe: the scheduler calls them from its one loop.
 class JobStore {
@@ -93,6 +112,10 @@ class JobStore {
   [[nodiscard]] StatusOr<std::vector<JobRecord>> List() const { return ListAfter(0, 0); }
   // Removes the record; NotFound when there is none.
   [[nodiscard]] virtual Status Delete(JobId id) = 0;
+  // The history expired records left (an empty one when none was written),
+  // and its replacement.
+  [[nodiscard]] virtual StatusOr<JobHistory> GetHistory() const = 0;
+  [[nodiscard]] virtual Status PutHistory(const JobHistory& history) = 0;
 };
 
 // A JobStore in a map, with a settable Status per operation to inject faults.
@@ -102,6 +125,11 @@ class InMemoryJobStore final : public JobStore {
   StatusOr<JobRecord> Get(JobId id) const override;
   StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override;
   Status Delete(JobId id) override;
+  StatusOr<JobHistory> GetHistory() const override { return history_; }
+  Status PutHistory(const JobHistory& history) override {
+    history_ = history;
+    return absl::OkStatus();
+  }
 
   // Knobs: the next calls of that operation return `s` (OK restores).
   void set_put_status(Status s) { put_status_ = std::move(s); }
@@ -111,6 +139,7 @@ class InMemoryJobStore final : public JobStore {
 
  private:
   std::map<JobId, JobRecord> jobs_;
+  JobHistory history_;
   Status put_status_;
   Status list_status_;
   uint64_t puts_ = 0;

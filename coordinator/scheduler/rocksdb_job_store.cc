@@ -52,4 +52,25 @@ Status RocksDbJobStore::Delete(JobId id) {
   return library_->DeleteJob(Key(id));
 }
 
+StatusOr<JobHistory> RocksDbJobStore::GetHistory() const {
+  auto stored = library_->GetJobHistory();
+  if (absl::IsNotFound(stored.status())) return JobHistory{};
+  if (!stored.ok()) return stored.status();
+  if (stored->version != kPayloadVersion) {
+    return absl::DataLossError(absl::StrCat("job history: payload version ", stored->version, ", this build reads ",
+                                            kPayloadVersion));
+  }
+  auto h = DecodeJobHistory(stored->payload);
+  if (!h.ok()) return absl::DataLossError(h.status().message());
+  return h;
+}
+
+Status RocksDbJobStore::PutHistory(const JobHistory& history) {
+  library::JobRecord stored;
+  stored.id = "job_history";
+  stored.version = kPayloadVersion;
+  stored.payload = EncodeJobHistory(history);
+  return library_->PutJobHistory(stored);
+}
+
 }  // namespace dgc

@@ -32,6 +32,9 @@ class RocksDbJobStore final : public JobStore {
   StatusOr<JobRecord> Get(JobId id) const override;
   StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override;
   Status Delete(JobId id) override;
+  // In the library's meta column family (RocksDbModelLibrary::PutJobHistory).
+  StatusOr<JobHistory> GetHistory() const override;
+  Status PutHistory(const JobHistory& history) override;
 
   // "00000000000000000042" for 42.
   static std::string Key(JobId id);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/time.h"
 
@@ -14,6 +15,14 @@ std::string StreamKey(const std::string& link, uint32_t shard) {
   key.push_back('\0');
   absl::StrAppend(&key, shard);
   return key;
+}
+
+// (link, shard) of a StreamKey.
+std::pair<std::string, uint32_t> SplitStreamKey(const std::string& key) {
+  const size_t nul = key.rfind('\0');
+  uint32_t shard = 0;
+  if (nul == std::string::npos || !absl::SimpleAtoi(absl::string_view(key).substr(nul + 1), &shard)) return {key, 0};
+  return {key.substr(0, nul), shard};
 }
 
 }  // namespace
@@ -39,6 +48,15 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& o
 
 Status Scheduler::Load(std::vector<JobRecord> records) {
   const int64_t now = clock_->NowNs();
+  // What expired records committed: the runs their evicted jobs joined (the
+  // records below add their own), and ids never to hand out again.
+  DGC_ASSIGN_OR_RETURN(JobHistory history, store_->GetHistory());
+  next_id_ = std::max(next_id_, history.next_id);
+  for (auto& [stream, runs] : history.streams) {
+    Stream& s = streams_[StreamKey(stream.first, stream.second)];
+    s.evicted[KindRank(JobKind::kRetrain)] = std::move(runs.retrain);
+    s.evicted[KindRank(JobKind::kCompress)] = std::move(runs.compress);
+  }
   // First the streams' indexes from every record, then only the records a
   // running scheduler would hold: the committed ones PruneCommitted drops
   // are evicted (see Memory) and never enter jobs_.
@@ -80,6 +98,51 @@ Status Scheduler::Load(std::vector<JobRecord> records) {
   }
   for (auto& [key, s] : streams_) RefreshStream(s);
   return absl::OkStatus();
+}
+
+StatusOr<size_t> Scheduler::ExpireHistory(int64_t before_ns, size_t max_records,
+                                          const std::function<bool(const JobRecord&)>& may_expire) {
+  DGC_ASSIGN_OR_RETURN(std::vector<JobRecord> page, store_->ListAfter(expire_cursor_, max_records));
+  expire_cursor_ = page.size() < max_records || page.empty() ? 0 : page.back().id;
+  std::vector<JobId> expired;
+  for (const JobRecord& r : page) {
+    // Evicted: committed, behind its stream's frontier, its seq in the runs.
+    if (r.state == JobState::kDone && Evicted(r.id) && r.updated_ns < before_ns && may_expire(r)) {
+      expired.push_back(r.id);
+    }
+  }
+  if (expired.empty()) return size_t{0};
+  // The history first: a crash between it and the deletions leaves records
+  // the history also covers, which Load merges.
+  JobHistory h;
+  h.next_id = next_id_;
+  for (const auto& [key, s] : streams_) {
+    const auto& compress = s.evicted[KindRank(JobKind::kCompress)];
+    const auto& retrain = s.evicted[KindRank(JobKind::kRetrain)];
+    if (compress.empty() && retrain.empty()) continue;
+    JobHistory::Runs& runs = h.streams[SplitStreamKey(key)];
+    runs.compress = compress;
+    runs.retrain = retrain;
+  }
+  DGC_RETURN_IF_ERROR(store_->PutHistory(h));
+  size_t deleted = 0;
+  for (JobId id : expired) {
+    Status st = store_->Delete(id);
+    if (!st.ok() && !absl::IsNotFound(st)) return st;
+    if (st.ok()) {
+      ++deleted;
+      --counts_.by_state[static_cast<size_t>(JobState::kDone)];
+    }
+  }
+  return deleted;
+}
+
+std::vector<std::pair<std::string, uint32_t>> Scheduler::StreamsWithCommits() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  for (const auto& [key, s] : streams_) {
+    if (!s.committed.empty() || !s.evicted[0].empty() || !s.evicted[1].empty()) out.push_back(SplitStreamKey(key));
+  }
+  return out;
 }
 
 uint32_t Scheduler::SlotsFor(const WorkerCapacity& c) const {

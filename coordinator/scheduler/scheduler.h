@@ -61,14 +61,16 @@
 //   FailedPrecondition; FindJob and Jobs() do not see it (the store still
 //   has its record: JobStore::Get); counts() still counts it as done.
 //   Load() reads every record but holds only what a running scheduler would,
-//   rebuilding the runs from the evicted ones. Memory is O(unfinished,
-//   failed and cancelled jobs + streams + gaps in committed seqs), not
-//   O(chunks ever seen); the store keeps every record.
+//   rebuilding the runs from the evicted ones and the JobHistory. Memory is
+//   O(unfinished, failed and cancelled jobs + streams + gaps in committed
+//   seqs), not O(chunks ever seen); the store keeps every record until
+//   ExpireHistory deletes old committed ones.
 #ifndef DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
 #define DGC_COORDINATOR_SCHEDULER_SCHEDULER_H_
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -271,6 +273,21 @@ class Scheduler {
   // reset. FailedPrecondition otherwise, or when a newer job covers the chunk.
   [[nodiscard]] Status Retry(JobId job);
 
+  // History retention: deletes from the store the records of committed jobs
+  // that are evicted (see Memory), were last updated before `before_ns`, and
+  // that `may_expire` allows (the coordinator: no raw chunk file kept), after
+  // writing the JobHistory that keeps what they committed and the next id.
+  // Reads at most `max_records` records a call, going on where the last call
+  // stopped (from the first again after the last). Memory and every answer
+  // stay the same (a resent chunk is still known as committed, an expired id
+  // is still Evicted) but the store: Get and List no longer see them, and
+  // counts() no longer counts them. Returns how many were deleted; on a store
+  // error, what it deleted before it stands.
+  [[nodiscard]] StatusOr<size_t> ExpireHistory(int64_t before_ns, size_t max_records,
+                                               const std::function<bool(const JobRecord&)>& may_expire);
+  // The streams (link, shard) with a committed job (held, evicted or expired).
+  std::vector<std::pair<std::string, uint32_t>> StreamsWithCommits() const;
+
   // Queries (operator API, metrics). FindJob and Jobs() see the jobs held in
   // memory only (see Memory); Evicted: `job` was committed and evicted.
   const JobRecord* FindJob(JobId job) const;
@@ -364,6 +381,7 @@ class Scheduler {
   std::set<std::pair<int64_t, Stream*>> waits_;
   JobId next_id_ = 1;
   JobCounts counts_;
+  JobId expire_cursor_ = 0;  // where ExpireHistory goes on
 
   std::set<ReadyKey> ready_small_;
   std::set<ReadyKey> ready_large_;

@@ -26,6 +26,8 @@ class FaultInjectingJobStore final : public JobStore {
     return backend_->ListAfter(after, limit);
   }
   Status Delete(JobId id) override { return backend_->Delete(id); }
+  StatusOr<JobHistory> GetHistory() const override { return backend_->GetHistory(); }
+  Status PutHistory(const JobHistory& h) override { return put_status_.ok() ? backend_->PutHistory(h) : put_status_; }
   void set_put_status(Status s) { put_status_ = std::move(s); }
   void set_list_status(Status s) { list_status_ = std::move(s); }
 
@@ -989,6 +991,94 @@ TEST_P(EvictionTest, RestartAfterManyCommitsHoldsBoundedMemoryAndKeepsSequenceHa
   EXPECT_EQ(Complete(an), CompletionOutcome::kCommitted);
   EXPECT_LE(sched_->resident_jobs(), 3u);
   EXPECT_TRUE(SubmitAgain(kGap).created);  // the gap is still open after the restart
+}
+
+// Issue 17: records are not kept forever. Old committed records are deleted
+// by pages; the scheduler answers as before, also after a restart that
+// reads only the JobHistory and what is left, and ids never go back.
+TEST_P(EvictionTest, ExpiredRecordsLeaveTheStoreButNotWhatTheyCommitted) {
+  const int64_t n = Chunks();
+  size_t max_resident = 0;
+  std::vector<JobId> ids = StreamAndCommit(n, &max_resident);
+  ASSERT_FALSE(HasFailure());
+  const JobId last = ids[n - 1];
+  // Too young: nothing goes.
+  auto none = sched_->ExpireHistory(clock_.NowNs() - 3600 * kSec, 100000, [](const JobRecord&) { return true; });
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, 0u);
+  clock_.Advance(7200 * kSec);
+  // A predicate that keeps seq 5 (say its raw chunk is still on disk).
+  auto keep5 = [&](const JobRecord& r) { return r.seq != 5; };
+  size_t deleted = 0;
+  const size_t page = static_cast<size_t>(n / 7);
+  for (int call = 0; call < 20; ++call) {
+    auto got = sched_->ExpireHistory(clock_.NowNs() - 3600 * kSec, page, keep5);
+    ASSERT_TRUE(got.ok()) << got.status();
+    deleted += *got;
+  }
+  const size_t resident = sched_->resident_jobs();
+  EXPECT_EQ(deleted, static_cast<size_t>(n - 1) - 1 - resident) << "every evicted record but seq 5's";
+  auto left = store_.List();
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(left->size(), resident + 1);
+  EXPECT_TRUE(absl::IsNotFound(store_.Get(ids[3]).status()));
+  EXPECT_TRUE(store_.Get(ids[5]).ok());
+  EXPECT_TRUE(store_.Get(last).ok()) << "the next chunk's parent stays";
+  EXPECT_EQ(sched_->counts()[JobState::kDone], static_cast<uint64_t>(n - 1) - deleted);
+
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart ? "after a restart" : "before a restart");
+    for (int64_t seq : {int64_t{0}, int64_t{3}, int64_t{5}, kGap + 1, n / 2, n - 2, n - 1}) {
+      SubmitResult r = SubmitAgain(seq);
+      EXPECT_FALSE(r.created) << "seq " << seq;
+      EXPECT_TRUE(r.done) << "seq " << seq;
+    }
+    EXPECT_TRUE(sched_->Evicted(ids[3]));
+    EXPECT_EQ(*sched_->ClassifyResult(ids[3]), CompletionOutcome::kDuplicate);
+    EXPECT_EQ(sched_->counts()[JobState::kDone], static_cast<uint64_t>(n - 1) - deleted);
+    EXPECT_EQ(sched_->StreamsWithCommits(), (std::vector<std::pair<std::string, uint32_t>>{{"tap0", 0}}));
+    Restart();
+  }
+  // Ids go on past every expired one; the gap is still open; the next chunk
+  // takes the last committed job as its parent.
+  AddWorker("w1", 1);
+  JobId next = Submit("tap0", n);
+  EXPECT_GT(next, last);
+  auto a = Schedule();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].parent_job, last);
+  EXPECT_EQ(Complete(a[0]), CompletionOutcome::kCommitted);
+  EXPECT_TRUE(SubmitAgain(kGap).created);
+  // Every record but the newest can go once old; a restart with (nearly)
+  // nothing but the history still knows every committed chunk.
+  clock_.Advance(7200 * kSec);
+  for (int call = 0; call < 3; ++call) {
+    ASSERT_TRUE(sched_->ExpireHistory(clock_.NowNs(), 100000, [](const JobRecord&) { return true; }).ok());
+  }
+  Restart();
+  EXPECT_LE(store_.List()->size(), 4u);
+  for (int64_t seq : {int64_t{0}, int64_t{5}, n - 1, n}) EXPECT_TRUE(SubmitAgain(seq).done) << "seq " << seq;
+  EXPECT_GT(Submit("tap0", n + 1), next);
+}
+
+TEST(JobHistoryTest, RoundTripsAndRefusesRunsOutOfOrder) {
+  JobHistory h;
+  h.next_id = 12345;
+  h.streams[{"tap0", 0}].compress = {{0, 76}, {78, 499}};
+  h.streams[{"tap0", 0}].retrain = {{0, 0}};
+  h.streams[{"a/b", 3}].compress = {{-5, -1}};
+  auto back = DecodeJobHistory(EncodeJobHistory(h));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->next_id, 12345u);
+  ASSERT_EQ(back->streams.size(), 2u);
+  EXPECT_EQ((back->streams[{"tap0", 0}].compress), (std::map<int64_t, int64_t>{{0, 76}, {78, 499}}));
+  EXPECT_EQ((back->streams[{"a/b", 3}].compress), (std::map<int64_t, int64_t>{{-5, -1}}));
+  for (const char* bad : {"", "[]", R"({"streams": []})", R"({"next_id": 1, "streams": [{"link": "x"}]})",
+                          R"({"next_id": 1, "streams": [{"link": "x", "shard": 0, "compress": [[5, 9], [9, 12]]}]})",
+                          R"({"next_id": 1, "streams": [{"link": "x", "shard": 0, "compress": [[5, 4]]}]})",
+                          R"({"next_id": 1, "streams": [{"link": "x", "shard": 0, "retrain": [[1]]}]})"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(DecodeJobHistory(bad).status())) << bad;
+  }
 }
 
 TEST_P(EvictionTest, RetryOfACancelledJobIsRefusedWhenAnEvictedCommittedJobCoversTheChunk) {
