@@ -277,9 +277,11 @@ void Coordinator::Tick() {
     spdlog::error("scheduler tick: {}", std::string(st.message()));
   }
   if (options_.job_history_ns > 0 && now >= next_expiry_ns_) {
-    // A page of old records a second (2,000: far more than a fleet commits),
-    // so the sweep never holds the loop long and keeps up with any backlog.
-    next_expiry_ns_ = now + 1'000'000'000;
+    // A page of old records a second (2,000: far more than a fleet commits)
+    // while pages have records to delete, else one every 10 s: the sweep
+    // never holds the loop long, keeps up with any backlog, and costs little
+    // once it has.
+    next_expiry_ns_ = now + 10'000'000'000LL;
     auto expired = scheduler_->ExpireHistory(now - options_.job_history_ns, 2000, [](const JobRecord& r) {
       std::error_code ec;
       return r.chunk_ref.empty() || !std::filesystem::exists(r.chunk_ref, ec);
@@ -288,6 +290,7 @@ void Coordinator::Tick() {
       ExitIfLibraryFull(expired.status(), "job history");
       spdlog::error("job history: {}", std::string(expired.status().message()));
     } else if (*expired > 0) {
+      next_expiry_ns_ = now + 1'000'000'000;
       metrics_->job_records_expired.Increment(static_cast<double>(*expired));
       spdlog::debug("job history: {} committed job record(s) older than {} h deleted", *expired,
                     options_.job_history_ns / 3'600'000'000'000.0);
