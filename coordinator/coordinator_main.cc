@@ -36,7 +36,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
   dgc::runtime::CommonFlags common;
   dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kCoordinator, &common);
   dgc::CoordinatorOptions o;
-  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0, job_history_h = 168;
+  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0, job_history_h = 168, library_memory_mb = 64;
   // Training knobs sent to the workers with every job (defaults: dgcctl compress's).
   int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 4096, check_flows = 4096;
   int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
@@ -63,6 +63,10 @@ or startup error, 75 when the library's disk filled under a database write.)");
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--fidelity-target", o.fidelity_target, "mean distance over the 17 metrics a chunk must reach")
       ->capture_default_str();
+  app.add_option("--library-memory-mb", library_memory_mb,
+                 "RocksDB's memory for the library: half memtables (all column families), half one shared block "
+                 "cache; 0: RocksDB's defaults (up to 64 MiB of memtable and 32 MiB of cache per column family)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--job-history-hours", job_history_h,
                  "a committed job's record is deleted this long after it changed, once its raw chunk is gone "
                  "(what it committed is kept: a resent chunk is still not run again); 0 keeps every record")
@@ -158,7 +162,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
   int exit_code = 0;
   dgc::SystemClock clock;  // wall time: lease deadlines outlive a restart
   {
-    auto stores = dgc::CoordinatorStores::Open(o.library_dir);
+    auto stores = dgc::CoordinatorStores::Open(o.library_dir, static_cast<uint64_t>(library_memory_mb * (1 << 20)));
     if (!stores.ok()) {
       spdlog::error("{}", std::string(stores.status().message()));
       return 1;

@@ -25,10 +25,12 @@ namespace dgc {
 
 using coordinator_internal::ModelIdOfCheckpoint;
 
-StatusOr<CoordinatorStores> CoordinatorStores::Open(const std::string& library_dir) {
+StatusOr<CoordinatorStores> CoordinatorStores::Open(const std::string& library_dir, uint64_t memory_budget_bytes) {
   if (library_dir.empty()) return absl::InvalidArgumentError("--library is required");
   CoordinatorStores s;
-  DGC_ASSIGN_OR_RETURN(s.library, OpenModelLibrary(library_dir));
+  RocksDbModelLibrary::Options lo;
+  lo.memory_budget_bytes = memory_budget_bytes;
+  DGC_ASSIGN_OR_RETURN(s.library, RocksDbModelLibrary::Open(library_dir, lo));
   s.jobs = std::make_unique<RocksDbJobStore>(s.library.get());
   return s;
 }

@@ -93,9 +93,12 @@ struct CoordinatorOptions {
 struct CoordinatorStores {
   std::unique_ptr<RocksDbModelLibrary> library;
   std::unique_ptr<JobStore> jobs;
-  // Opens the library at `library_dir` and a RocksDbJobStore over it.
-  // Errors: the library's (Unavailable when another process holds it).
-  [[nodiscard]] static StatusOr<CoordinatorStores> Open(const std::string& library_dir);
+  // Opens the library at `library_dir` (RocksDB's memory bounded by
+  // `memory_budget_bytes`, RocksDbModelLibrary::Options; 0: its defaults)
+  // and a RocksDbJobStore over it. Errors: the library's (Unavailable when
+  // another process holds it).
+  [[nodiscard]] static StatusOr<CoordinatorStores> Open(const std::string& library_dir,
+                                                        uint64_t memory_budget_bytes = 0);
 };
 
 class Coordinator {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -250,13 +251,24 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
   rocksdb::CompressionType comp = has(rocksdb::kZSTD) ? rocksdb::kZSTD
                                   : has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
                                                                   : rocksdb::kNoCompression;
+  std::shared_ptr<rocksdb::Cache> cache;
+  if (options.memory_budget_bytes > 0) {
+    const uint64_t half = std::max<uint64_t>(options.memory_budget_bytes / 2, 1 << 20);
+    dbo.db_write_buffer_size = half;
+    cache = rocksdb::NewLRUCache(half);
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   for (const auto& name : ColumnFamilyNames()) {
     rocksdb::ColumnFamilyOptions co;
     co.compression = comp;
+    if (options.memory_budget_bytes > 0) {
+      // No single memtable may take the whole budget before a flush.
+      co.write_buffer_size = std::max<uint64_t>(dbo.db_write_buffer_size / 2, 1 << 20);
+    }
     // Bloom filters: a commit first checks that its chunk is not there yet.
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    if (cache) table.block_cache = cache;
     co.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     if (name == "models" || name == "chunks") {
       co.enable_blob_files = true;
@@ -267,6 +279,7 @@ StatusOr<std::unique_ptr<RocksDbModelLibrary>> RocksDbModelLibrary::Open(const s
     cfs.emplace_back(name, co);
   }
   std::unique_ptr<RocksDbModelLibrary> lib(new RocksDbModelLibrary(dir, options));
+  lib->cache_ = cache;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   const bool read_only = lib->options_.read_only;
@@ -1442,6 +1455,16 @@ Status RocksDbModelLibrary::DeleteJob(absl::string_view id) {
   rocksdb::WriteBatch batch;
   batch.Delete(cf_[kJobs], Sl(id));
   return Write(&batch);
+}
+
+RocksDbModelLibrary::MemoryUsage RocksDbModelLibrary::Memory() const {
+  MemoryUsage m;
+  for (size_t i = 1; i < cf_.size(); ++i) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(cf_[i], rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) m.memtable_bytes += v;
+  }
+  if (cache_) m.block_cache_bytes = cache_->GetUsage();
+  return m;
 }
 
 StatusOr<std::unique_ptr<RocksDbModelLibrary>> OpenModelLibrary(const std::string& dir, bool read_only) {

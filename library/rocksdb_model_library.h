@@ -47,6 +47,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Cache;
 }  // namespace rocksdb
 
 namespace dgc {
@@ -69,6 +70,13 @@ class RocksDbModelLibrary final {
     // (or one another process holds) still lists and regenerates. Every
     // write returns FailedPrecondition. Implies !create_if_missing.
     bool read_only = false;
+    // RocksDB's memory, bounded: half for the memtables of every column
+    // family together (db_write_buffer_size: the largest is flushed when
+    // they reach it), half for one block cache they share. 0: RocksDB's
+    // defaults (64 MiB of memtable and a 32 MiB cache per column family),
+    // which a long-running process fills only slowly, so its RSS grows for
+    // hours before it levels off.
+    uint64_t memory_budget_bytes = 0;
   };
 
   // Opens (or creates) the library in `dir` and runs the schema upgrade when
@@ -296,6 +304,14 @@ class RocksDbModelLibrary final {
   // copy of the directory then holds without the log).
   [[nodiscard]] Status Flush();
 
+  // RocksDB's memory now: the memtables of every column family, and the
+  // block cache (the shared one of Options::memory_budget_bytes; 0 without).
+  struct MemoryUsage {
+    uint64_t memtable_bytes = 0;
+    uint64_t block_cache_bytes = 0;
+  };
+  MemoryUsage Memory() const;
+
   const std::string& dir() const { return dir_; }
   uint32_t schema_version() const { return schema_version_; }
 
@@ -329,6 +345,7 @@ class RocksDbModelLibrary final {
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cf_;  // indexed by Cf; [0] is default
+  std::shared_ptr<rocksdb::Cache> cache_;           // with Options::memory_budget_bytes
   uint32_t schema_version_ = 0;
   std::mutex commit_mu_;  // serialises CommitChunk, PutFullModel, Expire (check-then-write)
   uint64_t changes_ = 0;  // chunk and model writes, under commit_mu_: a retention plan's staleness

@@ -25,12 +25,14 @@
 #
 # Usage: tests/bench/soak.sh [BUILD_DIR] [--chunks N] [--kill-every K] [--workers W]
 #        [--shards S] [--max-minutes M] [--seed R] [--feed-seconds F] [--keep DIR]
+#        [--coordinator-flags "FLAGS"]   (appended to dgc-coordinator's, e.g. "--library-memory-mb 8")
+#        [--coordinator-env "VAR=VALUE ..."]   (its environment, e.g. "MALLOC_ARENA_MAX=2")
 #   defaults: 10000 chunks, a kill every 300, 2 workers, 2 shards, 90 minutes,
 #   a 20 s piece of trace fed every 1.5 s
 set -euo pipefail
 build=${1:-build}
 [[ $# -gt 0 ]] && shift
-chunks=10000 kill_every=300 workers=2 shards=2 max_minutes=90 seed=1 keep="" feed_seconds=1.5
+chunks=10000 kill_every=300 workers=2 shards=2 max_minutes=90 seed=1 keep="" feed_seconds=1.5 coordinator_flags="" coordinator_env=
 while (($#)); do
   case "$1" in
     --chunks) chunks=$2; shift ;;
@@ -41,6 +43,8 @@ while (($#)); do
     --seed) seed=$2; shift ;;
     --keep) keep=$2; shift ;;
     --feed-seconds) feed_seconds=$2; shift ;;
+    --coordinator-flags) coordinator_flags=$2; shift ;;
+    --coordinator-env) coordinator_env=$2; shift ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -84,9 +88,9 @@ ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 metrics="127.0.0.1:$p_metrics"
-cmd[coordinator]="$build/coordinator/dgc-coordinator --library $tmp/lib --listen tcp://127.0.0.1:$p_listen \
+cmd[coordinator]="env $coordinator_env $build/coordinator/dgc-coordinator --library $tmp/lib --listen tcp://127.0.0.1:$p_listen \
  --api tcp://127.0.0.1:$p_api --metrics $metrics --base $tmp/base.dgcm --steps 1 --seconds 1 --min-flows 1 \
- --no-check --heartbeat-seconds 1 --lease-seconds 5"
+ --no-check --heartbeat-seconds 1 --lease-seconds 5 $coordinator_flags"
 for ((k = 0; k < workers; k++)); do
   cmd[worker$k]="$build/worker/dgc-worker --coordinator tcp://127.0.0.1:$p_listen --name w$k --metrics 127.0.0.1:0"
 done

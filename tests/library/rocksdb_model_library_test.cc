@@ -14,6 +14,7 @@
 
 #include "library/compression_policy.h"
 #include "library/model_library.h"
+#include "absl/strings/str_format.h"
 #include "common/base/time.h"
 #include "gtest/gtest.h"
 #include "tests/library/chain_fixture.h"
@@ -777,6 +778,49 @@ TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {
   ASSERT_TRUE(lib_->DeleteJob("job-1").ok());
   EXPECT_EQ(lib_->GetJob("job-1").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(lib_->DeleteJob("never").ok());
+}
+
+// A long-running coordinator writes job records forever: with a memory
+// budget its memtables stay within half of it (the largest is flushed), where
+// RocksDB's defaults let them grow to 64 MiB per column family. The job
+// history and the records come back from a reopen either way.
+TEST(RocksDbModelLibraryMemoryTest, MemoryBudgetBoundsTheMemtables) {
+  testing::TempDir dir;
+  const std::string payload(1000, 'j');
+  const int records = 12000;  // 12 MB of job records
+  for (uint64_t budget : {uint64_t{0}, uint64_t{4} << 20}) {
+    SCOPED_TRACE(budget);
+    const std::string path = dir.File("lib-" + std::to_string(budget));
+    uint64_t peak = 0;
+    {
+      RocksDbModelLibrary::Options o;
+      o.sync = false;
+      o.memory_budget_bytes = budget;
+      auto lib = RocksDbModelLibrary::Open(path, o);
+      ASSERT_TRUE(lib.ok()) << lib.status();
+      for (int i = 0; i < records; ++i) {
+        ASSERT_TRUE((*lib)->PutJob({absl::StrFormat("%020d", i), 1, payload}).ok());
+        if (i % 500 == 0) peak = std::max(peak, (*lib)->Memory().memtable_bytes);
+      }
+      peak = std::max(peak, (*lib)->Memory().memtable_bytes);
+      ASSERT_TRUE((*lib)->PutJobHistory({"job_history", 1, "{}"}).ok());
+      if (budget == 0) {
+        EXPECT_GT(peak, uint64_t{8} << 20) << "RocksDB's defaults keep it all in memory";
+        EXPECT_EQ((*lib)->Memory().block_cache_bytes, 0u);
+      } else {
+        EXPECT_LE(peak, budget / 2 + (budget / 4)) << "half the budget, and a memtable being flushed";
+      }
+    }
+    auto lib = RocksDbModelLibrary::Open(path);
+    ASSERT_TRUE(lib.ok()) << lib.status();
+    auto all = (*lib)->ListJobs();
+    ASSERT_TRUE(all.ok());
+    EXPECT_EQ(all->size(), static_cast<size_t>(records));
+    auto page = (*lib)->ListJobs(absl::StrFormat("%020d", records - 3), 10);
+    ASSERT_TRUE(page.ok());
+    EXPECT_EQ(page->size(), 2u);
+    EXPECT_EQ((*lib)->GetJobHistory()->payload, "{}");
+  }
 }
 
 TEST_F(RocksDbModelLibraryTest, CountsUsageByKind) {
