@@ -1451,6 +1451,12 @@ StatusOr<library::JobRecord> RocksDbModelLibrary::GetJobHistory() {
   return library::DecodeJob(kJobHistoryKey, *v);
 }
 
+Status RocksDbModelLibrary::DeleteJobs(const std::vector<std::string>& ids) {
+  rocksdb::WriteBatch batch;
+  for (const std::string& id : ids) batch.Delete(cf_[kJobs], Sl(id));
+  return Write(&batch);
+}
+
 Status RocksDbModelLibrary::DeleteJob(absl::string_view id) {
   rocksdb::WriteBatch batch;
   batch.Delete(cf_[kJobs], Sl(id));

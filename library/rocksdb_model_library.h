@@ -295,6 +295,7 @@ class RocksDbModelLibrary final {
   // most `limit` of them (0: every one), so a caller can page through them.
   [[nodiscard]] StatusOr<std::vector<library::JobRecord>> ListJobs(absl::string_view after = "", size_t limit = 0);
   [[nodiscard]] Status DeleteJob(absl::string_view id);                     // absent: OK
+  [[nodiscard]] Status DeleteJobs(const std::vector<std::string>& ids);     // one write; absent: OK
   // The scheduler's history of expired job records (one checksummed record
   // in the meta column family); NotFound when none was written.
   [[nodiscard]] Status PutJobHistory(const library::JobRecord& history);

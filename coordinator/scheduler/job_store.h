@@ -112,6 +112,15 @@ class JobStore {
   [[nodiscard]] StatusOr<std::vector<JobRecord>> List() const { return ListAfter(0, 0); }
   // Removes the record; NotFound when there is none.
   [[nodiscard]] virtual Status Delete(JobId id) = 0;
+  // Removes every record of `ids` that exists, at once where the store can
+  // (one write, one sync), else one by one; on an error some may be gone.
+  [[nodiscard]] virtual Status DeleteAll(const std::vector<JobId>& ids) {
+    for (JobId id : ids) {
+      Status st = Delete(id);
+      if (!st.ok() && !absl::IsNotFound(st)) return st;
+    }
+    return absl::OkStatus();
+  }
   // The history expired records left (an empty one when none was written),
   // and its replacement.
   [[nodiscard]] virtual StatusOr<JobHistory> GetHistory() const = 0;

@@ -52,6 +52,13 @@ Status RocksDbJobStore::Delete(JobId id) {
   return library_->DeleteJob(Key(id));
 }
 
+Status RocksDbJobStore::DeleteAll(const std::vector<JobId>& ids) {
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (JobId id : ids) keys.push_back(Key(id));
+  return library_->DeleteJobs(keys);
+}
+
 StatusOr<JobHistory> RocksDbJobStore::GetHistory() const {
   auto stored = library_->GetJobHistory();
   if (absl::IsNotFound(stored.status())) return JobHistory{};

@@ -32,6 +32,7 @@ class RocksDbJobStore final : public JobStore {
   StatusOr<JobRecord> Get(JobId id) const override;
   StatusOr<std::vector<JobRecord>> ListAfter(JobId after, size_t limit) const override;
   Status Delete(JobId id) override;
+  Status DeleteAll(const std::vector<JobId>& ids) override;  // one write batch
   // In the library's meta column family (RocksDbModelLibrary::PutJobHistory).
   StatusOr<JobHistory> GetHistory() const override;
   Status PutHistory(const JobHistory& history) override;

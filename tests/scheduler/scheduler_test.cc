@@ -26,6 +26,7 @@ class FaultInjectingJobStore final : public JobStore {
     return backend_->ListAfter(after, limit);
   }
   Status Delete(JobId id) override { return backend_->Delete(id); }
+  Status DeleteAll(const std::vector<JobId>& ids) override { return backend_->DeleteAll(ids); }
   StatusOr<JobHistory> GetHistory() const override { return backend_->GetHistory(); }
   Status PutHistory(const JobHistory& h) override { return put_status_.ok() ? backend_->PutHistory(h) : put_status_; }
   void set_put_status(Status s) { put_status_ = std::move(s); }
