@@ -119,6 +119,39 @@ std::vector<PacketRecord> SparseArchive(int n) {
   return v;
 }
 
+// The names of the files in `dir`.
+std::set<std::string> FileNames(const std::string& dir) {
+  std::set<std::string> s;
+  for (const auto& e : fs::directory_iterator(dir)) s.insert(e.path().filename().string());
+  return s;
+}
+
+// Runs `command` (sh -c) and kills it with SIGKILL as soon as `link` holds a
+// committed chunk file (one that is not a temporary). Fails when none came
+// within 20 s or when the process had already exited: the kill must land
+// while it runs.
+void KillAfterFirstCommit(const std::string& command, const std::string& link) {
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  bool committed = false;
+  for (int i = 0; i < 20000 && !committed; ++i) {  // at most 20 s
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(link, ec)) {
+      if (!AtomicWriteTempPid(e.path().filename().string())) committed = true;
+    }
+    if (!committed) ::usleep(1000);
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(committed) << "no chunk committed in 20 s";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "it finished before the kill landed: make the input longer";
+}
+
 TEST(IngestCliTest, SparseArchiveLandsWholeThroughGroupCommits) {
   testing::TempDir dir;
   const int n = 5000;
@@ -147,26 +180,8 @@ TEST(IngestCliTest, KilledImportLeavesOnlyWholeChunksAndARerunCompletesIt) {
   testing::WritePcap(dir.File("a.pcap"), SparseArchive(n));
   const std::string spool = dir.File("spool");
   const std::string link = spool + "/default";
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::execl(Ingest().c_str(), "dgc-ingest", dir.File("a.pcap").c_str(), "--out", spool.c_str(), "--no-progress",
-            "-o", "json", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  bool committed = false;
-  for (int i = 0; i < 20000 && !committed; ++i) {  // at most 20 s
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(link, ec)) {
-      if (!AtomicWriteTempPid(e.path().filename().string())) committed = true;
-    }
-    if (!committed) ::usleep(1000);
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(committed) << "no chunk committed in 20 s";
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the import finished before the kill landed: make the input longer";
+  KillAfterFirstCommit(Ingest() + " " + dir.File("a.pcap") + " --out " + spool + " --no-progress -o json", link);
+  if (HasFatalFailure()) return;
   std::vector<int64_t> partial;
   const uint64_t kept = PacketsInSpool(link, &partial);  // every visible file decodes
   EXPECT_GT(partial.size(), 0u);
@@ -175,12 +190,7 @@ TEST(IngestCliTest, KilledImportLeavesOnlyWholeChunksAndARerunCompletesIt) {
   std::string out;
   ASSERT_EQ(testing::Run(Ingest() + " " + dir.File("a.pcap") + " --out " + spool + " -o json 2>&1", &out), 0) << out;
   ASSERT_EQ(testing::Run(Ingest() + " " + dir.File("a.pcap") + " --out " + dir.File("clean") + " -o json", &out), 0);
-  auto names = [](const std::string& d) {
-    std::set<std::string> s;
-    for (const auto& e : fs::directory_iterator(d)) s.insert(e.path().filename().string());
-    return s;
-  };
-  EXPECT_EQ(names(link), names(dir.File("clean/default"))) << "the rerun leaves no temporary and misses no chunk";
+  EXPECT_EQ(FileNames(link), FileNames(dir.File("clean/default"))) << "the rerun leaves no temporary and misses no chunk";
   EXPECT_EQ(PacketsInSpool(link), uint64_t(n));
 }
 
@@ -196,44 +206,22 @@ TEST(IngestCliTest, NetworkModeSpoolsWhatFileModeWritesAndSurvivesAKill) {
   std::string out;
   ASSERT_EQ(testing::Run(Ingest() + " " + dir.File("a.pcap") + " --out " + dir.File("file") + " -o json", &out), 0)
       << out;
-  auto names = [](const std::string& d) {
-    std::set<std::string> s;
-    for (const auto& e : fs::directory_iterator(d)) s.insert(e.path().filename().string());
-    return s;
-  };
-  const std::set<std::string> want = names(dir.File("file/default"));
+  const std::set<std::string> want = FileNames(dir.File("file/default"));
   ASSERT_GT(want.size(), 2u * 256) << "more chunks than two of network mode's group commits hold";
   ASSERT_EQ(testing::Run(net + dir.File("whole") + " 2>&1", &out), 0) << out;
-  EXPECT_EQ(names(dir.File("whole/default")), want);
+  EXPECT_EQ(FileNames(dir.File("whole/default")), want);
   EXPECT_EQ(PacketsInSpool(dir.File("whole/default")), uint64_t(n));
 
   const std::string spool = dir.File("killed");
   const std::string link = spool + "/default";
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::execl("/bin/sh", "sh", "-c", ("exec " + net + spool + " 2>/dev/null").c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  bool committed = false;
-  for (int i = 0; i < 20000 && !committed; ++i) {  // at most 20 s
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(link, ec)) {
-      if (!AtomicWriteTempPid(e.path().filename().string())) committed = true;
-    }
-    if (!committed) ::usleep(1000);
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(committed) << "no chunk committed in 20 s";
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before the kill landed: make the input longer";
+  KillAfterFirstCommit(net + spool + " 2>/dev/null", link);
+  if (HasFatalFailure()) return;
   std::vector<int64_t> partial;
   const uint64_t kept = PacketsInSpool(link, &partial);  // every visible file decodes
   EXPECT_GT(partial.size(), 0u);
   EXPECT_LT(kept, uint64_t(n)) << "killed mid-run, yet every packet is there";
   ASSERT_EQ(testing::Run(net + spool + " 2>&1", &out), 0) << out;
-  EXPECT_EQ(names(link), want) << "the rerun leaves no temporary and misses no chunk";
+  EXPECT_EQ(FileNames(link), want) << "the rerun leaves no temporary and misses no chunk";
   EXPECT_EQ(PacketsInSpool(link), uint64_t(n));
 }
 
