@@ -13,6 +13,7 @@
 #include "common/base/rng.h"
 #include "common/model/flow_model.h"
 #include "common/model/flow_model_internal.h"
+#include "common/model/sample_kernel.h"
 
 namespace dgc::model {
 namespace internal {
@@ -24,7 +25,7 @@ namespace {
 // layer at batch 2048), about 5x slower. kDh > 0 fixes the head width at
 // compile time (unrolled, vectorised); 0 is the generic fallback.
 template <int kDh>
-void AttnScores(const float* __restrict q, const float* __restrict k, float* __restrict s, int64_t bh_n,
+[[gnu::always_inline]] inline void AttnScores(const float* __restrict q, const float* __restrict k, float* __restrict s, int64_t bh_n,
                 int64_t len, int64_t t, float scale, int64_t dh_rt) {
   const int64_t dh = kDh > 0 ? kDh : dh_rt;
   float qv[kDh > 0 ? kDh : 1];
@@ -56,7 +57,7 @@ void AttnScores(const float* __restrict q, const float* __restrict k, float* __r
 }
 
 template <int kDh>
-void AttnMix(const float* __restrict p, const float* __restrict v, float* __restrict y, int64_t bh_n, int64_t len,
+[[gnu::always_inline]] inline void AttnMix(const float* __restrict p, const float* __restrict v, float* __restrict y, int64_t bh_n, int64_t len,
              int64_t t, int64_t dh_rt) {
   const int64_t dh = kDh > 0 ? kDh : dh_rt;
   float fixed[kDh > 0 ? kDh : 1];
@@ -72,6 +73,30 @@ void AttnMix(const float* __restrict p, const float* __restrict v, float* __rest
       for (int64_t d = 0; d < dh; ++d) acc[d] += w * vv[d];
     }
     for (int64_t d = 0; d < dh; ++d) y[bh * dh + d] = acc[d];
+  }
+}
+
+// The kernels by head width, each compiled twice: for AVX2 and for any
+// x86-64 (picked once at load by the CPU). AVX2 without FMA: the same
+// products and sums in the same order, so the same bits on either.
+[[gnu::target_clones("avx2", "default")]] void AttnScoresAny(const float* q, const float* k, float* s,
+                                                              int64_t bh, int64_t len, int64_t t, float sc,
+                                                              int64_t dh) {
+  switch (dh) {
+    case 8: AttnScores<8>(q, k, s, bh, len, t, sc, dh); break;
+    case 16: AttnScores<16>(q, k, s, bh, len, t, sc, dh); break;
+    case 32: AttnScores<32>(q, k, s, bh, len, t, sc, dh); break;
+    default: AttnScores<0>(q, k, s, bh, len, t, sc, dh); break;
+  }
+}
+
+[[gnu::target_clones("avx2", "default")]] void AttnMixAny(const float* p, const float* v, float* y, int64_t bh,
+                                                           int64_t len, int64_t t, int64_t dh) {
+  switch (dh) {
+    case 8: AttnMix<8>(p, v, y, bh, len, t, dh); break;
+    case 16: AttnMix<16>(p, v, y, bh, len, t, dh); break;
+    case 32: AttnMix<32>(p, v, y, bh, len, t, dh); break;
+    default: AttnMix<0>(p, v, y, bh, len, t, dh); break;
   }
 }
 
@@ -118,21 +143,11 @@ Tensor CpuDecodeAttention(const Tensor& qkv, Tensor& kc, Tensor& vc, int64_t t, 
   }
   Tensor s = torch::empty({bh, t}, qkv.options());
   const float sc = static_cast<float>(scale);
-  switch (dh) {
-    case 8: AttnScores<8>(qp, kp, s.data_ptr<float>(), bh, len, t, sc, dh); break;
-    case 16: AttnScores<16>(qp, kp, s.data_ptr<float>(), bh, len, t, sc, dh); break;
-    case 32: AttnScores<32>(qp, kp, s.data_ptr<float>(), bh, len, t, sc, dh); break;
-    default: AttnScores<0>(qp, kp, s.data_ptr<float>(), bh, len, t, sc, dh); break;
-  }
+  AttnScoresAny(qp, kp, s.data_ptr<float>(), bh, len, t, sc, dh);
   SoftmaxRows(s);
   const float* pp = s.data_ptr<float>();
   Tensor y = torch::empty({b, w}, qkv.options());
-  switch (dh) {
-    case 8: AttnMix<8>(pp, vp, y.data_ptr<float>(), bh, len, t, dh); break;
-    case 16: AttnMix<16>(pp, vp, y.data_ptr<float>(), bh, len, t, dh); break;
-    case 32: AttnMix<32>(pp, vp, y.data_ptr<float>(), bh, len, t, dh); break;
-    default: AttnMix<0>(pp, vp, y.data_ptr<float>(), bh, len, t, dh); break;
-  }
+  AttnMixAny(pp, vp, y.data_ptr<float>(), bh, len, t, dh);
   return y;
 }
 
@@ -219,8 +234,8 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
         for (size_t j = 1; j < p.size(); ++j) grammar.Advance(&states[r], p[j]);
       }
       Impl::Cache cache = m.NewCache(n, std::min<int64_t>(max_len, 16));
-      std::vector<int64_t> cur(n), lo(n), hi(n), sample_rows;
-      std::vector<float> uni;
+      std::vector<int64_t> cur(n), lo(n), hi(n), sample_rows, picks;
+      std::vector<float> uni, scratch;
       for (int64_t t = 0; n_alive > 0; ++t) {
         const int64_t b = static_cast<int64_t>(rows.size());
         if (t + 1 >= max_len) {
@@ -261,43 +276,54 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
             lo[i] -= wlo;
             hi[i] -= wlo;
           }
-          Tensor lo_t = torch::from_blob(lo.data(), {ns, 1}, i64).to(m.device);
-          Tensor hi_t = torch::from_blob(hi.data(), {ns, 1}, i64).to(m.device);
-          bool uniform = true;  // rows in lockstep: every row allows the whole window
-          for (int64_t i = 0; i < ns && uniform; ++i) uniform = lo[i] == 0 && hi[i] == win;
-          if (!uniform) {
-            Tensor ar = torch::arange(win, i64.device(m.device)).unsqueeze(0);
-            logits.masked_fill_((ar < lo_t).logical_or_(ar >= hi_t), -INFINITY);
-          }
-          Tensor pick;
-          if (greedy) {
-            pick = logits.argmax(1);
-          } else {
-            if (inv_temp != 1.0) logits.mul_(inv_temp);
-            Tensor probs = torch::softmax(logits, 1);
-            if (options.min_p > 0) {
-              // The likeliest token always survives (its ratio is 1 > min_p).
-              Tensor keep = probs >= std::get<0>(probs.max(1, true)) * options.min_p;
-              probs.mul_(keep);
-            }
-            Tensor cdf = probs.cumsum_(1);
-            uni.resize(ns);
+          uni.resize(ns);
+          if (!greedy) {
             for (int64_t i = 0; i < ns; ++i) {
               // The uniform depends on (seed, sequence, position) only, not
               // on the batching. 24 bits: exact in float, never 0 or 1.
               uint64_t bits = Mix3(options.seed, static_cast<uint64_t>(rows[sample_rows[i]]), t) >> 40;
               uni[i] = static_cast<float>((static_cast<double>(bits) + 0.5) * 0x1.0p-24);
             }
-            Tensor u = torch::from_blob(uni.data(), {ns, 1}, torch::kFloat32).to(m.device);
-            // Inverse CDF: the first index whose cumulative probability
-            // reaches u * total. A masked token has probability 0, so the cdf
-            // does not step there and it is never picked (threshold > 0).
-            pick = (cdf < u * cdf.narrow(1, win - 1, 1)).sum(1);
           }
-          pick = torch::max(torch::min(pick, hi_t.squeeze(1) - 1), lo_t.squeeze(1)).to(torch::kCPU);
-          const int64_t* pp = pick.data_ptr<int64_t>();
-          for (int64_t i = 0; i < ns; ++i) {
-            out[rows[sample_rows[i]]].push_back(static_cast<Token>(pp[i] + wlo));
+          if (m.device.is_cpu() && logits.scalar_type() == torch::kFloat32 && logits.is_contiguous()) {
+            picks.resize(ns);
+            SampleRows(logits.data_ptr<float>(), ns, win, lo.data(), hi.data(), uni.data(), greedy,
+                                    inv_temp, options.min_p, &scratch, picks.data());
+            for (int64_t i = 0; i < ns; ++i) {
+              out[rows[sample_rows[i]]].push_back(static_cast<Token>(picks[i] + wlo));
+            }
+          } else {
+            Tensor lo_t = torch::from_blob(lo.data(), {ns, 1}, i64).to(m.device);
+            Tensor hi_t = torch::from_blob(hi.data(), {ns, 1}, i64).to(m.device);
+            bool uniform = true;  // rows in lockstep: every row allows the whole window
+            for (int64_t i = 0; i < ns && uniform; ++i) uniform = lo[i] == 0 && hi[i] == win;
+            if (!uniform) {
+              Tensor ar = torch::arange(win, i64.device(m.device)).unsqueeze(0);
+              logits.masked_fill_((ar < lo_t).logical_or_(ar >= hi_t), -INFINITY);
+            }
+            Tensor pick;
+            if (greedy) {
+              pick = logits.argmax(1);
+            } else {
+              if (inv_temp != 1.0) logits.mul_(inv_temp);
+              Tensor probs = torch::softmax(logits, 1);
+              if (options.min_p > 0) {
+                // The likeliest token always survives (its ratio is 1 > min_p).
+                Tensor keep = probs >= std::get<0>(probs.max(1, true)) * options.min_p;
+                probs.mul_(keep);
+              }
+              Tensor cdf = probs.cumsum_(1);
+              Tensor u = torch::from_blob(uni.data(), {ns, 1}, torch::kFloat32).to(m.device);
+              // Inverse CDF: the first index whose cumulative probability
+              // reaches u * total. A masked token has probability 0, so the cdf
+              // does not step there and it is never picked (threshold > 0).
+              pick = (cdf < u * cdf.narrow(1, win - 1, 1)).sum(1);
+            }
+            pick = torch::max(torch::min(pick, hi_t.squeeze(1) - 1), lo_t.squeeze(1)).to(torch::kCPU);
+            const int64_t* pp = pick.data_ptr<int64_t>();
+            for (int64_t i = 0; i < ns; ++i) {
+              out[rows[sample_rows[i]]].push_back(static_cast<Token>(pp[i] + wlo));
+            }
           }
         }
         // Advance every live row by its token t+1 (forced or sampled).
@@ -310,7 +336,7 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
             --n_alive;
           }
         }
-        if (n_alive > 0 && n_alive * 4 <= b * 3) {
+        if (n_alive > 0 && n_alive * 8 <= b * 7) {
           std::vector<int64_t> keep;
           std::vector<int64_t> nrows;
           std::vector<GrammarState> nstates;
