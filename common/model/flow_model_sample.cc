@@ -234,8 +234,12 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
         for (size_t j = 1; j < p.size(); ++j) grammar.Advance(&states[r], p[j]);
       }
       Impl::Cache cache = m.NewCache(n, std::min<int64_t>(max_len, 16));
-      std::vector<int64_t> cur(n), lo(n), hi(n), sample_rows, picks;
-      std::vector<float> uni, scratch;
+      std::vector<int64_t> cur(n), lo(n), hi(n), sample_rows, picks, by_range, idx, glo, ghi;
+      std::vector<float> uni(n), guni, scratch;
+      struct HeadGroup {
+        int64_t first, lo, hi;  // its rows: by_range[first, next group's first)
+      };
+      std::vector<HeadGroup> groups;
       for (int64_t t = 0; n_alive > 0; ++t) {
         const int64_t b = static_cast<int64_t>(rows.size());
         if (t + 1 >= max_len) {
@@ -267,7 +271,79 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
           whi = std::max<int64_t>(whi, a.end);
         }
         const int64_t ns = static_cast<int64_t>(sample_rows.size());
-        if (ns > 0) {
+        if (ns > 0 && !greedy) {
+          for (int64_t i = 0; i < ns; ++i) {
+            // The uniform depends on (seed, sequence, position) only, not
+            // on the batching. 24 bits: exact in float, never 0 or 1.
+            uint64_t bits = Mix3(options.seed, static_cast<uint64_t>(rows[sample_rows[i]]), t) >> 40;
+            uni[i] = static_cast<float>((static_cast<double>(bits) + 0.5) * 0x1.0p-24);
+          }
+        }
+        if (ns > 0 && m.device.is_cpu()) {
+          // Rows in the same grammar state share a window; rows out of
+          // step (a flow at its ports beside one at a packet size) would
+          // make the union window 4-5x what the rows need. So the head
+          // runs once per group of rows with the same window, neighbouring
+          // groups merged while one product over their union costs less
+          // than two (a call costs about kCallLogits logits).
+          constexpr int64_t kCallLogits = 4096;
+          by_range.resize(ns);
+          for (int64_t i = 0; i < ns; ++i) by_range[i] = i;
+          std::sort(by_range.begin(), by_range.end(), [&](int64_t x, int64_t y) {
+            return lo[x] != lo[y] ? lo[x] < lo[y] : hi[x] != hi[y] ? hi[x] < hi[y] : x < y;
+          });
+          // Runs of rows with the same window, in order of window; then a
+          // run joins the group before it when the product over their union
+          // costs no more than the two apart.
+          groups.clear();
+          int64_t cost = 0;  // of the last group: rows x width
+          for (int64_t k = 0; k < ns;) {
+            const int64_t i = by_range[k];
+            int64_t e = k + 1;
+            while (e < ns && lo[by_range[e]] == lo[i] && hi[by_range[e]] == hi[i]) ++e;
+            const int64_t run = (e - k) * (hi[i] - lo[i]);
+            if (!groups.empty()) {
+              HeadGroup& g = groups.back();
+              const int64_t ulo = std::min(g.lo, lo[i]), uhi = std::max(g.hi, hi[i]);
+              const int64_t joined = (e - g.first) * (uhi - ulo);
+              if (joined <= cost + run + kCallLogits) {
+                g.lo = ulo;
+                g.hi = uhi;
+                cost = joined;
+                k = e;
+                continue;
+              }
+            }
+            groups.push_back({k, lo[i], hi[i]});
+            cost = run;
+            k = e;
+          }
+          for (size_t gi = 0; gi < groups.size(); ++gi) {
+            const HeadGroup& g = groups[gi];
+            const int64_t end = gi + 1 < groups.size() ? groups[gi + 1].first : ns, n = end - g.first;
+            const int64_t gw = g.hi - g.lo;
+            idx.resize(n);
+            glo.resize(n);
+            ghi.resize(n);
+            guni.resize(n);
+            for (int64_t k = 0; k < n; ++k) {
+              const int64_t i = by_range[g.first + k];
+              idx[k] = sample_rows[i];
+              glo[k] = lo[i] - g.lo;
+              ghi[k] = hi[i] - g.lo;
+              guni[k] = uni[i];
+            }
+            bool all_in_order = n == b;
+            for (int64_t k = 0; k < n && all_in_order; ++k) all_in_order = idx[k] == k;
+            Tensor h = all_in_order ? hidden : hidden.index_select(0, torch::from_blob(idx.data(), {n}, i64));
+            Tensor logits =
+                torch::addmm(net.head_b.narrow(0, g.lo, gw), h, net.head_w.narrow(0, g.lo, gw).t()).contiguous();
+            picks.resize(n);
+            SampleRows(logits.data_ptr<float>(), n, gw, glo.data(), ghi.data(), guni.data(), greedy, inv_temp,
+                       options.min_p, &scratch, picks.data());
+            for (int64_t k = 0; k < n; ++k) out[rows[idx[k]]].push_back(static_cast<Token>(picks[k] + g.lo));
+          }
+        } else if (ns > 0) {
           Tensor h = hidden;
           if (ns < b) h = h.index_select(0, torch::from_blob(sample_rows.data(), {ns}, i64).to(m.device));
           const int64_t win = whi - wlo;
@@ -276,54 +352,36 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
             lo[i] -= wlo;
             hi[i] -= wlo;
           }
-          uni.resize(ns);
-          if (!greedy) {
-            for (int64_t i = 0; i < ns; ++i) {
-              // The uniform depends on (seed, sequence, position) only, not
-              // on the batching. 24 bits: exact in float, never 0 or 1.
-              uint64_t bits = Mix3(options.seed, static_cast<uint64_t>(rows[sample_rows[i]]), t) >> 40;
-              uni[i] = static_cast<float>((static_cast<double>(bits) + 0.5) * 0x1.0p-24);
-            }
+          Tensor lo_t = torch::from_blob(lo.data(), {ns, 1}, i64).to(m.device);
+          Tensor hi_t = torch::from_blob(hi.data(), {ns, 1}, i64).to(m.device);
+          bool uniform = true;  // rows in lockstep: every row allows the whole window
+          for (int64_t i = 0; i < ns && uniform; ++i) uniform = lo[i] == 0 && hi[i] == win;
+          if (!uniform) {
+            Tensor ar = torch::arange(win, i64.device(m.device)).unsqueeze(0);
+            logits.masked_fill_((ar < lo_t).logical_or_(ar >= hi_t), -INFINITY);
           }
-          if (m.device.is_cpu() && logits.scalar_type() == torch::kFloat32 && logits.is_contiguous()) {
-            picks.resize(ns);
-            SampleRows(logits.data_ptr<float>(), ns, win, lo.data(), hi.data(), uni.data(), greedy,
-                                    inv_temp, options.min_p, &scratch, picks.data());
-            for (int64_t i = 0; i < ns; ++i) {
-              out[rows[sample_rows[i]]].push_back(static_cast<Token>(picks[i] + wlo));
-            }
+          Tensor pick;
+          if (greedy) {
+            pick = logits.argmax(1);
           } else {
-            Tensor lo_t = torch::from_blob(lo.data(), {ns, 1}, i64).to(m.device);
-            Tensor hi_t = torch::from_blob(hi.data(), {ns, 1}, i64).to(m.device);
-            bool uniform = true;  // rows in lockstep: every row allows the whole window
-            for (int64_t i = 0; i < ns && uniform; ++i) uniform = lo[i] == 0 && hi[i] == win;
-            if (!uniform) {
-              Tensor ar = torch::arange(win, i64.device(m.device)).unsqueeze(0);
-              logits.masked_fill_((ar < lo_t).logical_or_(ar >= hi_t), -INFINITY);
+            if (inv_temp != 1.0) logits.mul_(inv_temp);
+            Tensor probs = torch::softmax(logits, 1);
+            if (options.min_p > 0) {
+              // The likeliest token always survives (its ratio is 1 > min_p).
+              Tensor keep = probs >= std::get<0>(probs.max(1, true)) * options.min_p;
+              probs.mul_(keep);
             }
-            Tensor pick;
-            if (greedy) {
-              pick = logits.argmax(1);
-            } else {
-              if (inv_temp != 1.0) logits.mul_(inv_temp);
-              Tensor probs = torch::softmax(logits, 1);
-              if (options.min_p > 0) {
-                // The likeliest token always survives (its ratio is 1 > min_p).
-                Tensor keep = probs >= std::get<0>(probs.max(1, true)) * options.min_p;
-                probs.mul_(keep);
-              }
-              Tensor cdf = probs.cumsum_(1);
-              Tensor u = torch::from_blob(uni.data(), {ns, 1}, torch::kFloat32).to(m.device);
-              // Inverse CDF: the first index whose cumulative probability
-              // reaches u * total. A masked token has probability 0, so the cdf
-              // does not step there and it is never picked (threshold > 0).
-              pick = (cdf < u * cdf.narrow(1, win - 1, 1)).sum(1);
-            }
-            pick = torch::max(torch::min(pick, hi_t.squeeze(1) - 1), lo_t.squeeze(1)).to(torch::kCPU);
-            const int64_t* pp = pick.data_ptr<int64_t>();
-            for (int64_t i = 0; i < ns; ++i) {
-              out[rows[sample_rows[i]]].push_back(static_cast<Token>(pp[i] + wlo));
-            }
+            Tensor cdf = probs.cumsum_(1);
+            Tensor u = torch::from_blob(uni.data(), {ns, 1}, torch::kFloat32).to(m.device);
+            // Inverse CDF: the first index whose cumulative probability
+            // reaches u * total. A masked token has probability 0, so the cdf
+            // does not step there and it is never picked (threshold > 0).
+            pick = (cdf < u * cdf.narrow(1, win - 1, 1)).sum(1);
+          }
+          pick = torch::max(torch::min(pick, hi_t.squeeze(1) - 1), lo_t.squeeze(1)).to(torch::kCPU);
+          const int64_t* pp = pick.data_ptr<int64_t>();
+          for (int64_t i = 0; i < ns; ++i) {
+            out[rows[sample_rows[i]]].push_back(static_cast<Token>(pp[i] + wlo));
           }
         }
         // Advance every live row by its token t+1 (forced or sampled).
