@@ -240,6 +240,22 @@ StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& m, const m
   return model::GenerateChunk(m, tok, sk, opt);
 }
 
+StatusOr<std::vector<std::vector<PacketRecord>>> RegenerateChunks(
+    model::FlowModel& m, const std::vector<const model::ChunkArtifact*>& artifacts, const model::TokenizerConfig& tc,
+    const std::vector<uint64_t>& seeds, const model::GenerateOptions& opt) {
+  std::vector<model::Skeleton> skeletons;
+  skeletons.reserve(artifacts.size());
+  for (const auto* a : artifacts) {
+    DGC_ASSIGN_OR_RETURN(model::Skeleton sk,
+                         model::Skeleton::Decode(a->skeleton, a->link + " chunk " + std::to_string(a->seq())));
+    skeletons.push_back(std::move(sk));
+  }
+  std::vector<const model::Skeleton*> ptrs;
+  for (const auto& sk : skeletons) ptrs.push_back(&sk);
+  model::FlowTokenizer tok(tc);
+  return model::GenerateChunks(m, tok, ptrs, seeds, opt);
+}
+
 StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent, const std::string& parent_id,
                                     const CompressOptions& o, const std::vector<std::vector<model::Token>>& pool) {
   auto t0 = std::chrono::steady_clock::now();

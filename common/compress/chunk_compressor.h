@@ -116,6 +116,15 @@ std::vector<std::vector<model::Token>> ChunkSequences(const Chunk& chunk, const 
                                                                   const model::TokenizerConfig& tokenizer,
                                                                   const model::GenerateOptions& options);
 
+// Regenerates chunks that share `model` and `tokenizer` in one sampling
+// pass (model::GenerateChunks), chunk c seeded with seeds[c]: the same
+// packets as RegenerateChunk of each, for runs of quiet chunks at a fraction
+// of the cost.
+[[nodiscard]] StatusOr<std::vector<std::vector<PacketRecord>>> RegenerateChunks(
+    model::FlowModel& model, const std::vector<const model::ChunkArtifact*>& artifacts,
+    const model::TokenizerConfig& tokenizer, const std::vector<uint64_t>& seeds,
+    const model::GenerateOptions& options);
+
 // "base-<16 hex digits of XXH64>" of a checkpoint's bytes.
 std::string BaseModelId(const std::string& checkpoint_bytes);
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/base/status.h"
@@ -120,6 +121,10 @@ struct SampleOptions {
   // Threads decoding batches at once (the output is the same for any
   // value). 0: on a CPU, the CPUs this process may use; on a GPU, 1.
   int32_t threads = 0;
+  // Per prefix, what its draws are keyed on instead of (seed, its index):
+  // (seed, index) pairs, so prefixes of several chunks sampled in one call
+  // draw as when each chunk is sampled alone. Empty: (seed, index).
+  std::vector<std::pair<uint64_t, uint64_t>> draw_keys;
 };
 
 struct DeltaOptions {
@@ -191,7 +196,8 @@ class FlowModel {
   // full sequence under `grammar`: KV-cached incremental decoding, logits
   // outside grammar.Allowed() masked, sequences end at kEos. Same seed,
   // inputs and batch_size: same output. The random draw for a token depends
-  // on (seed, index of the prefix, position) only, so other batch sizes give
+  // on (seed, index of the prefix, position) only (or on its draw_keys
+  // entry and the position), so other batch sizes give
   // the same output except where float rounding of a differently shaped
   // product flips a draw (rare). temperature 0 is greedy. A prefix the
   // grammar rejects is InvalidArgument.

@@ -178,6 +178,11 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
                                                    " outside [2, model max_length ", m.config.max_length, "]"));
   }
   if (options.batch_size < 1) return absl::InvalidArgumentError("Sample: batch_size must be >= 1");
+  if (!options.draw_keys.empty() && options.draw_keys.size() != prefixes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("Sample: ", options.draw_keys.size(), " draw keys for ",
+                                                   prefixes.size(), " prefixes"));
+  }
+  const bool keyed = !options.draw_keys.empty();
   if (!std::isfinite(options.temperature) || options.temperature < 0) {
     return absl::InvalidArgumentError("Sample: temperature must be finite and >= 0");
   }
@@ -275,7 +280,9 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
           for (int64_t i = 0; i < ns; ++i) {
             // The uniform depends on (seed, sequence, position) only, not
             // on the batching. 24 bits: exact in float, never 0 or 1.
-            uint64_t bits = Mix3(options.seed, static_cast<uint64_t>(rows[sample_rows[i]]), t) >> 40;
+            const uint64_t row = static_cast<uint64_t>(rows[sample_rows[i]]);
+            const auto [seed, index] = keyed ? options.draw_keys[row] : std::pair<uint64_t, uint64_t>{options.seed, row};
+            uint64_t bits = Mix3(seed, index, t) >> 40;
             uni[i] = static_cast<float>((static_cast<double>(bits) + 0.5) * 0x1.0p-24);
           }
         }

@@ -361,13 +361,20 @@ class HostSteering {
   std::mt19937_64 rng_{0x5eed5eed};
 };
 
-}  // namespace
+// A chunk between its two halves: the prefixes to sample (the drawn flows'
+// first, then the exact ones'), where each flow starts, and the chunk's RNG
+// as the first half left it.
+struct ChunkPlan {
+  explicit ChunkPlan(uint64_t seed) : rng(seed ^ 0x9e3779b97f4a7c15ULL) {}
+  std::mt19937_64 rng;
+  std::vector<std::vector<Token>> prefixes;
+  std::vector<int64_t> starts;
+  size_t n_sampled = 0;
+};
 
-StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTokenizer& tok, const Skeleton& sk,
-                                                  const GenerateOptions& opt, GenerateStats* stats) {
-  GenerateStats local;
-  GenerateStats& st = stats ? *stats : local;
-  std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
+// The first half: where the skeleton says flows start, their prefixes.
+ChunkPlan PlanChunk(const FlowTokenizer& tok, const Skeleton& sk, uint64_t seed) {
+  ChunkPlan p(seed);
   const int64_t end = sk.start_ns + sk.duration_ns;
   auto bin_of = [&](int64_t t) {
     return static_cast<size_t>(std::clamp<int64_t>((t - sk.start_ns) / sk.bin_ns, 0, int64_t(sk.bins()) - 1));
@@ -378,40 +385,36 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   for (const auto& e : sk.exact) {
     if (sk.bins() > 0) ++exact_in_bin[bin_of(sk.start_ns + e.start_offset_us * 1000)];
   }
-  std::vector<std::vector<Token>> prefixes;
-  std::vector<int64_t> starts;
-  prefixes.reserve(sk.total_flows() + sk.exact.size());
+  p.prefixes.reserve(sk.total_flows() + sk.exact.size());
   for (size_t b = 0; b < sk.bins(); ++b) {
     int64_t bin_start = sk.start_ns + int64_t(b) * sk.bin_ns;
     std::uniform_int_distribution<int64_t> within(0, std::max<int64_t>(sk.bin_ns - 1, 0));
     const uint32_t drawn = sk.new_flows[b] > exact_in_bin[b] ? sk.new_flows[b] - exact_in_bin[b] : 0;
     for (uint32_t j = 0; j < drawn; ++j) {
-      int64_t start = std::min(bin_start + within(rng), end - 1);
-      prefixes.push_back({kBos, tok.StartToken(start - sk.start_ns, sk.duration_ns)});
-      starts.push_back(start);
+      int64_t start = std::min(bin_start + within(p.rng), end - 1);
+      p.prefixes.push_back({kBos, tok.StartToken(start - sk.start_ns, sk.duration_ns)});
+      p.starts.push_back(start);
     }
   }
-  const size_t n_sampled = prefixes.size();
+  p.n_sampled = p.prefixes.size();
   for (const auto& e : sk.exact) {
     const int64_t start = std::min(sk.start_ns + e.start_offset_us * 1000, end - 1);
-    prefixes.push_back(tok.EncodeHeader(e.key, e.marks, start - sk.start_ns, e.packets, e.duration_us * 1000, e.ttl,
-                                        sk.duration_ns));
-    starts.push_back(start);
+    p.prefixes.push_back(tok.EncodeHeader(e.key, e.marks, start - sk.start_ns, e.packets, e.duration_us * 1000,
+                                          e.ttl, sk.duration_ns));
+    p.starts.push_back(start);
   }
-  // Flows in start order already; sampling order does not matter for output.
-  auto t0 = std::chrono::steady_clock::now();
-  SampleOptions so;
-  so.temperature = opt.temperature;
-  so.min_p = opt.min_p;
-  so.batch_size = opt.batch_size;
-  so.threads = opt.threads;
-  so.seed = opt.seed;
-  std::vector<std::vector<Token>> seqs;
-  if (!prefixes.empty()) {
-    DGC_ASSIGN_OR_RETURN(seqs, model.Sample(prefixes, tok, so));
-  }
-  st.sample_seconds = SecondsSince(t0);
+  return p;
+}
+
+// The second half: the sampled sequences to the chunk's time-ordered packets.
+StatusOr<std::vector<PacketRecord>> ExpandChunk(ChunkPlan& plan, const std::vector<std::vector<Token>>& seqs,
+                                                const FlowTokenizer& tok, const Skeleton& sk,
+                                                const GenerateOptions& opt, GenerateStats& st) {
   auto t1 = std::chrono::steady_clock::now();
+  std::mt19937_64& rng = plan.rng;
+  const std::vector<int64_t>& starts = plan.starts;
+  const size_t n_sampled = plan.n_sampled;
+  const int64_t end = sk.start_ns + sk.duration_ns;
   std::vector<PacketRecord> out;
   out.reserve(sk.total_packets() + 16);
   uint64_t max_flow_packets = std::max<uint64_t>(1, sk.total_packets());
@@ -531,6 +534,81 @@ StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTo
   st.exact_flows = flows.size() - n_sampled;
   st.packets = out.size();
   st.expand_seconds = SecondsSince(t1);
+  return out;
+}
+
+SampleOptions SampleOptionsOf(const GenerateOptions& opt) {
+  SampleOptions so;
+  so.temperature = opt.temperature;
+  so.min_p = opt.min_p;
+  so.batch_size = opt.batch_size;
+  so.threads = opt.threads;
+  so.seed = opt.seed;
+  return so;
+}
+
+}  // namespace
+
+StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTokenizer& tok, const Skeleton& sk,
+                                                  const GenerateOptions& opt, GenerateStats* stats) {
+  GenerateStats local;
+  GenerateStats& st = stats ? *stats : local;
+  ChunkPlan plan = PlanChunk(tok, sk, opt.seed);
+  // Flows in start order already; sampling order does not matter for output.
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::vector<Token>> seqs;
+  if (!plan.prefixes.empty()) {
+    DGC_ASSIGN_OR_RETURN(seqs, model.Sample(plan.prefixes, tok, SampleOptionsOf(opt)));
+  }
+  st.sample_seconds = SecondsSince(t0);
+  return ExpandChunk(plan, seqs, tok, sk, opt, st);
+}
+
+StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model, const FlowTokenizer& tok,
+                                                                const std::vector<const Skeleton*>& skeletons,
+                                                                const std::vector<uint64_t>& seeds,
+                                                                const GenerateOptions& opt, GenerateStats* stats) {
+  if (seeds.size() != skeletons.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GenerateChunks: ", seeds.size(), " seeds for ", skeletons.size(), " chunks"));
+  }
+  GenerateStats local;
+  GenerateStats& st = stats ? *stats : local;
+  std::vector<ChunkPlan> plans;
+  SampleOptions so = SampleOptionsOf(opt);
+  std::vector<std::vector<Token>> prefixes;
+  for (size_t c = 0; c < skeletons.size(); ++c) {
+    plans.push_back(PlanChunk(tok, *skeletons[c], seeds[c]));
+    for (size_t i = 0; i < plans.back().prefixes.size(); ++i) {
+      prefixes.push_back(std::move(plans.back().prefixes[i]));
+      so.draw_keys.emplace_back(seeds[c], i);  // as GenerateChunk with this seed draws it
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::vector<Token>> seqs;
+  if (!prefixes.empty()) {
+    DGC_ASSIGN_OR_RETURN(seqs, model.Sample(prefixes, tok, so));
+  }
+  const double sample_seconds = SecondsSince(t0);
+  std::vector<std::vector<PacketRecord>> out;
+  size_t first = 0;
+  for (size_t c = 0; c < skeletons.size(); ++c) {
+    const size_t n = plans[c].prefixes.size();
+    std::vector<std::vector<Token>> mine(std::make_move_iterator(seqs.begin() + first),
+                                         std::make_move_iterator(seqs.begin() + first + n));
+    first += n;
+    GenerateStats one;
+    GenerateOptions o = opt;
+    o.seed = seeds[c];
+    DGC_ASSIGN_OR_RETURN(auto packets, ExpandChunk(plans[c], mine, tok, *skeletons[c], o, one));
+    st.flows += one.flows;
+    st.exact_flows += one.exact_flows;
+    st.packets += one.packets;
+    st.dropped_past_end += one.dropped_past_end;
+    st.expand_seconds += one.expand_seconds;
+    out.push_back(std::move(packets));
+  }
+  st.sample_seconds += sample_seconds;
   return out;
 }
 

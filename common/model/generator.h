@@ -60,6 +60,16 @@ struct GenerateStats {
                                                                 const GenerateOptions& options,
                                                                 GenerateStats* stats = nullptr);
 
+// Several chunks of one model at once, chunk c as GenerateChunk with
+// options.seed = seeds[c] would make it: their flows are sampled in the same
+// batches (the draws keyed per chunk: SampleOptions::draw_keys), so a run of
+// quiet chunks, a few flows each, pays the per-step cost of decoding once,
+// not once per chunk. Same packets as chunk by chunk, but where float
+// rounding of a differently shaped product flips a draw (rare).
+[[nodiscard]] StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(
+    FlowModel& model, const FlowTokenizer& tokenizer, const std::vector<const Skeleton*>& skeletons,
+    const std::vector<uint64_t>& seeds, const GenerateOptions& options, GenerateStats* stats = nullptr);
+
 // A flow the previous chunk left open (its idle timeout had not expired at
 // the chunk's end), for stitching.
 struct OpenFlow {

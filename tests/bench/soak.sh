@@ -128,7 +128,7 @@ for ((i = 0; i < shards; i++)); do start "ingest$i"; done
 feeder=$!
 fed=0
 
-echo "t_s,process,incarnation,rss_kib" >"$tmp/rss.csv"
+echo "t_s,process,incarnation,rss_kib,anon_kib,file_kib" >"$tmp/rss.csv"
 t0=$(date +%s)
 next_kill=$kill_every max_kills=$((chunks / kill_every + 1)) n_kills=0 done=0 last=-1
 while :; do
@@ -136,7 +136,10 @@ while :; do
   ((now - t0 > max_minutes * 60)) && { echo "soak: stopped at --max-minutes $max_minutes" >&2; break; }
   for k in "${!pid[@]}"; do
     if [[ -r /proc/${pid[$k]}/status ]]; then
-      rss=$(awk '/VmRSS/ {print $2}' "/proc/${pid[$k]}/status")
+      # VmRSS and its parts: anonymous memory (heap, arenas: what a leak
+      # grows) and file-backed pages (the binary and libraries paged in).
+      rss=$(awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {if (r != "") print r "," a "," f}' \
+        "/proc/${pid[$k]}/status")
       [[ -n $rss ]] && echo "$((now - t0)),$k,${incarnation[$k]},$rss" >>"$tmp/rss.csv"
     fi
   done
@@ -194,17 +197,23 @@ print("| wall time | %d s (%.1f chunks/s) |" % (wall, len(keys) / max(wall, 1)))
 print("| kills (SIGKILL) | %d: %s |" % (n_kills, kill_list or "none"))
 rows = collections.defaultdict(list)
 for r in csv.DictReader(open(sys.argv[2])):
-    rows[(r["process"], int(r["incarnation"]))].append((int(r["t_s"]), int(r["rss_kib"])))
+    rows[(r["process"], int(r["incarnation"]))].append(
+        (int(r["t_s"]), int(r["rss_kib"]), int(r["anon_kib"] or 0), int(r["file_kib"] or 0)))
+def quarters(xs):
+    q = max(1, len(xs) // 4)
+    return sorted(xs[:q])[q // 2], sorted(xs[-q:])[q // 2]
 print()
-print("| process (incarnation) | samples | RSS MiB first / median / last / max | growth last vs first quarter |")
-print("|---|---|---|---|")
+print("| process (incarnation) | samples | RSS MiB first / median / last / max | growth last vs first quarter "
+      "| anon MiB first / last quarter | file MiB first / last quarter |")
+print("|---|---|---|---|---|---|")
 for (p, inc), v in sorted(rows.items()):
-    rss = [x for _, x in v]
-    q = max(1, len(rss) // 4)
-    first, last_q = sorted(rss[:q])[q // 2], sorted(rss[-q:])[q // 2]
-    print("| %s (%d) | %d | %.0f / %.0f / %.0f / %.0f | %+.0f%% |" % (
+    rss = [x[1] for x in v]
+    first, last_q = quarters(rss)
+    a0, a1 = quarters([x[2] for x in v])
+    f0, f1 = quarters([x[3] for x in v])
+    print("| %s (%d) | %d | %.0f / %.0f / %.0f / %.0f | %+.0f%% | %.1f / %.1f | %.1f / %.1f |" % (
         p, inc, len(rss), rss[0] / 1024, sorted(rss)[len(rss) // 2] / 1024, rss[-1] / 1024, max(rss) / 1024,
-        100.0 * (last_q - first) / max(first, 1)))
+        100.0 * (last_q - first) / max(first, 1), a0 / 1024, a1 / 1024, f0 / 1024, f1 / 1024))
 ok = done and len(keys) == expected and dups == 0
 print("\nsoak: %s" % ("every window committed once" if ok else "FAILED: %d of %d windows, %d twice%s" % (
     len(keys), expected, dups, "" if done else ", the run did not finish")))

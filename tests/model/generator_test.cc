@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
@@ -231,6 +232,70 @@ TEST(GeneratorTest, SteeredHostsFollowThePerWindowDistinctCounts) {
     EXPECT_LE(distinct(*steered, w, false), sk.windows[w].dsts) << w;
   }
   EXPECT_GT(free_hosts, 2 * steered_hosts);
+}
+
+// Every field of every packet, for comparing whole outputs.
+std::vector<std::tuple<int64_t, IpAddress, IpAddress, uint32_t, uint32_t, uint16_t, uint16_t, uint16_t, uint8_t,
+                       uint8_t, uint8_t, uint8_t, uint8_t, uint8_t>>
+Fields(const std::vector<PacketRecord>& ps) {
+  std::vector<std::tuple<int64_t, IpAddress, IpAddress, uint32_t, uint32_t, uint16_t, uint16_t, uint16_t, uint8_t,
+                         uint8_t, uint8_t, uint8_t, uint8_t, uint8_t>>
+      out;
+  for (const auto& p : ps) {
+    out.emplace_back(p.ts_ns, p.src, p.dst, p.ip_len, p.ip_id, p.sport, p.dport, p.frag, p.version, p.proto, p.ttl,
+                     p.tcp_flags, p.tos, p.flags);
+  }
+  return out;
+}
+
+TEST(GeneratorTest, ChunksSampledTogetherGiveWhatEachGivesAlone) {
+  // Three chunks of one model (quiet chunks share their parent's), one with
+  // exact flows: sampled in one pass, each as GenerateChunk makes it with
+  // its own seed, whatever the batch size or thread count.
+  Untrained u;
+  std::vector<Skeleton> sks;
+  for (int k = 0; k < 3; ++k) {
+    Chunk c = FewHostsChunk();
+    c.start_ns += k * c.duration_ns;
+    for (auto& p : c.packets) p.ts_ns += k * c.duration_ns;
+    if (k == 1) c.packets.resize(300);  // fewer flows than the others
+    sks.push_back(Skeleton::FromChunk(c, BuildFlows(c.packets, c.end_ns()), Skeleton::DefaultBinNs(c.duration_ns)));
+    sks.back().AddStructure(c, kStructureWindowNs);
+    if (k == 2) {
+      std::vector<ExactFlow> ranked = Skeleton::RankFlows(c);
+      sks.back().SetExactFlows(ranked, 5);
+    }
+  }
+  const std::vector<const Skeleton*> ptrs = {&sks[0], &sks[1], &sks[2]};
+  const std::vector<uint64_t> seeds = {11, 12, 13};
+  GenerateOptions o;
+  o.threads = 1;
+  std::vector<std::vector<PacketRecord>> alone;
+  for (size_t k = 0; k < 3; ++k) {
+    GenerateOptions ok = o;
+    ok.seed = seeds[k];
+    auto one = GenerateChunk(*u.model, u.tok, sks[k], ok);
+    ASSERT_TRUE(one.ok()) << one.status();
+    ASSERT_FALSE(one->empty());
+    alone.push_back(std::move(*one));
+  }
+  EXPECT_NE(Fields(alone[0]), Fields(alone[2]));
+  for (int32_t batch : {512, 7}) {
+    for (int32_t threads : {1, 3}) {
+      o.batch_size = batch;
+      o.threads = threads;
+      GenerateStats st;
+      auto together = GenerateChunks(*u.model, u.tok, ptrs, seeds, o, &st);
+      ASSERT_TRUE(together.ok()) << together.status();
+      ASSERT_EQ(together->size(), 3u);
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_EQ(Fields((*together)[k]), Fields(alone[k])) << "chunk " << k << ", batch " << batch << ", " << threads << " threads";
+      }
+      EXPECT_EQ(st.packets, alone[0].size() + alone[1].size() + alone[2].size());
+      EXPECT_EQ(st.exact_flows, 5u);
+    }
+  }
+  EXPECT_FALSE(GenerateChunks(*u.model, u.tok, ptrs, {1, 2}, o).ok()) << "a seed per chunk";
 }
 
 }  // namespace
