@@ -26,16 +26,20 @@ class FaultInjectingJobStore final : public JobStore {
     return backend_->ListAfter(after, limit);
   }
   Status Delete(JobId id) override { return backend_->Delete(id); }
-  Status DeleteAll(const std::vector<JobId>& ids) override { return backend_->DeleteAll(ids); }
+  Status DeleteAll(const std::vector<JobId>& ids) override {
+    return delete_status_.ok() ? backend_->DeleteAll(ids) : delete_status_;
+  }
   StatusOr<JobHistory> GetHistory() const override { return backend_->GetHistory(); }
   Status PutHistory(const JobHistory& h) override { return put_status_.ok() ? backend_->PutHistory(h) : put_status_; }
   void set_put_status(Status s) { put_status_ = std::move(s); }
   void set_list_status(Status s) { list_status_ = std::move(s); }
+  void set_delete_status(Status s) { delete_status_ = std::move(s); }
 
  private:
   JobStore* backend_ = nullptr;
   Status put_status_;
   Status list_status_;
+  Status delete_status_;
 };
 
 // Every test runs against each JobStore backend: "memory" and "rocksdb" (the
@@ -1060,6 +1064,64 @@ TEST_P(EvictionTest, ExpiredRecordsLeaveTheStoreButNotWhatTheyCommitted) {
   EXPECT_LE(store_.List()->size(), 4u);
   for (int64_t seq : {int64_t{0}, int64_t{5}, n - 1, n}) EXPECT_TRUE(SubmitAgain(seq).done) << "seq " << seq;
   EXPECT_GT(Submit("tap0", n + 1), next);
+}
+
+// ExpireHistory writes the JobHistory, then deletes the page. A coordinator
+// killed between the two (the deletion never lands) or before the history
+// (neither lands) restarts from records the history also covers, or from
+// the records alone: every committed chunk is still answered done, counted
+// once, and ids never go back; the next sweep deletes the page.
+TEST_P(EvictionTest, ACrashAroundTheHistoryWriteLosesAndDoublesNothing) {
+  const int64_t n = Chunks();
+  size_t max_resident = 0;
+  std::vector<JobId> ids = StreamAndCommit(n, &max_resident);
+  ASSERT_FALSE(HasFailure());
+  const JobId last = ids[n - 1];
+  const size_t records = store_.List()->size();
+  const uint64_t done = sched_->counts()[JobState::kDone];
+  ASSERT_EQ(done, static_cast<uint64_t>(n - 1));
+  clock_.Advance(7200 * kSec);
+  auto all = [](const JobRecord&) { return true; };
+  auto answers_every_seq_done = [&](const char* when) {
+    SCOPED_TRACE(when);
+    for (int64_t seq : {int64_t{0}, int64_t{3}, kGap + 1, n / 2, n - 2, n - 1}) {
+      SubmitResult r = SubmitAgain(seq);
+      EXPECT_FALSE(r.created) << "seq " << seq;
+      EXPECT_TRUE(r.done) << "seq " << seq;
+    }
+  };
+  // Killed before the history: nothing written, nothing deleted.
+  store_.set_put_status(absl::UnavailableError("killed before the history"));
+  EXPECT_FALSE(sched_->ExpireHistory(clock_.NowNs(), 100000, all).ok());
+  store_.set_put_status(absl::OkStatus());
+  EXPECT_EQ(store_.List()->size(), records);
+  Restart();
+  answers_every_seq_done("killed before the history");
+  EXPECT_EQ(sched_->counts()[JobState::kDone], done);
+  // Killed between the history and the deletions: the history covers the
+  // records still there; a restart merges both and counts each job once.
+  store_.set_delete_status(absl::UnavailableError("killed before the deletions"));
+  EXPECT_FALSE(sched_->ExpireHistory(clock_.NowNs(), 100000, all).ok());
+  store_.set_delete_status(absl::OkStatus());
+  EXPECT_EQ(store_.List()->size(), records) << "the deletions never landed";
+  auto h = store_.GetHistory();
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_GE(h->next_id, last);
+  EXPECT_FALSE(h->streams.empty()) << "the history landed";
+  Restart();
+  answers_every_seq_done("killed between the history and the deletions");
+  EXPECT_EQ(sched_->counts()[JobState::kDone], done) << "no job counted twice after the merge";
+  // The next sweep deletes the page; the answers stay.
+  auto swept = sched_->ExpireHistory(clock_.NowNs(), 100000, all);
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_GT(*swept, 0u);
+  EXPECT_EQ(store_.List()->size(), records - *swept);
+  EXPECT_EQ(sched_->counts()[JobState::kDone], done - *swept);
+  Restart();
+  answers_every_seq_done("after the sweep");
+  EXPECT_EQ(sched_->counts()[JobState::kDone], done - *swept);
+  AddWorker("w1", 1);
+  EXPECT_GT(Submit("tap0", n), last) << "ids go on past every expired one";
 }
 
 TEST(JobHistoryTest, RoundTripsAndRefusesRunsOutOfOrder) {
