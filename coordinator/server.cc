@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <malloc.h>
 #include <optional>
 #include <set>
 #include <utility>
@@ -278,6 +279,15 @@ void Coordinator::Tick() {
     ExitIfLibraryFull(st, "scheduler tick");
     spdlog::error("scheduler tick: {}", std::string(st.message()));
   }
+  if (now >= next_trim_ns_) {
+    // Freed pages inside glibc's arenas go back to the system every 10 s
+    // (otherwise only each arena's top is returned). The heap in use stays
+    // at 5-15 MB over a soak (heaptrack), but anonymous RSS kept each
+    // arena's high-water mark: over 6,000 chunks it ended at 27.8 MiB with
+    // this and 31.2 MiB without (tests/bench/soak.sh, --library-memory-mb 8).
+    next_trim_ns_ = now + 10'000'000'000LL;
+    malloc_trim(0);
+  }
   if (options_.job_history_ns > 0 && now >= next_expiry_ns_) {
     // A page of old records a second (2,000: far more than a fleet commits)
     // while pages have records to delete, else one every 10 s: the sweep
@@ -331,6 +341,10 @@ void Coordinator::UpdateGauges() {
   metrics_->workers->Add({{"state", "idle"}}).Set(idle);
   metrics_->workers->Add({{"state", "busy"}}).Set(busy);
   metrics_->workers->Add({{"state", "draining"}}).Set(draining);
+  const RocksDbModelLibrary::MemoryUsage mem = library_->Memory();
+  metrics_->library_memory->Add({{"kind", "memtables"}}).Set(static_cast<double>(mem.memtable_bytes));
+  metrics_->library_memory->Add({{"kind", "block_cache"}}).Set(static_cast<double>(mem.block_cache_bytes));
+  metrics_->library_memory->Add({{"kind", "table_readers"}}).Set(static_cast<double>(mem.table_reader_bytes));
 }
 
 void Coordinator::ExitIfLibraryFull(const Status& st, absl::string_view what) {

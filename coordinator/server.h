@@ -273,6 +273,7 @@ class Coordinator {
   std::unordered_map<std::string, std::deque<std::pair<int64_t, std::string>>> recent_raw_;  // newest first
   std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
   int64_t next_expiry_ns_ = 0;  // the next sweep of old job records (wall ns)
+  int64_t next_trim_ns_ = 0;  // when freed heap pages next go back to the system (malloc_trim)
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;
   uint64_t zap_denied_seen_ = 0;

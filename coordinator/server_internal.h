@@ -93,7 +93,12 @@ struct Coordinator::Metrics {
                                 .Add({})),
         library_disk_full(prometheus::BuildGauge().Name("dgc_library_disk_full")
                               .Help("1 while chunk intake is paused: no space left under the library")
-                              .Register(r).Add({})) {
+                              .Register(r).Add({})),
+        library_memory(&prometheus::BuildGauge().Name("dgc_library_memory_bytes")
+                            .Help("the library's RocksDB memory: memtables and block cache (bounded by "
+                                  "--library-memory-mb), and table readers' index and filter blocks")
+                            .Register(r)) {
+    for (const char* k : {"memtables", "block_cache", "table_readers"}) library_memory->Add({{"kind", k}});
     for (const char* s : {"pending", "running", "failed"}) jobs->Add({{"state", s}});
     for (const char* s : {"idle", "busy", "draining"}) workers->Add({{"state", s}});
     for (const char* s : {"long_finetune", "retrain", "drift", "fidelity_retry"}) drift->Add({{"reason", s}});
@@ -116,6 +121,7 @@ struct Coordinator::Metrics {
   prometheus::Family<prometheus::Gauge>* workers;
   prometheus::Counter& job_records_expired;
   prometheus::Gauge& library_disk_full;
+  prometheus::Family<prometheus::Gauge>* library_memory;
 };
 
 }  // namespace dgc

@@ -1468,6 +1468,9 @@ RocksDbModelLibrary::MemoryUsage RocksDbModelLibrary::Memory() const {
   for (size_t i = 1; i < cf_.size(); ++i) {
     uint64_t v = 0;
     if (db_->GetIntProperty(cf_[i], rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) m.memtable_bytes += v;
+    if (db_->GetIntProperty(cf_[i], rocksdb::DB::Properties::kEstimateTableReadersMem, &v)) {
+      m.table_reader_bytes += v;
+    }
   }
   if (cache_) m.block_cache_bytes = cache_->GetUsage();
   return m;

@@ -310,6 +310,7 @@ class RocksDbModelLibrary final {
   struct MemoryUsage {
     uint64_t memtable_bytes = 0;
     uint64_t block_cache_bytes = 0;
+    uint64_t table_reader_bytes = 0;  // index and filter blocks held outside the cache
   };
   MemoryUsage Memory() const;
 

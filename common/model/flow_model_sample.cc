@@ -25,8 +25,9 @@ namespace {
 // layer at batch 2048), about 5x slower. kDh > 0 fixes the head width at
 // compile time (unrolled, vectorised); 0 is the generic fallback.
 template <int kDh>
-[[gnu::always_inline]] inline void AttnScores(const float* __restrict q, const float* __restrict k, float* __restrict s, int64_t bh_n,
-                int64_t len, int64_t t, float scale, int64_t dh_rt) {
+[[gnu::always_inline]] inline void AttnScores(const float* __restrict q, const float* __restrict k,
+                                              float* __restrict s, int64_t bh_n, int64_t len, int64_t t, float scale,
+                                              int64_t dh_rt) {
   const int64_t dh = kDh > 0 ? kDh : dh_rt;
   float qv[kDh > 0 ? kDh : 1];
   std::vector<float> qdyn(kDh > 0 ? 0 : static_cast<size_t>(dh));
@@ -57,8 +58,8 @@ template <int kDh>
 }
 
 template <int kDh>
-[[gnu::always_inline]] inline void AttnMix(const float* __restrict p, const float* __restrict v, float* __restrict y, int64_t bh_n, int64_t len,
-             int64_t t, int64_t dh_rt) {
+[[gnu::always_inline]] inline void AttnMix(const float* __restrict p, const float* __restrict v,
+                                           float* __restrict y, int64_t bh_n, int64_t len, int64_t t, int64_t dh_rt) {
   const int64_t dh = kDh > 0 ? kDh : dh_rt;
   float fixed[kDh > 0 ? kDh : 1];
   std::vector<float> dyn(kDh > 0 ? 0 : static_cast<size_t>(dh));
@@ -281,7 +282,8 @@ StatusOr<std::vector<std::vector<Token>>> FlowModel::Sample(const std::vector<st
             // The uniform depends on (seed, sequence, position) only, not
             // on the batching. 24 bits: exact in float, never 0 or 1.
             const uint64_t row = static_cast<uint64_t>(rows[sample_rows[i]]);
-            const auto [seed, index] = keyed ? options.draw_keys[row] : std::pair<uint64_t, uint64_t>{options.seed, row};
+            const auto [seed, index] =
+                keyed ? options.draw_keys[row] : std::pair<uint64_t, uint64_t>{options.seed, row};
             uint64_t bits = Mix3(seed, index, t) >> 40;
             uni[i] = static_cast<float>((static_cast<double>(bits) + 0.5) * 0x1.0p-24);
           }

@@ -129,6 +129,7 @@ feeder=$!
 fed=0
 
 echo "t_s,process,incarnation,rss_kib,anon_kib,file_kib" >"$tmp/rss.csv"
+echo "t_s,memtables,block_cache,table_readers" >"$tmp/libmem.csv"
 t0=$(date +%s)
 next_kill=$kill_every max_kills=$((chunks / kill_every + 1)) n_kills=0 done=0 last=-1
 while :; do
@@ -143,6 +144,11 @@ while :; do
       [[ -n $rss ]] && echo "$((now - t0)),$k,${incarnation[$k]},$rss" >>"$tmp/rss.csv"
     fi
   done
+  # The coordinator's RocksDB memory (dgc_library_memory_bytes), beside its RSS.
+  curl -fsS --max-time 2 "http://$metrics/metrics" 2>/dev/null | awk -v t=$((now - t0)) '
+    /^dgc_library_memory_bytes\{kind="memtables"\}/ {m=$2} /^dgc_library_memory_bytes\{kind="block_cache"\}/ {c=$2}
+    /^dgc_library_memory_bytes\{kind="table_readers"\}/ {r=$2}
+    END {if (m != "") printf "%s,%d,%d,%d\n", t, m, c, r}' >>"$tmp/libmem.csv" || true
   if ((!fed)) && ! kill -0 "$feeder" 2>/dev/null; then
     # Fed: each ingest once more without --follow, to cut its last windows.
     fed=1
@@ -183,7 +189,8 @@ for k in "${!pid[@]}"; do wait "${pid[$k]}" 2>/dev/null || true; done
 pid=()
 "$ctl" get chunks --library "$tmp/lib" -o json >"$tmp/chunks.json"
 kill_list=$(for k in "${!kills[@]}"; do echo "$k=${kills[$k]}"; done | sort | paste -sd ' ' -)
-python3 - "$tmp/chunks.json" "$tmp/rss.csv" "$expected" "$((t1 - t0))" "$n_kills" "$kill_list" "$done" <<'PY'
+python3 - "$tmp/chunks.json" "$tmp/rss.csv" "$expected" "$((t1 - t0))" "$n_kills" "$kill_list" "$done" \
+  "$tmp/libmem.csv" <<'PY'
 import collections, csv, json, sys
 chunks = json.load(open(sys.argv[1]))
 expected, wall, n_kills, kill_list, done = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7] == "1"
@@ -214,6 +221,15 @@ for (p, inc), v in sorted(rows.items()):
     print("| %s (%d) | %d | %.0f / %.0f / %.0f / %.0f | %+.0f%% | %.1f / %.1f | %.1f / %.1f |" % (
         p, inc, len(rss), rss[0] / 1024, sorted(rss)[len(rss) // 2] / 1024, rss[-1] / 1024, max(rss) / 1024,
         100.0 * (last_q - first) / max(first, 1), a0 / 1024, a1 / 1024, f0 / 1024, f1 / 1024))
+mem = list(csv.DictReader(open(sys.argv[8])))
+if mem:
+    print()
+    print("| coordinator's RocksDB (dgc_library_memory_bytes) | MiB first / last quarter | max |")
+    print("|---|---|---|")
+    for k in ("memtables", "block_cache", "table_readers"):
+        xs = [int(r[k]) for r in mem]
+        a, b = quarters(xs)
+        print("| %s | %.1f / %.1f | %.1f |" % (k, a / 2**20, b / 2**20, max(xs) / 2**20))
 ok = done and len(keys) == expected and dups == 0
 print("\nsoak: %s" % ("every window committed once" if ok else "FAILED: %d of %d windows, %d twice%s" % (
     len(keys), expected, dups, "" if done else ", the run did not finish")))

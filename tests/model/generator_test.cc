@@ -289,7 +289,8 @@ TEST(GeneratorTest, ChunksSampledTogetherGiveWhatEachGivesAlone) {
       ASSERT_TRUE(together.ok()) << together.status();
       ASSERT_EQ(together->size(), 3u);
       for (size_t k = 0; k < 3; ++k) {
-        EXPECT_EQ(Fields((*together)[k]), Fields(alone[k])) << "chunk " << k << ", batch " << batch << ", " << threads << " threads";
+        EXPECT_EQ(Fields((*together)[k]), Fields(alone[k]))
+            << "chunk " << k << ", batch " << batch << ", " << threads << " threads";
       }
       EXPECT_EQ(st.packets, alone[0].size() + alone[1].size() + alone[2].size());
       EXPECT_EQ(st.exact_flows, 5u);
