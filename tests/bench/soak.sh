@@ -9,7 +9,11 @@
 # run ends (the library's chunk records against the windows dgc-ingest cuts alone,
 # per shard), how many kills of each kind landed, and each process's RSS over
 # the run (sampled every 2 s; per incarnation: a restarted process starts
-# over), so a leak shows as growth within one incarnation.
+# over), so a leak shows as growth within one incarnation. RSS is split into
+# anonymous memory (what a leak or the allocator's retained pages grow) and
+# file-backed pages (the binary and libraries paged in), and the
+# coordinator's RocksDB memory (dgc_library_memory_bytes: memtables, block
+# cache, table readers) is sampled beside it.
 #
 # The ingests follow a directory (--follow) that a feeder fills with the
 # trace in 20 s pieces, one every --feed-seconds, so they are alive, and
