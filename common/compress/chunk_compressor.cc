@@ -235,9 +235,8 @@ StatusOr<std::unique_ptr<model::FlowModel>> TrainBase(const std::vector<Chunk>& 
 StatusOr<std::vector<PacketRecord>> RegenerateChunk(model::FlowModel& m, const model::ChunkArtifact& a,
                                                     const model::TokenizerConfig& tc,
                                                     const model::GenerateOptions& opt) {
-  DGC_ASSIGN_OR_RETURN(model::Skeleton sk, model::Skeleton::Decode(a.skeleton, a.link + " chunk " + std::to_string(a.seq())));
-  model::FlowTokenizer tok(tc);
-  return model::GenerateChunk(m, tok, sk, opt);
+  DGC_ASSIGN_OR_RETURN(auto packets, RegenerateChunks(m, {&a}, tc, {opt.seed}, opt));
+  return std::move(packets[0]);
 }
 
 StatusOr<std::vector<std::vector<PacketRecord>>> RegenerateChunks(

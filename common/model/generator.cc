@@ -551,17 +551,12 @@ SampleOptions SampleOptionsOf(const GenerateOptions& opt) {
 
 StatusOr<std::vector<PacketRecord>> GenerateChunk(FlowModel& model, const FlowTokenizer& tok, const Skeleton& sk,
                                                   const GenerateOptions& opt, GenerateStats* stats) {
-  GenerateStats local;
-  GenerateStats& st = stats ? *stats : local;
-  ChunkPlan plan = PlanChunk(tok, sk, opt.seed);
-  // Flows in start order already; sampling order does not matter for output.
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::vector<Token>> seqs;
-  if (!plan.prefixes.empty()) {
-    DGC_ASSIGN_OR_RETURN(seqs, model.Sample(plan.prefixes, tok, SampleOptionsOf(opt)));
-  }
-  st.sample_seconds = SecondsSince(t0);
-  return ExpandChunk(plan, seqs, tok, sk, opt, st);
+  // A run of one: its draws keyed (opt.seed, index), as Sample keys them
+  // without draw_keys.
+  GenerateStats one;
+  DGC_ASSIGN_OR_RETURN(auto packets, GenerateChunks(model, tok, {&sk}, {opt.seed}, opt, &one));
+  if (stats) *stats = one;
+  return std::move(packets[0]);
 }
 
 StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model, const FlowTokenizer& tok,

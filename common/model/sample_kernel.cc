@@ -45,7 +45,7 @@ void SampleRows(const float* logits, int64_t ns, int64_t win, const int64_t* lo,
     int64_t k = a;
     for (; k < b - 1; ++k) {
       acc += e[k];
-      if (acc >= target && e[k] > 0) break;
+      if (acc >= target) break;  // target > 0: a dropped token (e 0) never reaches it first
     }
     pick[i] = k;
   }
