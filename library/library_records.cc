@@ -2,10 +2,12 @@
 
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/escaping.h"
 #include "xxhash.h"
+#include "zstd.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/byte_io.h"
 #include "common/base/time.h"
@@ -31,9 +33,18 @@ constexpr uint8_t kModelVersion = 1;
 // milliseconds after the chunk's end (kCommitMillis); 16 bits of the key's
 // hash check that the record is the key's. 31 B less on a
 // quiet hour's record, where flow records spend ~240 B in all.
-constexpr uint8_t kChunkVersion = 4;
+// 5: a stub (flags kInPack only): the key check, then how far after the
+// pack's start the chunk starts; the record is a member of that pack
+// (kPlainReport: its report is not compressed on its own).
+constexpr uint8_t kChunkVersion = 5;
+constexpr uint8_t kFullChunkVersion = 4;  // full records are still written as 4
 constexpr uint8_t kSameParent = 1, kNoDrift = 2, kCountsInRecord = 4, kSeqFromStart = 8, kCommitMillis = 16;
-constexpr uint8_t kAllFlags = kSameParent | kNoDrift | kCountsInRecord | kSeqFromStart | kCommitMillis;
+constexpr uint8_t kInPack = 32, kPlainReport = 64;
+constexpr uint8_t kAllFlags =
+    kSameParent | kNoDrift | kCountsInRecord | kSeqFromStart | kCommitMillis | kPlainReport;
+constexpr uint8_t kTagPack = 'P';
+constexpr uint8_t kPackVersion = 1;
+constexpr uint64_t kMaxPackRaw = 256ull << 20;
 constexpr const char* kDecisions[] = {"", "continue", "switch", "retrain", "base"};
 constexpr uint8_t kOtherDecision = 255;
 constexpr const char* kRecordCounts[] = {"packets", "flows", "bytes", "raw_bytes"};
@@ -83,6 +94,7 @@ class Reader {
   }
   bool ok() const { return r_.ok() && !bad_; }
   bool done() const { return ok() && r_.remaining() == 0; }
+  size_t Remaining() const { return r_.remaining(); }
 
  private:
   ByteReader r_;
@@ -268,7 +280,31 @@ uint16_t KeyCheck(absl::string_view key) { return static_cast<uint16_t>(XXH64(ke
 
 }  // namespace
 
+namespace {
+std::string EncodeChunkAs(const ChunkRecord& c, bool member);
+}  // namespace
+
 std::string EncodeChunk(const ChunkRecord& c) {
+  if (c.in_pack) {
+    ByteWriter w;
+    w.U8(kTagChunk);
+    w.U8(kChunkVersion);
+    w.U8(kInPack);
+    const uint16_t check = KeyCheck(ChunkKey(c.link, c.start_ns));
+    w.Bytes(&check, sizeof check);
+    // How far after the pack's start: whole seconds (as chunks are) take
+    // 3 bytes for a day, nanoseconds 7; the low bit says which.
+    const uint64_t after = static_cast<uint64_t>(c.start_ns) - static_cast<uint64_t>(c.pack_start_ns);
+    w.Varint(after % 1000000000 == 0 ? (after / 1000000000) << 1 : (after << 1) | 1);
+    return w.Take();
+  }
+  return EncodeChunkAs(c, false);
+}
+
+std::string EncodePackMember(const ChunkRecord& c) { return EncodeChunkAs(c, true); }
+
+namespace {
+std::string EncodeChunkAs(const ChunkRecord& c, bool member) {
   const std::optional<std::string> lean = ReportWithoutCounts(c);
   const std::string& report = lean ? *lean : c.report_json;
   uint8_t flags = 0;
@@ -278,13 +314,14 @@ std::string EncodeChunk(const ChunkRecord& c) {
   if (c.duration_ns > 0 && c.seq == c.start_ns / c.duration_ns) flags |= kSeqFromStart;
   const int64_t after_end = c.committed_ns - c.end_ns();
   if (after_end >= 0 && after_end % 1000000 == 0) flags |= kCommitMillis;
+  if (member) flags |= kPlainReport;
   uint8_t decision = kOtherDecision;
   for (uint8_t i = 0; i < std::size(kDecisions); ++i) {
     if (c.decision == kDecisions[i]) decision = i;
   }
   ByteWriter w;
   w.U8(kTagChunk);
-  w.U8(kChunkVersion);
+  w.U8(kFullChunkVersion);
   w.U8(flags);
   const uint16_t check = KeyCheck(ChunkKey(c.link, c.start_ns));
   w.Bytes(&check, sizeof check);
@@ -299,7 +336,7 @@ std::string EncodeChunk(const ChunkRecord& c) {
   w.U8(static_cast<uint8_t>(c.state));
   Str(&w, c.skeleton);
   w.Varint(report.size());
-  Str(&w, model::CompressReport(report));
+  Str(&w, member ? report : model::CompressReport(report));
   if (!(flags & kNoDrift)) F64(&w, c.drift);
   w.U8(decision);
   if (decision == kOtherDecision) Str(&w, c.decision);
@@ -313,6 +350,7 @@ std::string EncodeChunk(const ChunkRecord& c) {
   w.Varint(c.stored_bytes);
   return w.Take();
 }
+}  // namespace
 
 StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value) {
   Reader r(value);
@@ -323,6 +361,23 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
     // The link and start are the key's.
     if (!ParseChunkKey(key, &c.link, &c.start_ns)) return Corrupt("chunk", key, "the key is not a chunk key");
     flags = r.B();
+    if (version >= 5 && flags == kInPack) {
+      uint16_t check = 0;
+      r.Raw(&check, sizeof check);
+      if (r.ok() && check != KeyCheck(key)) return Corrupt("chunk", key, "link and start do not match the key");
+      const uint64_t coded = r.U();
+      if (!r.done()) return Corrupt("chunk", key, "truncated or trailing bytes in a packed chunk's stub");
+      if (!(coded & 1) && (coded >> 1) > std::numeric_limits<uint64_t>::max() / 1000000000) {
+        return Corrupt("chunk", key, "its pack starts before time can");
+      }
+      const uint64_t after = (coded & 1) ? coded >> 1 : (coded >> 1) * 1000000000;
+      if (after > static_cast<uint64_t>(c.start_ns) - static_cast<uint64_t>(std::numeric_limits<int64_t>::min())) {
+        return Corrupt("chunk", key, "its pack starts before time can");
+      }
+      c.in_pack = true;
+      c.pack_start_ns = static_cast<int64_t>(static_cast<uint64_t>(c.start_ns) - after);
+      return c;
+    }
     if (flags & ~kAllFlags) return Corrupt("chunk", key, absl::StrCat("unknown flags 0x", absl::Hex(flags)));
     uint16_t check = 0;
     r.Raw(&check, sizeof check);
@@ -358,11 +413,18 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
     uint64_t raw = r.U();
     std::string z = r.Str();
     if (!r.ok()) return Corrupt("chunk", key, "truncated or trailing bytes");
-    auto report = model::DecompressReport(z, raw);
-    if (!report) return Corrupt("chunk", key, "report does not decompress");
-    c.report_json = std::move(*report);
+    c.report_stored_bytes = z.size();
+    if (flags & kPlainReport) {
+      if (z.size() != raw) return Corrupt("chunk", key, "report size does not match");
+      c.report_json = std::move(z);
+    } else {
+      auto report = model::DecompressReport(z, raw);
+      if (!report) return Corrupt("chunk", key, "report does not decompress");
+      c.report_json = std::move(*report);
+    }
   } else {
     c.report_json = r.Str();
+    c.report_stored_bytes = c.report_json.size();
   }
   if (flags & kCountsInRecord) {
     auto j = nlohmann::json::parse(c.report_json, nullptr, false);
@@ -396,6 +458,66 @@ StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value
   c.state = static_cast<ChunkState>(state);
   if (ChunkKey(c.link, c.start_ns) != key) return Corrupt("chunk", key, "link and start do not match the key");
   return c;
+}
+
+std::string EncodePack(const std::vector<PackMember>& members, int64_t pack_start_ns) {
+  ByteWriter raw;
+  for (const PackMember& m : members) {
+    raw.Varint(static_cast<uint64_t>(m.start_ns - pack_start_ns));
+    Str(&raw, m.record);
+    Str(&raw, m.fingerprint);
+  }
+  const std::string body = raw.Take();
+  std::string z(ZSTD_compressBound(body.size()), '\0');
+  size_t n = ZSTD_compress(z.data(), z.size(), body.data(), body.size(), 19);
+  z.resize(ZSTD_isError(n) ? 0 : n);
+  ByteWriter w;
+  w.U8(kTagPack);
+  w.U8(kPackVersion);
+  w.Varint(members.size());
+  w.Varint(body.size());
+  const uint64_t sum = XXH64(body.data(), body.size(), 0x5041434b);
+  w.Bytes(&sum, sizeof sum);
+  w.Bytes(z.data(), z.size());
+  return w.Take();
+}
+
+StatusOr<std::vector<PackMember>> DecodePack(absl::string_view key, absl::string_view value) {
+  std::string link;
+  int64_t start = 0;
+  if (!ParseChunkKey(key, &link, &start)) return Corrupt("pack", key, "the key is not a chunk key");
+  Reader r(value);
+  DGC_ASSIGN_OR_RETURN(uint8_t version, Header(&r, kTagPack, kPackVersion, "pack", key));
+  (void)version;
+  const uint64_t n = r.U();
+  const uint64_t raw_size = r.U();
+  uint64_t sum = 0;
+  r.Raw(&sum, sizeof sum);
+  if (!r.ok() || n == 0 || n > kMaxField || raw_size > kMaxPackRaw) return Corrupt("pack", key, "bad header");
+  // What is left is the zstd frame.
+  std::string body(raw_size, '\0');
+  const size_t zoff = value.size() - r.Remaining();
+  size_t got = ZSTD_decompress(body.data(), body.size(), value.data() + zoff, value.size() - zoff);
+  if (ZSTD_isError(got) || got != raw_size) return Corrupt("pack", key, "its frame does not decompress");
+  if (XXH64(body.data(), body.size(), 0x5041434b) != sum) return Corrupt("pack", key, "checksum mismatch");
+  Reader m(body);
+  std::vector<PackMember> out;
+  int64_t prev = std::numeric_limits<int64_t>::min();
+  for (uint64_t i = 0; i < n; ++i) {
+    PackMember pm;
+    const uint64_t after = m.U();
+    pm.record = m.Str();
+    pm.fingerprint = m.Str();
+    if (!m.ok()) return Corrupt("pack", key, absl::StrCat("member ", i + 1, " of ", n, " is truncated"));
+    pm.start_ns = static_cast<int64_t>(static_cast<uint64_t>(start) + after);
+    if (pm.start_ns < start || (i > 0 && pm.start_ns <= prev)) {
+      return Corrupt("pack", key, absl::StrCat("member ", i + 1, " is out of order"));
+    }
+    prev = pm.start_ns;
+    out.push_back(std::move(pm));
+  }
+  if (!m.done()) return Corrupt("pack", key, "trailing bytes after its members");
+  return out;
 }
 
 std::string EncodeJob(const JobRecord& j) {

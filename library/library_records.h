@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "common/base/status.h"
@@ -74,8 +75,25 @@ struct ChunkRecord {
   std::string raw_path;  // the raw chunk file still kept beside the library; "" when none
   int64_t committed_ns = 0;
   uint64_t stored_bytes = 0;  // every byte the commit added: this record, its fingerprint, the model its delta made (and keys)
+                              // (packed: its stub and its share of the pack in place of the record and fingerprint)
+  // Packed (RocksDbModelLibrary::PackChunks): the record in the chunks column
+  // family is a stub naming the pack (its key: ChunkKey(link,
+  // pack_start_ns)); the record itself, with its skeleton and fingerprint,
+  // is a member of the pack. EncodeChunk writes the stub when set. Not part
+  // of the member record.
+  bool in_pack = false;
+  int64_t pack_start_ns = 0;
+  uint64_t report_stored_bytes = 0;  // what the report takes in the record as read (not encoded)
 
   int64_t end_ns() const { return start_ns + duration_ns; }
+};
+
+// One chunk of a pack: its start, its record as EncodePackMember wrote it,
+// its fingerprint (Fingerprint::Encode(), or empty).
+struct PackMember {
+  int64_t start_ns = 0;
+  std::string record;
+  std::string fingerprint;
 };
 
 struct JobRecord {
@@ -96,6 +114,15 @@ std::string LineageKey(absl::string_view parent, absl::string_view child);
 std::string EncodeModel(const ModelRecord& m);
 std::string EncodeChunk(const ChunkRecord& c);
 std::string EncodeJob(const JobRecord& j);
+// The record as a pack member: the report uncompressed (the pack compresses
+// every member together), `in_pack` ignored. DecodeChunk reads it.
+std::string EncodePackMember(const ChunkRecord& c);
+// A pack: its members (ascending starts, all at or after the key's start)
+// in one zstd -19 frame, with a 64-bit checksum of what the frame holds.
+// Quiet chunks' records are mostly framing and tables when compressed one
+// by one: a day of a quiet link's hours packs to about a third.
+std::string EncodePack(const std::vector<PackMember>& members, int64_t pack_start_ns);
+[[nodiscard]] StatusOr<std::vector<PackMember>> DecodePack(absl::string_view key, absl::string_view value);
 // DataLoss naming `key` when the bytes are not a valid record of the kind;
 // Unimplemented when written by a newer dgc.
 [[nodiscard]] StatusOr<ModelRecord> DecodeModel(absl::string_view key, absl::string_view value);

@@ -30,6 +30,7 @@
 #include "common/base/byte_io.h"
 #include "common/base/fault.h"
 #include "common/base/time.h"
+#include "common/model/skeleton.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -135,7 +136,7 @@ bool IsInterruptedCreation(const std::string& dir, std::vector<fs::path>* files)
 
 const std::vector<std::string>& RocksDbModelLibrary::ColumnFamilyNames() {
   static const std::vector<std::string> kNames = {rocksdb::kDefaultColumnFamilyName, "models", "lineage",
-                                                  "chunks", "fingerprints", "jobs", "meta"};
+                                                  "chunks", "fingerprints", "jobs", "meta", "packs"};
   return kNames;
 }
 
@@ -602,7 +603,43 @@ StatusOr<RocksDbModelLibrary::CommitResult> RocksDbModelLibrary::CommitChunk(con
 StatusOr<ChunkRecord> RocksDbModelLibrary::ChunkFromKey(absl::string_view key) {
   DGC_ASSIGN_OR_RETURN(auto v, Get(kChunks, key));
   if (!v) return absl::NotFoundError(absl::StrCat("chunk ", library::ChunkKeyToString(key), " is not in the library"));
-  return library::DecodeChunk(key, *v);
+  PackCache cache;
+  return ReadChunk(key, *v, &cache);
+}
+
+StatusOr<ChunkRecord> RocksDbModelLibrary::ReadChunk(absl::string_view key, absl::string_view value, PackCache* cache,
+                                                     std::string* fingerprint) {
+  DGC_ASSIGN_OR_RETURN(ChunkRecord stub, library::DecodeChunk(key, value));
+  if (!stub.in_pack) return stub;
+  const std::string pack_key = ChunkKey(stub.link, stub.pack_start_ns);
+  const std::string name = library::ChunkKeyToString(key);
+  if (cache->key != pack_key) {
+    cache->key.clear();
+    cache->members.clear();
+    DGC_ASSIGN_OR_RETURN(auto v, Get(kPacks, pack_key));
+    if (!v) {
+      return absl::DataLossError(absl::StrCat("chunk ", name, " is packed in ", library::ChunkKeyToString(pack_key),
+                                              ", which is missing from ", dir_));
+    }
+    auto members = library::DecodePack(pack_key, *v);
+    if (!members.ok()) {
+      return absl::DataLossError(absl::StrCat("chunk ", name, ": its pack is damaged: ", members.status().message()));
+    }
+    cache->members = std::move(*members);
+    cache->key = pack_key;
+  }
+  auto m = std::lower_bound(cache->members.begin(), cache->members.end(), stub.start_ns,
+                            [](const library::PackMember& a, int64_t t) { return a.start_ns < t; });
+  if (m == cache->members.end() || m->start_ns != stub.start_ns) {
+    return absl::DataLossError(
+        absl::StrCat("chunk ", name, " is not in its pack ", library::ChunkKeyToString(pack_key)));
+  }
+  DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(key, m->record));
+  if (c.in_pack) return absl::DataLossError(absl::StrCat("chunk ", name, ": its pack holds a stub, not its record"));
+  c.in_pack = true;
+  c.pack_start_ns = stub.pack_start_ns;
+  if (fingerprint) *fingerprint = m->fingerprint;
+  return c;
 }
 
 StatusOr<ChunkRecord> RocksDbModelLibrary::GetChunk(absl::string_view link, int64_t start_ns) {
@@ -652,6 +689,7 @@ Status RocksDbModelLibrary::WalkChunks(const ChunkQuery& q, const std::function<
   rocksdb::ReadOptions ro;
   ro.verify_checksums = !careful;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kChunks]));
+  PackCache packs;
   std::string link = q.link;
   if (link.empty()) {
     it->SeekToFirst();
@@ -693,7 +731,19 @@ Status RocksDbModelLibrary::WalkChunks(const ChunkQuery& q, const std::function<
       } else {
         value = std::string(View(it->value()));
       }
-      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(key, value));
+      auto read = ReadChunk(key, value, &packs);
+      if (!read.ok() && damaged && absl::IsDataLoss(read.status())) {
+        // A damaged pack: its chunks are named like damaged records.
+        if (auto stub = library::DecodeChunk(key, value); stub.ok() && stub->in_pack) {
+          *last = key;
+          if (stub->start_ns >= q.until_ns) break;
+          if (stub->start_ns < q.since_ns) continue;
+          damaged->push_back({"chunk", library::ChunkKeyToString(key), std::string(read.status().message())});
+          continue;
+        }
+      }
+      if (!read.ok()) return read.status();
+      ChunkRecord& c = *read;
       *last = key;
       if (c.start_ns >= q.until_ns) break;
       if (c.end_ns() <= q.since_ns) continue;
@@ -729,7 +779,7 @@ Status RocksDbModelLibrary::ScanCarefully(Cf cf,
     if (gs.IsCorruption()) {
       const std::string key(View(it->key()));
       damaged->push_back({cf == kModels ? "model" : cf == kChunks ? "chunk" : ColumnFamilyNames()[cf],
-                          cf == kChunks || cf == kFingerprints ? library::ChunkKeyToString(key) : key,
+                          cf == kChunks || cf == kFingerprints || cf == kPacks ? library::ChunkKeyToString(key) : key,
                           gs.ToString()});
       continue;
     }
@@ -757,7 +807,8 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::LatestChunk(absl::string_view link) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
   it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
   if (it->Valid() && HasPrefix(it->key(), LinkPrefix(link))) {
-    return library::DecodeChunk(View(it->key()), View(it->value()));
+    PackCache cache;
+    return ReadChunk(View(it->key()), View(it->value()), &cache);
   }
   DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
   return absl::NotFoundError(absl::StrCat("link ", link, " has no chunk in the library"));
@@ -766,9 +817,10 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::LatestChunk(absl::string_view link) {
 StatusOr<std::vector<ChunkRecord>> RocksDbModelLibrary::RecentChunks(absl::string_view link, size_t n) {
   std::vector<ChunkRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+  PackCache cache;
   for (it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
        out.size() < n && it->Valid() && HasPrefix(it->key(), LinkPrefix(link)); it->Prev()) {
-    DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+    DGC_ASSIGN_OR_RETURN(ChunkRecord c, ReadChunk(View(it->key()), View(it->value()), &cache));
     out.push_back(std::move(c));
   }
   DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
@@ -822,6 +874,16 @@ StatusOr<std::vector<model::ChunkArtifact>> RocksDbModelLibrary::Chunks(const Ch
 StatusOr<library::Fingerprint> RocksDbModelLibrary::GetFingerprint(absl::string_view link, int64_t start_ns) {
   std::string key = ChunkKey(link, start_ns);
   DGC_ASSIGN_OR_RETURN(auto v, Get(kFingerprints, key));
+  if (!v) {
+    // A packed chunk's fingerprint is in its pack.
+    DGC_ASSIGN_OR_RETURN(auto cv, Get(kChunks, key));
+    std::string fp;
+    if (cv) {
+      PackCache cache;
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, ReadChunk(key, *cv, &cache, &fp));
+      if (c.in_pack && !fp.empty()) v = std::move(fp);
+    }
+  }
   if (!v) return absl::NotFoundError(absl::StrCat("chunk ", library::ChunkKeyToString(key), " has no fingerprint"));
   return library::Fingerprint::Decode(*v, library::ChunkKeyToString(key));
 }
@@ -906,13 +968,14 @@ StatusOr<RocksDbModelLibrary::Candidates> RocksDbModelLibrary::ParentCandidates(
     // so one more than asked for.
     const size_t full_want = size_t(std::max(full_n, 0)) + 1;
     int scanned = 0;
+    PackCache cache;
     for (it->SeekForPrev(ChunkKey(link, std::numeric_limits<int64_t>::max()));
          it->Valid() && HasPrefix(it->key(), prefix) && scanned < kFullModelScanChunks;
          it->Prev(), ++scanned) {
       bool want_recent = int(ids.size()) < n && scanned < recent_scan;
       bool want_full = full_n > 0 && full_ids.size() < full_want;
       if (!want_recent && !want_full) break;
-      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, ReadChunk(View(it->key()), View(it->value()), &cache));
       if (want_recent && seen.insert(c.model_id).second) ids.push_back(c.model_id);
       bool from_full = c.decision == library::DecisionName(library::ParentDecision::Kind::kRetrain) ||
                        c.decision == library::DecisionName(library::ParentDecision::Kind::kBase);
@@ -963,22 +1026,149 @@ StatusOr<library::ParentDecision> RocksDbModelLibrary::SelectParent(absl::string
   return selector.Decide(fp, c.recent, c.base, c.previous_full);
 }
 
+// --- packs ------------------------------------------------------------------
+
+namespace {
+// Floor division: the span a start falls in, negative times too.
+int64_t SpanOf(int64_t t, int64_t span) { return t / span - ((t % span) < 0 ? 1 : 0); }
+}  // namespace
+
+StatusOr<RocksDbModelLibrary::PackReport> RocksDbModelLibrary::PackChunks(absl::string_view link,
+                                                                        const PackOptions& o) {
+  if (o.span_ns <= 0) return absl::InvalidArgumentError("pack span must be positive");
+  DGC_RETURN_IF_ERROR(library::ValidateId("link", link));
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  PackReport rep;
+  struct Member {
+    std::string key;
+    ChunkRecord record;        // as it will be stored in the pack
+    std::string fingerprint;   // "" when the chunk has none
+    uint64_t own_bytes = 0;    // its record, fingerprint and keys today
+    uint64_t model_bytes = 0;  // the rest of its stored bytes: the model its delta made
+  };
+  auto pack_span = [&](std::vector<Member>& span) -> Status {
+    if (span.size() < std::max<size_t>(o.min_members, 1)) return absl::OkStatus();
+    const int64_t pack_start = span.front().record.start_ns;
+    const std::string pack_key = ChunkKey(link, pack_start);
+    DGC_ASSIGN_OR_RETURN(auto clash, Get(kPacks, pack_key));
+    if (clash) return absl::OkStatus();  // a pack of the same start exists: leave these as they are
+    // Each member's stored bytes become its stub, its share of the pack (by
+    // the size of what it puts in) and the model its delta made. The
+    // shares are taken from a first encoding; the second holds them.
+    std::vector<library::PackMember> members(span.size());
+    std::vector<std::string> stubs(span.size());
+    uint64_t in_total = 0;
+    for (size_t i = 0; i < span.size(); ++i) {
+      ChunkRecord stub = span[i].record;
+      stub.in_pack = true;
+      stub.pack_start_ns = pack_start;
+      stubs[i] = library::EncodeChunk(stub);
+      members[i] = {span[i].record.start_ns, library::EncodePackMember(span[i].record), span[i].fingerprint};
+      in_total += members[i].record.size() + members[i].fingerprint.size();
+    }
+    std::string pack = library::EncodePack(members, pack_start);
+    // The shares change the members, and so the pack: encode until its size
+    // settles (twice or three times), as CommitChunk does for a record.
+    for (int round = 0; round < 8; ++round) {
+      const uint64_t size = pack.size() + pack_key.size();
+      in_total = 0;
+      for (const auto& m : members) in_total += m.record.size() + m.fingerprint.size();
+      uint64_t given = 0;
+      for (size_t i = 0; i < span.size(); ++i) {
+        const uint64_t in = members[i].record.size() + members[i].fingerprint.size();
+        const uint64_t share = i + 1 == span.size() ? size - given : size * in / std::max<uint64_t>(in_total, 1);
+        given += share;
+        span[i].record.stored_bytes = span[i].key.size() + stubs[i].size() + share + span[i].model_bytes;
+        members[i].record = library::EncodePackMember(span[i].record);
+      }
+      pack = library::EncodePack(members, pack_start);
+      if (pack.size() + pack_key.size() == size) break;
+    }
+    rocksdb::WriteBatch batch;
+    batch.Put(cf_[kPacks], pack_key, pack);
+    for (size_t i = 0; i < span.size(); ++i) {
+      batch.Put(cf_[kChunks], span[i].key, stubs[i]);
+      batch.Delete(cf_[kFingerprints], span[i].key);
+      rep.bytes_before += span[i].own_bytes;
+      rep.bytes_after += span[i].key.size() + stubs[i].size();
+    }
+    rep.bytes_after += pack_key.size() + pack.size();
+    FaultPoint("library.pack.before_write");
+    ++changes_;
+    DGC_RETURN_IF_ERROR(Write(&batch));
+    rep.packs++;
+    rep.chunks += span.size();
+    return absl::OkStatus();
+  };
+
+  const std::string prefix = LinkPrefix(link);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+  std::vector<Member> span;
+  int64_t span_index = 0;
+  for (it->Seek(ChunkKey(link, o.since_ns)); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+    const std::string key(View(it->key()));
+    DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(key, View(it->value())));
+    const int64_t idx = SpanOf(c.start_ns, o.span_ns);
+    // The span's end, saturated: only closed spans are packed.
+    const int64_t span_end = idx >= std::numeric_limits<int64_t>::max() / o.span_ns ? std::numeric_limits<int64_t>::max()
+                                                                                   : (idx + 1) * o.span_ns;
+    if (span_end > o.until_ns) break;
+    if (!span.empty() && idx != span_index) {
+      DGC_RETURN_IF_ERROR(pack_span(span));
+      span.clear();
+    }
+    span_index = idx;
+    if (c.in_pack || !c.raw_path.empty() || it->value().size() > o.max_member_bytes) continue;
+    if (c.end_ns() > span_end) continue;  // a chunk across the span's end stays on its own
+    Member m;
+    m.key = key;
+    DGC_ASSIGN_OR_RETURN(auto fp, Get(kFingerprints, key));
+    if (fp) m.fingerprint = std::move(*fp);
+    m.own_bytes = key.size() + it->value().size() + (fp ? key.size() + m.fingerprint.size() : 0);
+    m.model_bytes = c.stored_bytes > m.own_bytes ? c.stored_bytes - m.own_bytes : 0;
+    // The skeleton in its uncompressed form: the pack compresses it with its neighbours.
+    auto sk = model::Skeleton::Decode(c.skeleton, library::ChunkKeyToString(key));
+    if (!sk.ok()) continue;  // leave a damaged skeleton where check finds it
+    c.skeleton = sk->EncodePlain();
+    m.record = std::move(c);
+    span.push_back(std::move(m));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  DGC_RETURN_IF_ERROR(pack_span(span));
+  return rep;
+}
+
 // --- storage ----------------------------------------------------------------
 
 StatusOr<RocksDbModelLibrary::DetailedUsage> RocksDbModelLibrary::GetDetailedUsage() {
   DetailedUsage u;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    PackCache cache;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, ReadChunk(View(it->key()), View(it->value()), &cache));
       u.chunks++;
-      u.skeleton_bytes += c.skeleton.size();
-      u.report_bytes += c.report_json.size();
-      u.chunk_meta_bytes += it->key().size() + it->value().size() - c.skeleton.size() - c.report_json.size();
       u.raw_bytes_ingested += c.raw_bytes;
       u.packets += c.packets;
+      if (c.in_pack) {  // its record and fingerprint are in the pack, counted below
+        u.packed_chunks++;
+        u.chunk_meta_bytes += it->key().size() + it->value().size();
+        continue;
+      }
+      u.skeleton_bytes += c.skeleton.size();
+      u.report_bytes += c.report_stored_bytes;
+      u.chunk_meta_bytes +=
+          it->key().size() + it->value().size() - c.skeleton.size() - std::min<uint64_t>(c.report_stored_bytes, it->value().size() - c.skeleton.size());
     }
     DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kPacks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      u.packs++;
+      u.pack_bytes += it->key().size() + it->value().size();
+    }
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading packs"));
   }
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kFingerprints]));
@@ -1073,8 +1263,9 @@ StatusOr<RocksDbModelLibrary::ExpirePlan> RocksDbModelLibrary::PlanExpireLocked(
   }
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+    PackCache cache;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(View(it->key()), View(it->value())));
+      DGC_ASSIGN_OR_RETURN(ChunkRecord c, ReadChunk(View(it->key()), View(it->value()), &cache));
       ChunkInfo ci;
       ci.key = std::string(View(it->key()));
       ci.name = library::ChunkKeyToString(ci.key);
@@ -1082,7 +1273,8 @@ StatusOr<RocksDbModelLibrary::ExpirePlan> RocksDbModelLibrary::PlanExpireLocked(
       ci.raw_path = c.raw_path;
       ci.start_ns = c.start_ns;
       ci.end_ns = c.end_ns();
-      ci.bytes = it->key().size() + it->value().size() + 64;  // + fingerprint, roughly
+      // + fingerprint, roughly; a packed chunk: its share of the pack
+      ci.bytes = c.in_pack ? c.stored_bytes : it->key().size() + it->value().size() + 64;
       total += ci.bytes;
       if (!chunks.empty()) {
         std::string l1, l2;
@@ -1228,11 +1420,20 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
     }
   }
   FaultPoint("library.expire.after_raw_files");  // raw files gone, their records not yet cleared
+  // The packs of the chunks that go: each goes too once none of its chunks is left.
+  std::set<std::string> packs;
+  for (const std::string& key : plan.chunk_keys) {
+    DGC_ASSIGN_OR_RETURN(auto v, Get(kChunks, key));
+    if (!v) continue;
+    auto stub = library::DecodeChunk(key, *v);
+    if (stub.ok() && stub->in_pack) packs.insert(ChunkKey(stub->link, stub->pack_start_ns));
+  }
   {
     rocksdb::WriteBatch batch;
     size_t n = 0;
     for (const std::string& key : plan.raw_clear) {
       DGC_ASSIGN_OR_RETURN(ChunkRecord r, ChunkFromKey(key));
+      if (r.in_pack) continue;  // packed chunks keep no raw file (PackChunks)
       r.raw_path.clear();
       batch.Put(cf_[kChunks], key, library::EncodeChunk(r));
       ++n;
@@ -1251,6 +1452,32 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
       DGC_RETURN_IF_ERROR(Write(&batch));
       FaultPoint("library.expire.after_chunk_batch");
     }
+  }
+  if (!packs.empty()) {
+    // A kill before this write leaves a pack no chunk names: its bytes wait
+    // for the next expire that deletes one of its chunks, and check names it.
+    rocksdb::WriteBatch batch;
+    for (const std::string& pk : packs) {
+      DGC_ASSIGN_OR_RETURN(auto v, Get(kPacks, pk));
+      if (!v) continue;
+      bool live = false;
+      if (auto members = library::DecodePack(pk, *v); members.ok()) {
+        std::string link;
+        int64_t t = 0;
+        library::ParseChunkKey(pk, &link, &t);
+        for (const auto& m : *members) {
+          DGC_ASSIGN_OR_RETURN(auto cv, Get(kChunks, ChunkKey(link, m.start_ns)));
+          if (cv) {
+            live = true;
+            break;
+          }
+        }
+      }
+      if (live) continue;
+      batch.Delete(cf_[kPacks], pk);
+      rep.items.push_back({"pack", library::ChunkKeyToString(pk), v->size() + pk.size(), "none of its chunks is left"});
+    }
+    DGC_RETURN_IF_ERROR(Write(&batch));
   }
   {
     rocksdb::WriteBatch batch;
@@ -1325,6 +1552,7 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
     }
   };
   std::unordered_set<std::string> chunk_keys;
+  PackCache packs;
   const size_t damaged_before_chunks = rep.damaged.size();
   DGC_RETURN_IF_ERROR(ScanCarefully(
       kChunks,
@@ -1332,7 +1560,7 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
         std::string key(k);
         chunk_keys.insert(key);
         rep.chunks++;
-        auto c = library::DecodeChunk(key, value);
+        auto c = ReadChunk(key, value, &packs);
         if (!c.ok()) {
           rep.problems.push_back(std::string(c.status().message()));
           return;
@@ -1398,6 +1626,13 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
         }
         auto f = library::Fingerprint::Decode(value, name);
         if (!f.ok()) rep.problems.push_back(std::string(f.status().message()));
+      },
+      &rep.damaged));
+  DGC_RETURN_IF_ERROR(ScanCarefully(
+      kPacks,
+      [&](absl::string_view key, absl::string_view value) {
+        auto members = library::DecodePack(key, value);
+        if (!members.ok()) rep.problems.push_back(std::string(members.status().message()));
       },
       &rep.damaged));
   return rep;

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -204,6 +205,33 @@ class RocksDbModelLibrary final {
                                                                const library::Fingerprint& fp,
                                                                const library::ParentSelector& selector);
 
+  // --- packs -------------------------------------------------------------
+  // A quiet chunk's record, compressed on its own, is mostly zstd's framing
+  // and tables: a quiet hour's skeleton and report take ~250 B where the
+  // same hours compressed together take a third. PackChunks rewrites a
+  // link's closed spans (UTC days by default): the small records of each
+  // span (at most max_member_bytes, no raw file kept) go, with their
+  // fingerprints, into one pack, a zstd -19 frame; each chunk's record
+  // becomes a 7-byte stub naming it. One atomic write per span: a kill
+  // leaves the span as it was or packed, never half. Every reader (list,
+  // generate, stats, check, fingerprints, expire) reads through the stub;
+  // skeletons and reports come back as they were (a skeleton in its
+  // uncompressed form, which decodes to the same skeleton). Chunks already
+  // packed stay in their pack; a span's later chunks form a pack of their own.
+  struct PackOptions {
+    int64_t span_ns = 86400LL * 1000000000;  // spans aligned to the epoch
+    int64_t until_ns = std::numeric_limits<int64_t>::max();  // only spans that end at or before this
+    int64_t since_ns = std::numeric_limits<int64_t>::min();  // ... and start at or after this
+    uint64_t max_member_bytes = 4096;        // a larger record compresses well on its own
+    size_t min_members = 2;
+  };
+  struct PackReport {
+    uint64_t packs = 0, chunks = 0;
+    uint64_t bytes_before = 0;  // the packed chunks' records and fingerprints (keys included)
+    uint64_t bytes_after = 0;   // their stubs and the packs (keys included)
+  };
+  [[nodiscard]] StatusOr<PackReport> PackChunks(absl::string_view link, const PackOptions& options);
+
   // --- storage -----------------------------------------------------------
   struct DetailedUsage {
     uint64_t chunks = 0;
@@ -215,9 +243,14 @@ class RocksDbModelLibrary final {
     uint64_t full_models = 0;       // base + retrain
     uint64_t full_model_bytes = 0;  // their checkpoints (paid once per base)
     uint64_t model_meta_bytes = 0;  // model records less blobs
+    uint64_t packs = 0;
+    uint64_t pack_bytes = 0;        // packs (keys included): packed chunks' records and fingerprints
+    uint64_t packed_chunks = 0;
     uint64_t raw_bytes_ingested = 0;  // summed from chunk records
     uint64_t packets = 0;
-    uint64_t ChunkBytes() const { return skeleton_bytes + report_bytes + chunk_meta_bytes + delta_bytes + model_meta_bytes; }
+    uint64_t ChunkBytes() const {
+      return skeleton_bytes + report_bytes + chunk_meta_bytes + delta_bytes + model_meta_bytes + pack_bytes;
+    }
     uint64_t TotalBytes() const { return ChunkBytes() + full_model_bytes; }
   };
   [[nodiscard]] StatusOr<DetailedUsage> GetDetailedUsage();
@@ -321,7 +354,18 @@ class RocksDbModelLibrary final {
   static const std::vector<std::string>& ColumnFamilyNames();
 
  private:
-  enum Cf { kModels = 1, kLineage, kChunks, kFingerprints, kJobs, kMeta, kNumCf };
+  enum Cf { kModels = 1, kLineage, kChunks, kFingerprints, kJobs, kMeta, kPacks, kNumCf };
+  // The pack a walk decoded last: a run of a quiet day's chunks reads it once.
+  struct PackCache {
+    std::string key;
+    std::vector<library::PackMember> members;
+  };
+  // A chunk record as stored (`value` at `key`), a packed chunk's stub
+  // replaced by its member record (in_pack and pack_start_ns kept);
+  // `fingerprint`, when given, gets a packed chunk's fingerprint. DataLoss
+  // naming the chunk and its pack when the pack is missing or damaged.
+  StatusOr<library::ChunkRecord> ReadChunk(absl::string_view key, absl::string_view value, PackCache* cache,
+                                           std::string* fingerprint = nullptr);
   RocksDbModelLibrary(std::string dir, Options options);
   Status Upgrade(uint32_t from);
   int64_t Now() const;

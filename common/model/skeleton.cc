@@ -150,11 +150,11 @@ std::string EncodeFormat2(const Skeleton& s) {
 // zstd -19 frame over all sections (one frame header, one set of tables),
 // or the sections as they are when zstd would not shrink them; a quiet
 // chunk's skeleton is mostly framing otherwise.
-std::string EncodeFormat3(const Skeleton& s, bool with_structure, bool with_exact) {
+std::string EncodeFormat3(const Skeleton& s, bool with_structure, bool with_exact, bool compress = true) {
   Sections raw = RawSections(s, with_structure, with_exact);
   uint16_t present = (!raw.structure.empty() ? kHasStructure : 0) | (!raw.exact.empty() ? kHasExact : 0);
   const std::string all = raw.bins + raw.structure + raw.exact;
-  std::string body = Zstd19(all);
+  std::string body = compress ? Zstd19(all) : std::string();
   if (body.empty() || body.size() >= all.size()) {
     body = all;
     present |= kRawBody;
@@ -403,6 +403,8 @@ Skeleton::Sizes Skeleton::EncodedSizes() const {
 }
 
 std::string Skeleton::Encode() const { return EncodeFormat3(*this, true, true); }
+
+std::string Skeleton::EncodePlain() const { return EncodeFormat3(*this, true, true, /*compress=*/false); }
 
 std::string Skeleton::EncodeFormat(uint16_t version) const {
   return version == 2 ? EncodeFormat2(*this) : EncodeFormat3(*this, true, true);

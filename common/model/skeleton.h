@@ -94,6 +94,10 @@ struct Skeleton {
   // non-empty bins; the windows; the exact flows, columnar, delta-coded) in
   // one zstd -19 frame, a 32-bit checksum over both.
   std::string Encode() const;
+  // Format 3 with the sections as they are, not compressed: for a container
+  // that compresses many skeletons together (the library's packs of quiet
+  // chunks), where one frame over all of them is a third of their frames.
+  std::string EncodePlain() const;
   // Encode() in an older format (2), for tests of what older builds wrote.
   std::string EncodeFormat(uint16_t version) const;
   // DataLoss / InvalidArgument / Unimplemented naming `name` on bad input.

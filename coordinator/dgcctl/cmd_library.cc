@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -281,6 +282,62 @@ Status RunDescribe(const DescribeArgs& a) {
   return absl::OkStatus();
 }
 
+// --- pack -------------------------------------------------------------------
+
+struct PackArgs {
+  std::string library, link, span = "1d", until = "now", output = "table";
+};
+
+Status RunPack(const PackArgs& a) {
+  DGC_RETURN_IF_ERROR(CheckOutput(a.output));
+  DGC_ASSIGN_OR_RETURN(int64_t span, ParseDurationNs(a.span));
+  if (span <= 0) return absl::InvalidArgumentError("--span must be positive (e.g. 1d, 6h)");
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  DGC_ASSIGN_OR_RETURN(int64_t until, ParseTime(a.until, now));
+  DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library, /*read_only=*/false));
+  std::vector<std::string> links;
+  if (!a.link.empty()) {
+    links.push_back(a.link);
+  } else {
+    std::set<std::string> seen;
+    DGC_RETURN_IF_ERROR(lib->ForEachChunk({}, [&](const ChunkRecord& c) {
+      seen.insert(c.link);
+      return absl::OkStatus();
+    }));
+    links.assign(seen.begin(), seen.end());
+  }
+  nlohmann::json out = {{"library", a.library}, {"links", nlohmann::json::array()}};
+  RocksDbModelLibrary::PackReport all;
+  for (const auto& link : links) {
+    RocksDbModelLibrary::PackOptions po;
+    po.span_ns = span;
+    po.until_ns = until;
+    DGC_ASSIGN_OR_RETURN(auto r, lib->PackChunks(link, po));
+    out["links"].push_back({{"link", link}, {"packs", r.packs}, {"chunks", r.chunks},
+                            {"bytes_before", r.bytes_before}, {"bytes_after", r.bytes_after}});
+    all.packs += r.packs;
+    all.chunks += r.chunks;
+    all.bytes_before += r.bytes_before;
+    all.bytes_after += r.bytes_after;
+    if (a.output == "table") {
+      std::printf("%-20s %6llu chunks into %4llu pack(s): %s -> %s\n", link.c_str(),
+                  static_cast<unsigned long long>(r.chunks), static_cast<unsigned long long>(r.packs),
+                  Human(r.bytes_before).c_str(), Human(r.bytes_after).c_str());
+    }
+  }
+  if (a.output == "json") {
+    out["packs"] = all.packs;
+    out["chunks"] = all.chunks;
+    out["bytes_before"] = all.bytes_before;
+    out["bytes_after"] = all.bytes_after;
+    std::printf("%s\n", out.dump(2).c_str());
+  } else if (all.chunks == 0) {
+    std::printf("nothing to pack: no closed span holds two or more unpacked quiet chunks\n");
+  }
+  return absl::OkStatus();
+}
+
 // --- expire -----------------------------------------------------------------
 
 struct ExpireArgs {
@@ -403,6 +460,7 @@ Status LibraryStorageReport(const std::string& dir, bool json) {
                            {"deltas", "model deltas", u.delta_bytes},
                            {"reports", "chunk reports", u.report_bytes},
                            {"metadata", "records, fingerprints", u.chunk_meta_bytes + u.model_meta_bytes},
+                           {"packs", "packs (quiet chunks)", u.pack_bytes},
                            {"chunks_total", "per-chunk total", u.ChunkBytes()},
                            {"base_models", "base models (paid once)", u.full_model_bytes},
                            {"total", "everything", u.TotalBytes()}};
@@ -413,6 +471,8 @@ Status LibraryStorageReport(const std::string& dir, bool json) {
                         {"packets", u.packets},
                         {"finetune_models", u.finetune_models},
                         {"full_models", u.full_models},
+                        {"packs", u.packs},
+                        {"packed_chunks", u.packed_chunks},
                         {"raw_bytes_ingested", u.raw_bytes_ingested},
                         {"rows", nlohmann::json::array()}};
     for (const auto& r : rows) {
@@ -422,11 +482,16 @@ Status LibraryStorageReport(const std::string& dir, bool json) {
     std::printf("%s\n", j.dump(2).c_str());
     return absl::OkStatus();
   }
-  std::printf("LIBRARY %s\n        %llu chunks, %llu packets, %llu finetune models, %llu base models; raw ingested %s\n\n",
+  std::printf("LIBRARY %s\n        %llu chunks, %llu packets, %llu finetune models, %llu base models; raw ingested %s\n",
               dir.c_str(), static_cast<unsigned long long>(u.chunks), static_cast<unsigned long long>(u.packets),
               static_cast<unsigned long long>(u.finetune_models), static_cast<unsigned long long>(u.full_models),
               Human(u.raw_bytes_ingested).c_str());
-  std::printf("%-24s %10s %9s %8s\n", "KIND", "BYTES", "OF RAW", "B/PKT");
+  if (u.packs) {
+    std::printf("        %llu of them packed in %llu pack(s): their skeletons, reports and fingerprints are in the "
+                "packs row\n",
+                static_cast<unsigned long long>(u.packed_chunks), static_cast<unsigned long long>(u.packs));
+  }
+  std::printf("\n%-24s %10s %9s %8s\n", "KIND", "BYTES", "OF RAW", "B/PKT");
   for (const auto& r : rows) {
     std::printf("%-24s %10s %9s %8s\n", r.name, Human(r.bytes).c_str(),
                 raw > 0 ? absl::StrFormat("%.3f%%", 100 * r.bytes / raw).c_str() : "-",
@@ -522,6 +587,30 @@ Examples:
   dgcctl expire --library lib/ --max-bytes 50GB
   dgcctl expire --library lib/ --max-age 365d --max-bytes 2TB --keep-raw 24h -o json)");
   Wire(exp, "expire", exit_code, [ea] { return RunExpire(*ea); });
+
+  // pack
+  auto pa = std::make_shared<PackArgs>();
+  CLI::App* pk = app.add_subcommand("pack", "pack the quiet chunks of each closed day into one compressed record");
+  pk->add_option("--library", pa->library, "model library directory")->required();
+  pk->add_option("--link", pa->link, "only this link (default: every link)");
+  pk->add_option("--span", pa->span, "span packed together, aligned to the epoch (1d: UTC days)")->capture_default_str();
+  pk->add_option("--until", pa->until, "only spans that ended by then (RFC 3339, epoch seconds, now, 2d ago)")
+      ->capture_default_str();
+  pk->add_option("-o,--output", pa->output, "table or json")->capture_default_str();
+  pk->footer(R"(A quiet chunk's record (its skeleton, report and fingerprint) compressed on its
+own is mostly zstd's framing and tables. pack rewrites each closed span of a
+link: its records of at most 4 KB with no raw file kept go into one zstd -19
+frame, and each chunk's record becomes a 7-byte stub naming the pack; one
+atomic write per span, so a kill leaves a span as it was or packed. Every
+reader (get, describe, generate, stats, check, expire) reads through the
+stubs. 'dgcctl compress' packs what it wrote at the end of its input
+(--pack-span); run this for libraries a coordinator writes (stop it first:
+the library is opened for writing).
+
+Examples:
+  dgcctl pack --library lib/
+  dgcctl pack --library lib/ --link tap0 --until "2d ago" -o json)");
+  Wire(pk, "pack", exit_code, [pa] { return RunPack(*pa); });
 
   // check
   auto ca = std::make_shared<CheckArgs>();

@@ -16,6 +16,7 @@
 #include "library/model_library.h"
 #include "absl/strings/str_format.h"
 #include "common/base/time.h"
+#include "common/model/skeleton.h"
 #include "gtest/gtest.h"
 #include "tests/library/chain_fixture.h"
 #include "tests/testutil/testutil.h"
@@ -762,6 +763,170 @@ TEST_F(RocksDbModelLibraryTest, PooledIsTheRunOfSharedChunksSinceTheParentLastTr
   // without "shared": its flows are in the parent's training already.
   commit(6, K::kContinue, "base-1", "base-1", false);
   EXPECT_TRUE(pooled("base-1").empty());
+}
+
+
+// A quiet hour as compress commits it: a real skeleton (a few busy bins,
+// per-minute windows), a report, a fingerprint, all on one base.
+RocksDbModelLibrary::ChunkCommit QuietHour(int h) {
+  RocksDbModelLibrary::ChunkCommit c;
+  model::ChunkArtifact& a = c.artifact;
+  a.link = "tap0";
+  a.duration_ns = 3600LL * 1000000000;
+  a.start_ns = kChainT0 + h * a.duration_ns;
+  model::Skeleton sk;
+  sk.start_ns = a.start_ns;
+  sk.duration_ns = a.duration_ns;
+  sk.bin_ns = 1000000000;
+  sk.new_flows.assign(3600, 0);
+  sk.packets.assign(3600, 0);
+  sk.bytes.assign(3600, 0);
+  for (int t = h % 7; t < 3600; t += 30) {  // a heartbeat every 30 s
+    sk.new_flows[t] = 1;
+    sk.packets[t] = 2;
+    sk.bytes[t] = 120 + (t / 30) % 3;
+  }
+  sk.window_ns = 60LL * 1000000000;
+  sk.windows.assign(60, model::WindowStats{2, 2, 2, 2});
+  sk.total = {2, 3, 3, 40};
+  a.skeleton = sk.Encode();
+  a.report = {{"packets", 240}, {"bytes", 14520}, {"flows", 120}, {"raw_bytes", 20000},
+              {"fidelity_mean", 0.1 + h * 0.001}, {"shared", true}};
+  a.parent_id = "base-q";
+  a.model_id = "base-q";
+  if (h == 0) {
+    library::ModelRecord base;
+    base.id = "base-q";
+    base.kind = library::ModelKind::kBase;
+    base.blob = testing::Bytes(5000, 1);
+    c.new_full_model = base;
+  }
+  c.fingerprint = testing::ChainFingerprint(h);
+  return c;
+}
+
+TEST_F(RocksDbModelLibraryTest, PacksClosedDaysOfQuietChunksAndEveryReaderReadsThroughThem) {
+  const int64_t hour = 3600LL * 1000000000;
+  for (int h = 0; h < 60; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
+  auto before = lib_->ListChunks({});
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto usage_before = lib_->GetDetailedUsage();
+  ASSERT_TRUE(usage_before.ok());
+
+  RocksDbModelLibrary::PackOptions po;
+  po.until_ns = kChainT0 + 48 * hour;  // two closed days; the third is open
+  auto rep = lib_->PackChunks("tap0", po);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_EQ(rep->packs, 2u);
+  EXPECT_EQ(rep->chunks, 48u);
+  EXPECT_LT(rep->bytes_after * 2, rep->bytes_before) << rep->bytes_before << " -> " << rep->bytes_after;
+  auto usage = lib_->GetDetailedUsage();
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->packs, 2u);
+  EXPECT_EQ(usage->packed_chunks, 48u);
+  EXPECT_EQ(usage_before->ChunkBytes() - usage->ChunkBytes(), rep->bytes_before - rep->bytes_after)
+      << "the storage report sees exactly what packing saved";
+
+  Reopen();  // what is read next is what was written
+  auto after = lib_->ListChunks({});
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ(after->size(), before->size());
+  uint64_t stored = 0;
+  for (size_t i = 0; i < after->size(); ++i) {
+    const auto& b = (*before)[i];
+    const auto& a = (*after)[i];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(a.in_pack, i < 48);
+    EXPECT_EQ(a.start_ns, b.start_ns);
+    EXPECT_EQ(a.model_id, b.model_id);
+    EXPECT_EQ(a.report_json, b.report_json);
+    EXPECT_EQ(a.packets, b.packets);
+    auto sa = model::Skeleton::Decode(a.skeleton, "after");
+    auto sb = model::Skeleton::Decode(b.skeleton, "before");
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    EXPECT_EQ(sa->packets, sb->packets);
+    EXPECT_EQ(sa->bytes, sb->bytes);
+    EXPECT_EQ(sa->windows, sb->windows);
+    auto fp = lib_->GetFingerprint("tap0", a.start_ns);
+    ASSERT_TRUE(fp.ok()) << fp.status();
+    EXPECT_EQ(fp->Encode(), testing::ChainFingerprint(int(i)).Encode());
+    if (i < 48) stored += a.stored_bytes;
+  }
+  EXPECT_EQ(stored, rep->bytes_after) << "packed chunks' stored bytes are their stubs and shares of the packs";
+  auto one = lib_->GetChunk("tap0", kChainT0 + 30 * hour);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_TRUE(one->in_pack);
+  EXPECT_EQ(one->report_json, (*before)[30].report_json);
+  auto latest = lib_->RecentChunks("tap0", 20);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->back().start_ns, kChainT0 + 40 * hour);
+  EXPECT_EQ(latest->back().report_json, (*before)[40].report_json);
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  EXPECT_TRUE(check->damaged.empty());
+
+  // Again: nothing new to pack. The third day, once closed, packs on its own.
+  auto again = lib_->PackChunks("tap0", po);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->chunks, 0u);
+  po.until_ns = std::numeric_limits<int64_t>::max();
+  auto third = lib_->PackChunks("tap0", po);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->packs, 1u);
+  EXPECT_EQ(third->chunks, 12u);
+
+  // Expire the first day and a half: the first pack goes with its last
+  // chunk; the second stays while any of its chunks does.
+  now_ = kChainT0 + 61 * hour;
+  RocksDbModelLibrary::ExpireOptions eo;
+  eo.max_age_ns = 25 * hour;  // chunks that ended by hour 36 go, but for the one that ends there
+  auto ex = lib_->Expire(eo);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  std::vector<std::string> packs_gone;
+  for (const auto& it : ex->items) {
+    if (it.kind == "pack") packs_gone.push_back(it.name);
+  }
+  EXPECT_EQ(packs_gone, std::vector<std::string>{"tap0@" + FormatRfc3339(kChainT0)});
+  auto kept = lib_->ListChunks({});
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->size(), 25u);
+  EXPECT_EQ(kept->front().start_ns, kChainT0 + 35 * hour);
+  EXPECT_EQ(kept->front().report_json, (*before)[35].report_json);
+  auto u2 = lib_->GetDetailedUsage();
+  ASSERT_TRUE(u2.ok());
+  EXPECT_EQ(u2->packs, 2u);
+  check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+}
+
+TEST_F(RocksDbModelLibraryTest, ADamagedPackNamesEachOfItsChunks) {
+  const int64_t hour = 3600LL * 1000000000;
+  for (int h = 0; h < 30; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
+  RocksDbModelLibrary::PackOptions po;
+  po.until_ns = kChainT0 + 24 * hour;
+  ASSERT_TRUE(lib_->PackChunks("tap0", po).ok());
+  // A pack whose frame was damaged after RocksDB's checksums (a bad copy).
+  std::string garbage = library::EncodePack({{kChainT0, "x", ""}}, kChainT0);
+  garbage.back() ^= 0x40;
+  RawPut("packs", library::ChunkKey("tap0", kChainT0), garbage);
+  const std::string first = "tap0@" + FormatRfc3339(kChainT0);
+  auto all = lib_->ListChunks({});
+  ASSERT_FALSE(all.ok());
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(std::string(all.status().message()).find("chunk " + first), std::string::npos) << all.status();
+  EXPECT_NE(std::string(all.status().message()).find("pack"), std::string::npos) << all.status();
+  std::vector<RocksDbModelLibrary::DamagedRecord> skipped;
+  auto rest = lib_->ListChunks({}, &skipped);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->size(), 6u) << "the unpacked hours still read";
+  EXPECT_EQ(skipped.size(), 24u) << "every chunk of the damaged pack is named";
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok()) << check.status();
+  size_t named = 0;
+  for (const auto& p : check->problems) named += p.find("its pack is damaged") != std::string::npos;
+  EXPECT_EQ(named, 24u);
 }
 
 TEST_F(RocksDbModelLibraryTest, StoresJobRecords) {

@@ -185,6 +185,53 @@ TEST_F(CompressCliTest, TheLastChunkFineTunesOnThePooledFlowsOfTheQuietChunksBef
   EXPECT_GT(CountPackets(dir_.File("g.pcap")), 100u);
 }
 
+
+TEST_F(CompressCliTest, PackedQuietChunksRegenerateTheSamePcapFromFewerBytes) {
+  const std::string lib = dir_.File("lib"), packed = dir_.File("packed");
+  std::string out;
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib + kTiny +
+                             "--no-check --pack-span 0 -o json 2>/dev/null", &out),
+            0)
+      << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["packed"]["chunks"], 0) << out;
+  fs::copy(lib, packed, fs::copy_options::recursive);
+  ASSERT_EQ(testing::Run(kCtl + " pack --library " + packed + " -o json 2>&1", &out), 0) << out;
+  auto pr = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(pr.is_object()) << out;
+  EXPECT_EQ(pr["packs"], 1) << out;
+  EXPECT_GE(pr["chunks"].get<int>(), 2) << out;
+  EXPECT_LT(pr["bytes_after"].get<int>(), pr["bytes_before"].get<int>()) << out;
+
+  // Every reader gives what it gave before packing.
+  const std::string a = dir_.File("a.pcap"), b = dir_.File("b.pcap");
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + lib + " -o " + a + " 2>/dev/null"), 0);
+  ASSERT_EQ(testing::Run(kCtl + " generate --library " + packed + " -o " + b + " 2>/dev/null"), 0);
+  EXPECT_EQ(*ReadFile(a), *ReadFile(b)) << "a packed library regenerates the same pcap";
+  std::string sa, sb;
+  ASSERT_EQ(testing::Run(kCtl + " stats --library " + lib + " --every 60s --time-format epoch -o csv 2>&1", &sa), 0);
+  ASSERT_EQ(testing::Run(kCtl + " stats --library " + packed + " --every 60s --time-format epoch -o csv 2>&1", &sb),
+            0);
+  EXPECT_EQ(sa, sb);
+  ASSERT_EQ(testing::Run(kCtl + " check --library " + packed + " 2>&1", &out), 0) << out;
+  ASSERT_EQ(testing::Run(kCtl + " storage --library " + packed + " -o json 2>&1", &out), 0) << out;
+  auto st = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(st.is_object()) << out;
+  EXPECT_EQ(st["packs"], 1) << out;
+
+  // compress packs what it wrote by default, and says so.
+  const std::string lib2 = dir_.File("lib2");
+  ASSERT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + lib2 + kTiny + "--no-check -o json 2>/dev/null",
+                         &out),
+            0)
+      << out;
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["packed"]["chunks"], pr["chunks"]) << out;
+  EXPECT_EQ(testing::Run(kCtl + " compress " + trace_ + " --library " + dir_.File("lib3") +
+                             " --pack-span soon 2>&1", &out),
+            1);
+  EXPECT_NE(out.find("--pack-span 'soon'"), std::string::npos) << out;
+}
+
 TEST_F(CompressCliTest, CompressingTheSameInputTwiceIsANoOp) {
   std::string lib = dir_.File("lib");
   std::string out, err;
