@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <random>
+#include <set>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -285,6 +287,17 @@ class HostSteering {
         p.dst = dst;
       }
     }
+    FlowKey key = FlowKey::Of(f.packets.front());
+    if (!fixed && tuples_ && ProtoHasPorts(key.proto)) {
+      const FlowKey reused = ChooseTuple(key, w0, w1, f.packets);
+      if (!(reused == key)) {
+        key = reused;
+        for (auto& p : f.packets) {
+          p.sport = key.sport;
+          p.dport = key.dport;
+        }
+      }
+    }
     for (size_t w = w0; w <= w1; ++w) {
       Window& a = active_[w];
       for (int role = 0; role < 2; ++role) {
@@ -295,12 +308,21 @@ class HostSteering {
         a.weighted[role].push_back(h);
       }
       if (a.pairs.insert({src, dst}).second) a.dsts_of[src].push_back(dst);
+      if (a.tuples.insert(key).second) a.tuples_of[Ends(key)].push_back(key);
     }
     for (int role = 0; role < 2; ++role) {
       const IpAddress& h = role == 0 ? src : dst;
       if (pool_[role].insert(h).second) pool_list_[role].push_back(h);
     }
+    if (tuple_pool_.insert(key).second) tuple_pool_of_[Ends(key)].push_back(key);
+    if (tuples_) {
+      auto& times = tuple_times_[key];
+      for (const auto& p : f.packets) times.insert(p.ts_ns);
+    }
   }
+
+  // Steer 5-tuples too (GenerateOptions::steer_tuples).
+  void set_tuples(bool on) { tuples_ = on; }
 
  private:
   struct Window {
@@ -309,7 +331,66 @@ class HostSteering {
     std::vector<IpAddress> weighted[2];  // one entry per flow: drawing from it is drawing by flows
     absl::flat_hash_set<std::pair<IpAddress, IpAddress>> pairs;
     absl::flat_hash_map<IpAddress, std::vector<IpAddress>> dsts_of;
+    absl::flat_hash_set<FlowKey> tuples;
+    absl::flat_hash_map<FlowKey, std::vector<FlowKey>> tuples_of;  // by Ends()
   };
+
+  // The key without its ports: the conversation a 5-tuple belongs to.
+  static FlowKey Ends(FlowKey k) {
+    k.sport = k.dport = 0;
+    return k;
+  }
+
+  // A flow's 5-tuple that adds none past a window's count (or the chunk's
+  // total) is kept; otherwise one already seen between the same hosts with
+  // the same protocol takes its place, the same destination port first, in
+  // the flow's first window before the rest of the chunk: the one used
+  // last before the flow starts, among those with no packet within the
+  // flow timeout of the flow's (so the two stay two flows, as the real
+  // trace's heartbeats do, which flow tools with coarser expiry then join).
+  // With none, the drawn one stays.
+  FlowKey ChooseTuple(const FlowKey& k, size_t w0, size_t w1, const std::vector<PacketRecord>& packets) {
+    bool ok = true;
+    for (size_t w = w0; w <= w1 && ok; ++w) {
+      const uint32_t target = sk_.windows[w].five_tuples;
+      if (target > 0 && !active_[w].tuples.count(k) && active_[w].tuples.size() >= target) ok = false;
+    }
+    if (ok && sk_.total.five_tuples > 0 && !tuple_pool_.count(k) && tuple_pool_.size() >= sk_.total.five_tuples) {
+      ok = false;
+    }
+    if (ok) return k;
+    const FlowKey ends = Ends(k);
+    for (const auto* of : {&active_[w0].tuples_of, &tuple_pool_of_}) {
+      auto it = of->find(ends);
+      if (it == of->end()) continue;
+      const FlowKey* best[2] = {nullptr, nullptr};  // same destination port, any
+      int64_t best_last[2] = {0, 0};
+      const int64_t first_ns = packets.front().ts_ns;
+      for (const auto& c : it->second) {
+        const std::set<int64_t>& times = tuple_times_.at(c);
+        bool joins = false;
+        for (const auto& p : packets) {
+          auto near = times.lower_bound(p.ts_ns - kFlowIdleTimeoutNs);
+          if (near != times.end() && *near <= p.ts_ns + kFlowIdleTimeoutNs) {
+            joins = true;  // would join a flow of that 5-tuple
+            break;
+          }
+        }
+        if (joins) continue;
+        auto before = times.lower_bound(first_ns);
+        const int64_t last = before == times.begin() ? std::numeric_limits<int64_t>::min() : *std::prev(before);
+        for (int b = c.dport == k.dport ? 0 : 1; b < 2; ++b) {
+          if (!best[b] || last > best_last[b]) {
+            best[b] = &c;
+            best_last[b] = last;
+          }
+        }
+      }
+      if (best[0]) return *best[0];
+      if (best[1]) return *best[1];
+    }
+    return k;
+  }
 
   std::pair<size_t, size_t> Windows(const ExpandedFlow& f) const {
     auto w = [&](int64_t t) {
@@ -358,6 +439,10 @@ class HostSteering {
   std::vector<Window> active_;
   absl::flat_hash_set<IpAddress> pool_[2];
   std::vector<IpAddress> pool_list_[2];
+  absl::flat_hash_set<FlowKey> tuple_pool_;
+  absl::flat_hash_map<FlowKey, std::vector<FlowKey>> tuple_pool_of_;
+  absl::flat_hash_map<FlowKey, std::set<int64_t>> tuple_times_;  // the packets of each 5-tuple so far
+  bool tuples_ = true;
   std::mt19937_64 rng_{0x5eed5eed};
 };
 
@@ -515,6 +600,7 @@ StatusOr<std::vector<PacketRecord>> ExpandChunk(ChunkPlan& plan, const std::vect
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return starts[a] < starts[b]; });
     HostSteering steer(sk);
+    steer.set_tuples(opt.steer_tuples);
     for (size_t i : order) steer.Add(expanded[i], i >= n_sampled);
   }
   for (auto& f : expanded) {

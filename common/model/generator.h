@@ -39,6 +39,11 @@ struct GenerateOptions {
   // Steer the drawn flows' hosts to the skeleton's per-window distinct
   // counts (reuse hosts already active in the window before inventing one).
   bool steer_hosts = true;
+  // With it, the drawn flows' 5-tuples too, to the windows' and the chunk's
+  // distinct 5-tuples: past the count a flow takes the ports of one already
+  // active between its hosts (a persistent conversation's flows keep their
+  // 5-tuple, so flow tools such as nfpcapd merge them as in the real trace).
+  bool steer_tuples = true;
   // Scale the drawn sizes of each exactly kept flow's packets so the flow
   // totals its recorded bytes (a flow record's byte count is exact too).
   bool fit_exact_bytes = true;

@@ -234,6 +234,62 @@ TEST(GeneratorTest, SteeredHostsFollowThePerWindowDistinctCounts) {
   EXPECT_GT(free_hosts, 2 * steered_hosts);
 }
 
+
+TEST(GeneratorTest, SteeredTuplesReuseAConversationsPortsWithoutJoiningItsFlows) {
+  // A heartbeat: one client, one server, one 5-tuple, a packet every 120 s:
+  // 30 flows (each idle past the flow timeout before the next) of one
+  // 5-tuple, as an IoT hub's keep-alives are. The model, trained a little
+  // on TCP flows of random ports, draws TCP with new ports for each.
+  Untrained u;
+  {
+    Chunk t;
+    t.start_ns = kT0;
+    t.duration_ns = 3600 * kSec;
+    for (int i = 0; i < 200; ++i) {
+      t.packets.push_back(MakePacket(kT0 + int64_t(i) * 18 * kSec, 1 + i % 5, 200, kProtoTcp,
+                                     uint16_t(30000 + (i * 7919) % 30000), 8883, 60, 0x18));
+    }
+    std::vector<std::vector<Token>> seqs;
+    for (const auto& f : FlowsOfChunk(t)) seqs.push_back(u.tok.Encode(f, t.start_ns, t.duration_ns));
+    TrainOptions to;
+    to.max_steps = 30;
+    to.max_seconds = 30;
+    to.batch_size = 64;
+    to.learning_rate = 1e-2;
+    ASSERT_TRUE(u.model->Train(seqs, to).ok());
+  }
+  Chunk c;
+  c.start_ns = kT0;
+  c.duration_ns = 3600 * kSec;
+  for (int i = 0; i < 30; ++i) {
+    c.packets.push_back(MakePacket(kT0 + int64_t(i) * 120 * kSec, 1, 200, kProtoTcp, 40001, 8883, 60, 0x18));
+  }
+  Skeleton sk = Skeleton::FromChunk(c, BuildFlows(c.packets, c.end_ns()), Skeleton::DefaultBinNs(c.duration_ns));
+  sk.AddStructure(c, kStructureWindowNs);
+  ASSERT_EQ(sk.total.five_tuples, 1u);
+  GenerateOptions o;
+  o.threads = 1;
+  auto tuples = [](const std::vector<PacketRecord>& ps) {
+    std::set<std::tuple<uint8_t, uint16_t, uint16_t>> seen;  // the hosts are steered already
+    for (const auto& p : ps) {
+      if (ProtoHasPorts(p.proto)) seen.insert({p.proto, p.sport, p.dport});
+    }
+    return seen.size();
+  };
+  o.steer_tuples = false;
+  auto free = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(free.ok()) << free.status();
+  o.steer_tuples = true;
+  auto steered = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(steered.ok()) << steered.status();
+  // An untrained model draws new ports for every flow; steered, the flows
+  // between the same hosts with the same protocol take one 5-tuple.
+  EXPECT_GE(tuples(*free), 20u);
+  EXPECT_LE(3 * tuples(*steered), tuples(*free)) << "a drawn flow still going keeps its own 5-tuple";
+  // And the flows stay flows: a reused 5-tuple is idle past the timeout.
+  EXPECT_EQ(BuildFlows(*steered, c.end_ns()).size(), BuildFlows(*free, c.end_ns()).size());
+}
+
 // Every field of every packet, for comparing whole outputs.
 std::vector<std::tuple<int64_t, IpAddress, IpAddress, uint32_t, uint32_t, uint16_t, uint16_t, uint16_t, uint8_t,
                        uint8_t, uint8_t, uint8_t, uint8_t, uint8_t>>
