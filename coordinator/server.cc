@@ -161,6 +161,9 @@ void Coordinator::Stop() {
   stopped_ = true;
   ready_ = false;
   tick_timer_.cancel();
+  // What closed since the last pass, packed before the process goes (a
+  // restart would scan the link again otherwise).
+  if (options_.pack_span_ns > 0 && library_) PackClosedSpans(clock_->NowNs());
   if (router_watch_) router_watch_->Stop();
   if (api_watch_) api_watch_->Stop();
   router_watch_.reset();
@@ -288,6 +291,10 @@ void Coordinator::Tick() {
     next_trim_ns_ = now + 10'000'000'000LL;
     malloc_trim(0);
   }
+  if (options_.pack_span_ns > 0 && now >= next_pack_ns_) {
+    next_pack_ns_ = now + 60'000'000'000LL;
+    PackClosedSpans(now);
+  }
   // RocksDB's memory changes with writes and flushes, not per message: read
   // with the tick (a dozen property reads), not on every commit.
   const RocksDbModelLibrary::MemoryUsage mem = library_->Memory();
@@ -331,6 +338,34 @@ void Coordinator::Tick() {
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) Tick();
   });
+}
+
+void Coordinator::PackClosedSpans(int64_t now) {
+  const int64_t span = options_.pack_span_ns;
+  for (const auto& [link, newest] : pack_newest_) {
+    // Spans that ended a grace before both the clock and the link's newest
+    // chunk (a replay of old captures is "now" as far as it has come).
+    const int64_t until = std::min(now, newest) - options_.pack_grace_ns;
+    const int64_t closed = until / span * span - (until % span < 0 ? span : 0);  // floor to a span's end
+    auto done = packed_until_.find(link);
+    const int64_t since = done == packed_until_.end() ? std::numeric_limits<int64_t>::min() : done->second;
+    if (closed <= since) continue;
+    RocksDbModelLibrary::PackOptions po;
+    po.span_ns = span;
+    po.since_ns = since;
+    po.until_ns = closed;
+    auto r = library_->PackChunks(link, po);
+    if (!r.ok()) {
+      ExitIfLibraryFull(r.status(), "packing");
+      spdlog::error("packing {}: {}", link, std::string(r.status().message()));
+      continue;  // tried again at the next pass
+    }
+    packed_until_[link] = closed;
+    if (r->chunks > 0) {
+      spdlog::info("packed {} quiet chunk(s) of {} into {} pack(s): {} B -> {} B", r->chunks, link, r->packs,
+                   r->bytes_before, r->bytes_after);
+    }
+  }
 }
 
 void Coordinator::UpdateGauges() {

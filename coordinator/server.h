@@ -83,6 +83,12 @@ struct CoordinatorOptions {
   // chunks (or fewer holding job_options' warmup_flows flows, or those that
   // came within this many chunk lengths): dgcctl compress --warmup-chunks.
   uint32_t first_base_chunks = 6;
+  // The quiet chunks of each closed span (UTC days) of a link go into one
+  // pack (RocksDbModelLibrary::PackChunks), checked once a minute and at
+  // Stop: a span is closed once the link's newest chunk (and the clock) are
+  // pack_grace_ns past its end. 0: no packing.
+  int64_t pack_span_ns = 86400LL * 1'000'000'000;
+  int64_t pack_grace_ns = 3600LL * 1'000'000'000;
   wire::SecurityOptions security;
   std::string curve_allow_dir;         // re-read by ReloadAllowList
 };
@@ -274,6 +280,13 @@ class Coordinator {
   std::multimap<int64_t, std::string> raw_deletions_;                // wall ns -> raw chunk file
   int64_t next_expiry_ns_ = 0;  // the next sweep of old job records (wall ns)
   int64_t next_trim_ns_ = 0;  // when freed heap pages next go back to the system (malloc_trim)
+  // Packing (CoordinatorOptions::pack_span_ns): per library link, the
+  // newest chunk committed since this process started, and how far its
+  // spans are packed; the next pass.
+  std::map<std::string, int64_t> pack_newest_;
+  std::map<std::string, int64_t> packed_until_;
+  int64_t next_pack_ns_ = 0;
+  void PackClosedSpans(int64_t now);
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;
   uint64_t zap_denied_seen_ = 0;

@@ -87,6 +87,10 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
           st = cr.status();
         } else {
           newly_committed = *cr == RocksDbModelLibrary::CommitResult::kCommitted;
+          if (newly_committed) {
+            int64_t& newest = pack_newest_[commit.artifact.link];
+            newest = std::max(newest, commit.artifact.start_ns);
+          }
           result_ref = commit.artifact.model_id;
           raw_bytes = report.value("raw_bytes", uint64_t{0});
           auto rec = library_->GetChunk(commit.artifact.link, commit.artifact.start_ns);

@@ -222,7 +222,7 @@ class RocksDbModelLibrary final {
     int64_t span_ns = 86400LL * 1000000000;  // spans aligned to the epoch
     int64_t until_ns = std::numeric_limits<int64_t>::max();  // only spans that end at or before this
     int64_t since_ns = std::numeric_limits<int64_t>::min();  // ... and start at or after this
-    uint64_t max_member_bytes = 4096;        // a larger record compresses well on its own
+    uint64_t max_member_bytes = 16384;       // a larger record compresses well on its own
     size_t min_members = 2;
   };
   struct PackReport {

@@ -599,7 +599,7 @@ Examples:
   pk->add_option("-o,--output", pa->output, "table or json")->capture_default_str();
   pk->footer(R"(A quiet chunk's record (its skeleton, report and fingerprint) compressed on its
 own is mostly zstd's framing and tables. pack rewrites each closed span of a
-link: its records of at most 4 KB with no raw file kept go into one zstd -19
+link: its records of at most 16 KB with no raw file kept go into one zstd -19
 frame, and each chunk's record becomes a 7-byte stub naming the pack; one
 atomic write per span, so a kill leaves a span as it was or packed. Every
 reader (get, describe, generate, stats, check, expire) reads through the

@@ -266,7 +266,9 @@ void ExpectEveryTrainingOnRanks(const std::string& lib, int chunks, int ranks) {
 }
 
 TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) {
-  Coord c = StartCoordinator(dir_.File("lib"));
+  // Spans of two chunks, packed as soon as the stream is past them.
+  static_assert(kChunkSeconds == 30, "spans of two chunks: 60 s");
+  Coord c = StartCoordinator(dir_.File("lib"), {"--pack-hours", "0.0166666666667", "--pack-grace-seconds", "0"});
   auto w1 = StartWorker(c.listen, "w1");
   auto w2 = StartWorker(c.listen, "w2");
   auto ingest = StartIngest(c.listen);
@@ -312,6 +314,18 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
   EXPECT_EQ(LibraryCounts(dir_.File("lib")).first, chunks_);
+  // The coordinator packed the closed spans' quiet chunks (at the latest as
+  // it stopped); every reader below reads through the packs.
+  {
+    std::string st;
+    ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " storage --library " + dir_.File("lib") + " -o json 2>&1", &st), 0)
+        << st;
+    auto sj = nlohmann::json::parse(st, nullptr, false);
+    ASSERT_TRUE(sj.is_object()) << st;
+    EXPECT_GE(sj.value("packs", 0), 1) << st << c.proc->ReadLog();
+    EXPECT_GE(sj.value("packed_chunks", 0), 2) << st;
+    EXPECT_NE(c.proc->ReadLog().find("packed "), std::string::npos) << c.proc->ReadLog();
+  }
 
   // The embedded path on the same input, base and knobs.
   std::string out;
