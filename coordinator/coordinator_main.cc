@@ -36,7 +36,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
   dgc::runtime::CommonFlags common;
   dgc::runtime::AddCommonFlags(app, dgc::runtime::Role::kCoordinator, &common);
   dgc::CoordinatorOptions o;
-  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0, job_history_h = 168, library_memory_mb = 64, pack_h = 24, pack_grace_s = 3600;
+  double lease_s = 60, heartbeat_s = 5, raw_retention_s = 0, job_history_h = 168, library_memory_mb = 64, pack_h = 168, pack_grace_s = 3600;
   // Training knobs sent to the workers with every job (defaults: dgcctl compress's).
   int steps = 60, warmup_steps = 600, rank = 4, sample_flows = 2048, min_flows = 4096, check_flows = 4096;
   int width = 64, depth = 2, heads = 4, packets_per_flow = 16, warmup_flows = 20000;
@@ -72,8 +72,8 @@ or startup error, 75 when the library's disk filled under a database write.)");
                  "(what it committed is kept: a resent chunk is still not run again); 0 keeps every record")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--pack-hours", pack_h,
-                 "a link's quiet chunks of each closed span of this many hours (24: UTC days) go into one "
-                 "compressed pack, an hour after the span ends; 0: no packing")
+                 "a link's quiet chunks of each closed span of this many hours (aligned to the epoch; 24: UTC "
+                 "days) go into one compressed pack, an hour after the span ends; 0: no packing")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--pack-grace-seconds", pack_grace_s,
                  "a span is closed once the clock and the link's newest chunk are this far past its end")

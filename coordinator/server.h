@@ -83,11 +83,11 @@ struct CoordinatorOptions {
   // chunks (or fewer holding job_options' warmup_flows flows, or those that
   // came within this many chunk lengths): dgcctl compress --warmup-chunks.
   uint32_t first_base_chunks = 6;
-  // The quiet chunks of each closed span (UTC days) of a link go into one
+  // The quiet chunks of each closed span (weeks aligned to the epoch) of a link go into one
   // pack (RocksDbModelLibrary::PackChunks), checked once a minute and at
   // Stop: a span is closed once the link's newest chunk (and the clock) are
   // pack_grace_ns past its end. 0: no packing.
-  int64_t pack_span_ns = 86400LL * 1'000'000'000;
+  int64_t pack_span_ns = 7 * 86400LL * 1'000'000'000;
   int64_t pack_grace_ns = 3600LL * 1'000'000'000;
   wire::SecurityOptions security;
   std::string curve_allow_dir;         // re-read by ReloadAllowList

@@ -1104,6 +1104,7 @@ StatusOr<RocksDbModelLibrary::PackReport> RocksDbModelLibrary::PackChunks(absl::
   const std::string prefix = LinkPrefix(link);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
   std::vector<Member> span;
+  uint64_t span_bytes = 0;
   int64_t span_index = 0;
   for (it->Seek(ChunkKey(link, o.since_ns)); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
     const std::string key(View(it->key()));
@@ -1116,10 +1117,17 @@ StatusOr<RocksDbModelLibrary::PackReport> RocksDbModelLibrary::PackChunks(absl::
     if (!span.empty() && idx != span_index) {
       DGC_RETURN_IF_ERROR(pack_span(span));
       span.clear();
+      span_bytes = 0;
     }
     span_index = idx;
     if (c.in_pack || !c.raw_path.empty() || it->value().size() > o.max_member_bytes) continue;
     if (c.end_ns() > span_end) continue;  // a chunk across the span's end stays on its own
+    if (span_bytes + it->value().size() > o.max_pack_bytes && !span.empty()) {
+      DGC_RETURN_IF_ERROR(pack_span(span));
+      span.clear();
+      span_bytes = 0;
+    }
+    span_bytes += it->value().size();
     Member m;
     m.key = key;
     DGC_ASSIGN_OR_RETURN(auto fp, Get(kFingerprints, key));

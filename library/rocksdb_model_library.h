@@ -209,7 +209,8 @@ class RocksDbModelLibrary final {
   // A quiet chunk's record, compressed on its own, is mostly zstd's framing
   // and tables: a quiet hour's skeleton and report take ~250 B where the
   // same hours compressed together take a third. PackChunks rewrites a
-  // link's closed spans (UTC days by default): the small records of each
+  // link's closed spans (weeks aligned to the epoch by default; a week of a
+  // quiet link packs 12% smaller than its seven days apart): the small records of each
   // span (at most max_member_bytes, no raw file kept) go, with their
   // fingerprints, into one pack, a zstd -19 frame; each chunk's record
   // becomes a 7-byte stub naming it. One atomic write per span: a kill
@@ -219,10 +220,13 @@ class RocksDbModelLibrary final {
   // uncompressed form, which decodes to the same skeleton). Chunks already
   // packed stay in their pack; a span's later chunks form a pack of their own.
   struct PackOptions {
-    int64_t span_ns = 86400LL * 1000000000;  // spans aligned to the epoch
+    int64_t span_ns = 7 * 86400LL * 1000000000;  // spans aligned to the epoch
     int64_t until_ns = std::numeric_limits<int64_t>::max();  // only spans that end at or before this
     int64_t since_ns = std::numeric_limits<int64_t>::min();  // ... and start at or after this
     uint64_t max_member_bytes = 16384;       // a larger record compresses well on its own
+    // A span whose records hold more goes into several packs (each read of a
+    // chunk decodes its whole pack).
+    uint64_t max_pack_bytes = 4u << 20;
     size_t min_members = 2;
   };
   struct PackReport {

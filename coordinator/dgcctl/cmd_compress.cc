@@ -753,7 +753,7 @@ Examples:
     size_t warmup_chunks = 0;  // 0: 6 when streaming, else --warmup-flows alone decides
     bool no_check = false, full_delta = false, no_exact = false, no_structure = false;
     std::string budget = "0.1x";
-    std::string pack_span = "1d";
+    std::string pack_span = "7d";
   };
   auto o = std::make_shared<Opts>();
   o->opt.finetune.max_steps = 60;
@@ -826,8 +826,8 @@ Examples:
                   "key file (32 characters or 0x + 64 hex digits, as nfanon -K): map every address through "
                   "CryptoPAn before training");
   cmd->add_option("--pack-span", o->pack_span,
-                  "at the end, pack the small records of quiet chunks of each span (UTC days: 1d) together: one "
-                  "compressed frame per span is about a third of their frames one by one (0: keep each on its own)")
+                  "at the end, pack the small records of quiet chunks of each span (aligned to the epoch) together: "
+                  "one compressed frame per span is about half their frames one by one (0: keep each on its own)")
       ->capture_default_str();
   cmd->add_option("-o,--output", o->output, "summary format: table or json")
       ->capture_default_str()->check(CLI::IsMember({"table", "json"}));

@@ -285,7 +285,7 @@ Status RunDescribe(const DescribeArgs& a) {
 // --- pack -------------------------------------------------------------------
 
 struct PackArgs {
-  std::string library, link, span = "1d", until = "now", output = "table";
+  std::string library, link, span = "7d", until = "now", output = "table";
 };
 
 Status RunPack(const PackArgs& a) {
@@ -590,17 +590,18 @@ Examples:
 
   // pack
   auto pa = std::make_shared<PackArgs>();
-  CLI::App* pk = app.add_subcommand("pack", "pack the quiet chunks of each closed day into one compressed record");
+  CLI::App* pk = app.add_subcommand("pack", "pack the quiet chunks of each closed week into one compressed record");
   pk->add_option("--library", pa->library, "model library directory")->required();
   pk->add_option("--link", pa->link, "only this link (default: every link)");
-  pk->add_option("--span", pa->span, "span packed together, aligned to the epoch (1d: UTC days)")->capture_default_str();
+  pk->add_option("--span", pa->span, "span packed together, aligned to the epoch (7d; 1d: UTC days)")
+      ->capture_default_str();
   pk->add_option("--until", pa->until, "only spans that ended by then (RFC 3339, epoch seconds, now, 2d ago)")
       ->capture_default_str();
   pk->add_option("-o,--output", pa->output, "table or json")->capture_default_str();
   pk->footer(R"(A quiet chunk's record (its skeleton, report and fingerprint) compressed on its
 own is mostly zstd's framing and tables. pack rewrites each closed span of a
 link: its records of at most 16 KB with no raw file kept go into one zstd -19
-frame, and each chunk's record becomes a 7-byte stub naming the pack; one
+frame (several past 4 MB), and each chunk's record becomes an 8-byte stub naming the pack; one
 atomic write per span, so a kill leaves a span as it was or packed. Every
 reader (get, describe, generate, stats, check, expire) reads through the
 stubs. 'dgcctl compress' packs what it wrote at the end of its input

@@ -814,6 +814,7 @@ TEST_F(RocksDbModelLibraryTest, PacksClosedDaysOfQuietChunksAndEveryReaderReadsT
   ASSERT_TRUE(usage_before.ok());
 
   RocksDbModelLibrary::PackOptions po;
+  po.span_ns = 24 * hour;              // UTC days
   po.until_ns = kChainT0 + 48 * hour;  // two closed days; the third is open
   auto rep = lib_->PackChunks("tap0", po);
   ASSERT_TRUE(rep.ok()) << rep.status();
@@ -901,10 +902,28 @@ TEST_F(RocksDbModelLibraryTest, PacksClosedDaysOfQuietChunksAndEveryReaderReadsT
   EXPECT_TRUE(check->problems.empty()) << check->problems.front();
 }
 
+TEST_F(RocksDbModelLibraryTest, ASpanPastThePackSizeGoesIntoSeveralPacks) {
+  for (int h = 0; h < 30; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
+  auto one = lib_->GetChunk("tap0", kChainT0);
+  ASSERT_TRUE(one.ok());
+  RocksDbModelLibrary::PackOptions po;
+  po.max_pack_bytes = 10 * library::EncodeChunk(*one).size();  // about ten records a pack
+  auto rep = lib_->PackChunks("tap0", po);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  EXPECT_EQ(rep->chunks, 30u);
+  EXPECT_GE(rep->packs, 3u);
+  EXPECT_LE(rep->packs, 4u);
+  auto all = lib_->ListChunks({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), 30u);
+  for (const auto& c : *all) EXPECT_TRUE(c.in_pack);
+}
+
 TEST_F(RocksDbModelLibraryTest, ADamagedPackNamesEachOfItsChunks) {
   const int64_t hour = 3600LL * 1000000000;
   for (int h = 0; h < 30; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
   RocksDbModelLibrary::PackOptions po;
+  po.span_ns = 24 * hour;
   po.until_ns = kChainT0 + 24 * hour;
   ASSERT_TRUE(lib_->PackChunks("tap0", po).ok());
   // A pack whose frame was damaged after RocksDB's checksums (a bad copy).
