@@ -281,29 +281,16 @@ uint16_t KeyCheck(absl::string_view key) { return static_cast<uint16_t>(XXH64(ke
 }  // namespace
 
 namespace {
-std::string EncodeChunkAs(const ChunkRecord& c, bool member);
-}  // namespace
 
-std::string EncodeChunk(const ChunkRecord& c) {
-  if (c.in_pack) {
-    ByteWriter w;
-    w.U8(kTagChunk);
-    w.U8(kChunkVersion);
-    w.U8(kInPack);
-    const uint16_t check = KeyCheck(ChunkKey(c.link, c.start_ns));
-    w.Bytes(&check, sizeof check);
-    // How far after the pack's start: whole seconds (as chunks are) take
-    // 3 bytes for a day, nanoseconds 7; the low bit says which.
-    const uint64_t after = static_cast<uint64_t>(c.start_ns) - static_cast<uint64_t>(c.pack_start_ns);
-    w.Varint(after % 1000000000 == 0 ? (after / 1000000000) << 1 : (after << 1) | 1);
-    return w.Take();
-  }
-  return EncodeChunkAs(c, false);
+// Tag, version, flags and the key check every chunk record starts with.
+void PutChunkHeader(ByteWriter* w, uint8_t version, uint8_t flags, const ChunkRecord& c) {
+  w->U8(kTagChunk);
+  w->U8(version);
+  w->U8(flags);
+  const uint16_t check = KeyCheck(ChunkKey(c.link, c.start_ns));
+  w->Bytes(&check, sizeof check);
 }
 
-std::string EncodePackMember(const ChunkRecord& c) { return EncodeChunkAs(c, true); }
-
-namespace {
 std::string EncodeChunkAs(const ChunkRecord& c, bool member) {
   const std::optional<std::string> lean = ReportWithoutCounts(c);
   const std::string& report = lean ? *lean : c.report_json;
@@ -320,11 +307,7 @@ std::string EncodeChunkAs(const ChunkRecord& c, bool member) {
     if (c.decision == kDecisions[i]) decision = i;
   }
   ByteWriter w;
-  w.U8(kTagChunk);
-  w.U8(kFullChunkVersion);
-  w.U8(flags);
-  const uint16_t check = KeyCheck(ChunkKey(c.link, c.start_ns));
-  w.Bytes(&check, sizeof check);
+  PutChunkHeader(&w, kFullChunkVersion, flags, c);
   w.SignedVarint(c.duration_ns);
   if (!(flags & kSeqFromStart)) w.SignedVarint(c.seq);
   w.Varint(c.packets);
@@ -351,6 +334,22 @@ std::string EncodeChunkAs(const ChunkRecord& c, bool member) {
   return w.Take();
 }
 }  // namespace
+
+std::string EncodeChunk(const ChunkRecord& c) {
+  if (c.in_pack) {
+    ByteWriter w;
+    PutChunkHeader(&w, kChunkVersion, kInPack, c);
+    // How far after the pack's start: whole seconds (as chunks are) take
+    // 3 bytes for a day, nanoseconds 7; the low bit says which.
+    const uint64_t after = static_cast<uint64_t>(c.start_ns) - static_cast<uint64_t>(c.pack_start_ns);
+    w.Varint(after % 1000000000 == 0 ? (after / 1000000000) << 1 : (after << 1) | 1);
+    return w.Take();
+  }
+  return EncodeChunkAs(c, false);
+}
+
+std::string EncodePackMember(const ChunkRecord& c) { return EncodeChunkAs(c, true); }
+
 
 StatusOr<ChunkRecord> DecodeChunk(absl::string_view key, absl::string_view value) {
   Reader r(value);
