@@ -1428,13 +1428,19 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
     }
   }
   FaultPoint("library.expire.after_raw_files");  // raw files gone, their records not yet cleared
-  // The packs of the chunks that go: each goes too once none of its chunks is left.
+  // The packs of the chunks that go, and any pack an interrupted expire
+  // left: each goes once none of its chunks is left.
   std::set<std::string> packs;
   for (const std::string& key : plan.chunk_keys) {
     DGC_ASSIGN_OR_RETURN(auto v, Get(kChunks, key));
     if (!v) continue;
     auto stub = library::DecodeChunk(key, *v);
     if (stub.ok() && stub->in_pack) packs.insert(ChunkKey(stub->link, stub->pack_start_ns));
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kPacks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) packs.insert(std::string(View(it->key())));
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading packs"));
   }
   {
     rocksdb::WriteBatch batch;
@@ -1462,8 +1468,8 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
     }
   }
   if (!packs.empty()) {
-    // A kill before this write leaves a pack no chunk names: its bytes wait
-    // for the next expire that deletes one of its chunks, and check names it.
+    // A kill before this write leaves a pack no chunk names: check lists it
+    // as garbage and the next expire deletes it.
     rocksdb::WriteBatch batch;
     for (const std::string& pk : packs) {
       DGC_ASSIGN_OR_RETURN(auto v, Get(kPacks, pk));
@@ -1640,7 +1646,16 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
       kPacks,
       [&](absl::string_view key, absl::string_view value) {
         auto members = library::DecodePack(key, value);
-        if (!members.ok()) rep.problems.push_back(std::string(members.status().message()));
+        if (!members.ok()) {
+          rep.problems.push_back(std::string(members.status().message()));
+          return;
+        }
+        std::string link;
+        int64_t t = 0;
+        library::ParseChunkKey(key, &link, &t);
+        bool named = false;
+        for (const auto& m : *members) named = named || chunk_keys.count(ChunkKey(link, m.start_ns)) > 0;
+        if (!named) rep.unreferenced_packs.push_back(library::ChunkKeyToString(key));
       },
       &rep.damaged));
   return rep;

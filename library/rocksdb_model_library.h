@@ -317,6 +317,7 @@ class RocksDbModelLibrary final {
     std::vector<DamagedRecord> damaged;           // records that fail their checksums
     std::vector<std::string> problems;            // broken invariants (corruption)
     std::vector<std::string> unreferenced_models;  // finetune models no chunk needs (garbage)
+    std::vector<std::string> unreferenced_packs;   // packs no chunk names (an interrupted expire; garbage)
     uint64_t chunks = 0, models = 0, lineage_edges = 0, fingerprints = 0;
   };
   // Reads everything: every record passes its checksums and decodes, every

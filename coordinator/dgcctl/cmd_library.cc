@@ -411,7 +411,8 @@ Status RunCheck(const CheckArgs& a, int* exit_code) {
                         {"fingerprints", rep.fingerprints},
                         {"damaged", nlohmann::json::array()},
                         {"problems", rep.problems},
-                        {"unreferenced_models", rep.unreferenced_models}};
+                        {"unreferenced_models", rep.unreferenced_models},
+                        {"unreferenced_packs", rep.unreferenced_packs}};
     for (const auto& d : rep.damaged) j["damaged"].push_back({{"kind", d.kind}, {"name", d.name}, {"error", d.error}});
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -423,6 +424,9 @@ Status RunCheck(const CheckArgs& a, int* exit_code) {
     for (const auto& p : rep.problems) std::printf("problem  %s\n", p.c_str());
     for (const auto& m : rep.unreferenced_models) {
       std::printf("garbage  model %s: no chunk builds on it (dgcctl expire collects it)\n", m.c_str());
+    }
+    for (const auto& p : rep.unreferenced_packs) {
+      std::printf("garbage  pack %s: no chunk is in it any more (dgcctl expire collects it)\n", p.c_str());
     }
     if (bad) {
       std::printf("\n%zu damaged record(s), %zu problem(s): 'dgcctl generate --skip-damaged' regenerates around them\n",

@@ -919,6 +919,32 @@ TEST_F(RocksDbModelLibraryTest, ASpanPastThePackSizeGoesIntoSeveralPacks) {
   for (const auto& c : *all) EXPECT_TRUE(c.in_pack);
 }
 
+TEST_F(RocksDbModelLibraryTest, APackNoChunkNamesIsGarbageThatExpireCollects) {
+  for (int h = 0; h < 3; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
+  // What a kill between an expire's chunk deletions and its pack deletion
+  // leaves: a pack whose chunks are gone.
+  auto one = lib_->GetChunk("tap0", kChainT0);
+  ASSERT_TRUE(one.ok());
+  const int64_t old = kChainT0 - 30 * 86400LL * 1000000000;
+  one->start_ns = old;
+  RawPut("packs", library::ChunkKey("tap0", old),
+         library::EncodePack({{old, library::EncodePackMember(*one), ""}}, old));
+  auto check = lib_->Check();
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->unreferenced_packs, std::vector<std::string>{"tap0@" + FormatRfc3339(old)});
+  EXPECT_TRUE(check->problems.empty()) << check->problems.front();
+  RocksDbModelLibrary::ExpireOptions eo;
+  eo.max_age_ns = 365 * 86400LL * 1000000000;  // no chunk is that old
+  auto ex = lib_->Expire(eo);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  ASSERT_EQ(ex->items.size(), 1u);
+  EXPECT_EQ(ex->items[0].kind, "pack");
+  check = lib_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->unreferenced_packs.empty());
+  EXPECT_EQ(lib_->ListChunks({})->size(), 3u);
+}
+
 TEST_F(RocksDbModelLibraryTest, ADamagedPackNamesEachOfItsChunks) {
   const int64_t hour = 3600LL * 1000000000;
   for (int h = 0; h < 30; ++h) ASSERT_TRUE(lib_->CommitChunk(QuietHour(h)).ok()) << h;
