@@ -151,6 +151,9 @@ size_t ExactFlowsThatFit(model::Skeleton& sk, const std::vector<model::ExactFlow
 constexpr int64_t kMetadataEstimate = 250;
 // Below this the budget has no room for a delta worth training.
 constexpr int64_t kMinDeltaBytes = 4096;
+// Records up to this size are packed (PackOptions::max_member_bytes, less
+// room for the report and record fields).
+constexpr int64_t kPackableRecordBytes = 16384 - 1024;
 
 }  // namespace
 
@@ -268,16 +271,31 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   const int64_t budget = static_cast<int64_t>(ChunkBudget(chunk, o));
   const bool budgeted = budget > 0;
   const model::Skeleton::Sizes base_sizes = sk.EncodedSizes();
-  const int64_t fixed = int64_t(base_sizes.bins + base_sizes.structure) + kMetadataEstimate;
+  // A record that will be packed costs packed_cost a byte (the delta, a
+  // model record of its own, is never packed): the skeleton, structure and
+  // metadata are priced at it, and the exact flows' section, its bytes
+  // divided by it, may grow until the record would outgrow a pack member.
+  const int64_t own_fixed =
+      int64_t(base_sizes.bins + base_sizes.structure) + (o.metadata_bytes > 0 ? o.metadata_bytes : kMetadataEstimate);
+  const bool packed = o.packed_cost > 0 && o.packed_cost < 1 && own_fixed < kPackableRecordBytes;
+  const double per_byte = packed ? o.packed_cost : 1.0;
+  const int64_t fixed = static_cast<int64_t>(std::ceil(double(own_fixed) * per_byte));
+  auto exact_room = [&](int64_t left) -> int64_t {
+    if (left <= 0) return 0;
+    int64_t room = static_cast<int64_t>(double(left) / per_byte);
+    if (packed) room = std::min<int64_t>(room, kPackableRecordBytes - own_fixed);
+    return room;
+  };
   std::vector<model::ExactFlow> ranked;
   if (budgeted && o.exact_flows) ranked = model::Skeleton::RankFlows(chunk);
   const bool delta_fits = !budgeted || budget - fixed >= kMinDeltaBytes;
   if (budgeted && o.exact_flows) {
     const int64_t delta_reserve = delta_fits ? std::min<int64_t>((budget - fixed) / 2, 24 * 1024) : 0;
-    ExactFlowsThatFit(sk, ranked, budget - fixed - delta_reserve);
+    ExactFlowsThatFit(sk, ranked, exact_room(budget - fixed - delta_reserve));
   }
   ChunkResult res;
   model::ChunkArtifact& a = res.artifact;
+  const bool priced_packed = packed && budgeted;
   a.link = chunk.link;
   a.start_ns = chunk.start_ns;
   a.duration_ns = chunk.duration_ns;
@@ -289,6 +307,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   // Every stored byte counts: the tokenizer is recorded only when it is not
   // the default one (readers fall back to the default).
   if (o.tokenizer.ToJson() != model::TokenizerConfig{}.ToJson()) report["tokenizer"] = o.tokenizer.ToJson();
+  if (priced_packed) report["packed_cost"] = std::round(per_byte * 100) / 100;  // how its bytes were priced
 
   // The regeneration seed of this chunk, also used for the check.
   model::GenerateOptions gen = o.generate;
@@ -426,7 +445,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
       report.erase("fidelity_mean");
       report.erase("fidelity_met");
     }
-    ExactFlowsThatFit(sk, ranked, budget - fixed - static_cast<int64_t>(a.delta.size()));
+    ExactFlowsThatFit(sk, ranked, exact_room(budget - fixed - static_cast<int64_t>(a.delta.size())));
     if (!sk.exact.empty() && o.check_fidelity && report.contains("fidelity_mean")) {
       report.erase("fidelity_mean");  // scored without the final exact flows: score again below
       report.erase("fidelity_met");

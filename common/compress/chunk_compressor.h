@@ -61,6 +61,17 @@ struct CompressOptions {
   // has one): the last of a run of quiet chunks trains their pooled flows
   // with what they did not use.
   uint64_t extra_budget_bytes = 0;
+  // What a byte of this chunk's record will cost once packed with its
+  // span's other quiet records (RocksDbModelLibrary::PackChunks), as the
+  // caller measured on the records of the span so far: the skeleton,
+  // structure and record metadata are priced at it, so exact flows get
+  // what packing frees. Applied only to a record that stays packable (under
+  // 16 KB). 0 or >= 1: each byte costs a byte (a chunk that may stay alone).
+  double packed_cost = 0;
+  // What the chunk's record takes besides its skeleton (record fields,
+  // report, fingerprint, keys), as the caller measured on the last chunk
+  // committed; 0: an estimate (250 B, a quiet chunk's).
+  int64_t metadata_bytes = 0;
   bool exact_flows = true;  // false (--no-exact): model only, no real 5-tuple kept
   bool structure = true;    // per-window distinct counts, and hosts steered to them
   // Where this process trains (not part of the options a job carries: each

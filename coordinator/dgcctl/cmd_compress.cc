@@ -206,6 +206,10 @@ class Pipeline {
     // not wait days for its first commit.
     size_t warmup_chunks = 6;
     uint64_t recent_packets = 2000000;
+    // The spans the end of the input packs (--pack-span; 0: none): a chunk
+    // after the first of its span is priced at the packed cost measured on
+    // the span's records so far (CompressOptions::packed_cost).
+    int64_t pack_span_ns = 0;
   };
   struct Totals {
     uint64_t chunks = 0, packets = 0, flows = 0, stored = 0, raw = 0, retried = 0, retry_skipped = 0, already = 0;
@@ -298,6 +302,52 @@ class Pipeline {
     return absl::OkStatus();
   }
 
+  // The options for `c`: the packed cost of its span so far, when it has
+  // earlier chunks of its span to be packed with.
+  CompressOptions OptionsFor(const Chunk& c) const {
+    CompressOptions o = cfg_.opt;
+    if (cfg_.pack_span_ns > 0 && !span_members_.empty() && SpanOf(c.start_ns) == span_index_ && span_cost_ > 0) {
+      o.packed_cost = span_cost_;
+    }
+    o.metadata_bytes = last_metadata_;
+    return o;
+  }
+  int64_t SpanOf(int64_t t) const {
+    return t / cfg_.pack_span_ns - (t % cfg_.pack_span_ns < 0 ? 1 : 0);
+  }
+  // A committed chunk joins its span's records: what packing them costs
+  // a byte, measured again at 1, 2, 4, 8, ... records (the pack's zstd -19
+  // is the cost; a span's first records price the rest).
+  void NotePacked(const library::ChunkRecord& rec, const std::string& fingerprint) {
+    {
+      const uint64_t all = library::ChunkKey(rec.link, rec.start_ns).size() * (fingerprint.empty() ? 1 : 2) +
+                           library::EncodeChunk(rec).size() + fingerprint.size();
+      last_metadata_ = int64_t(all > rec.skeleton.size() ? all - rec.skeleton.size() : 0);
+    }
+    if (cfg_.pack_span_ns <= 0) return;
+    if (SpanOf(rec.start_ns) != span_index_ || span_members_.empty()) {
+      span_members_.clear();
+      span_own_ = 0;
+      span_cost_ = 0;
+      span_index_ = SpanOf(rec.start_ns);
+    }
+    library::ChunkRecord m = rec;
+    auto sk = model::Skeleton::Decode(m.skeleton, "chunk");
+    if (!sk.ok()) return;
+    m.skeleton = sk->EncodePlain();
+    const std::string key = library::ChunkKey(rec.link, rec.start_ns);
+    const std::string value = library::EncodeChunk(rec);
+    if (value.size() > 16384) return;  // not packed (PackOptions::max_member_bytes)
+    span_members_.push_back({rec.start_ns, library::EncodePackMember(m), fingerprint});
+    span_own_ += key.size() + value.size() + (fingerprint.empty() ? 0 : key.size() + fingerprint.size());
+    const size_t n = span_members_.size();
+    if ((n & (n - 1)) == 0 && n <= 1024) {
+      const uint64_t packed = library::EncodePack(span_members_, span_members_.front().start_ns).size() +
+                              n * (key.size() + 8);  // + the stubs and their keys
+      span_cost_ = std::min(1.0, double(packed) / double(std::max<uint64_t>(span_own_, 1)));
+    }
+  }
+
   Status Route(Entry&& e) {
     using K = library::ParentDecision::Kind;
     DGC_RETURN_IF_ERROR(CommitHeld(/*train_pool=*/false));  // chunks commit in order
@@ -312,7 +362,7 @@ class Pipeline {
     DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));
     uint32_t depth = chain_.last_depth();
     if (d.kind != K::kContinue || pool_parent_ != d.parent_id) ResetPool(d.parent_id);  // pooled flows belong to another model
-    DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, cfg_.opt, pool_));
+    DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, OptionsFor(e.chunk), pool_));
     if (r.finetuned) {
       ResetPool(r.artifact.model_id);
       depth++;
@@ -341,7 +391,7 @@ class Pipeline {
     held_.reset();
     if (train_pool && h.pool_before > 0) {
       DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(h.d.parent_id));
-      CompressOptions o = cfg_.opt;
+      CompressOptions o = OptionsFor(h.e.chunk);
       o.min_flows_to_finetune = 0;
       o.extra_budget_bytes = pool_unspent_;
       std::vector<std::vector<model::Token>> pool(pool_.begin(), pool_.begin() + long(h.pool_before));
@@ -401,7 +451,7 @@ class Pipeline {
 
   // The chunk's model is the full model just trained on it: no delta.
   StatusOr<ChunkResult> ShareFull(const Entry& e, model::FlowModel& full, const std::string& id) {
-    CompressOptions o = cfg_.opt;
+    CompressOptions o = OptionsFor(e.chunk);
     o.min_flows_to_finetune = std::numeric_limits<int32_t>::max();
     return CompressChunk(e.chunk, full, id, o, {});
   }
@@ -485,7 +535,10 @@ class Pipeline {
       return absl::OkStatus();
     }
     uint64_t stored = 0;
-    if (auto rec = lib_->GetChunk(c.link, c.start_ns); rec.ok()) stored = rec->stored_bytes;
+    if (auto rec = lib_->GetChunk(c.link, c.start_ns); rec.ok()) {
+      stored = rec->stored_bytes;
+      NotePacked(*rec, e.fp.Encode());
+    }
     const auto& rp = cc.artifact.report;
     tot_.chunks++;
     tot_.packets += c.packets.size();
@@ -567,6 +620,11 @@ class Pipeline {
   std::optional<Held> held_;  // the latest quiet chunk, not committed yet
   std::deque<Entry> recent_;                     // newest first
   int64_t committed_until_ = std::numeric_limits<int64_t>::min();
+  std::vector<library::PackMember> span_members_;  // the current span's records, as a pack holds them
+  uint64_t span_own_ = 0;                          // what they take unpacked
+  double span_cost_ = 0;                           // packed / unpacked, last measured
+  int64_t span_index_ = 0;
+  int64_t last_metadata_ = 0;  // the last committed record's bytes besides its skeleton
   nlohmann::json base_report_;
   Totals tot_;
 };
@@ -894,6 +952,7 @@ Examples:
     // Streaming cannot wait for a quiet link's --warmup-flows; files can, and
     // a base that saw more of the link measured better (blink-cam-01: mean
     // 0.18 with the week's flows, 0.27 with its first 6 hours').
+    pc.pack_span_ns = span_ns;
     pc.warmup_chunks = o->warmup_chunks ? o->warmup_chunks
                                         : (pc.streaming ? 6 : std::numeric_limits<size_t>::max());
     Pipeline pipe(lib->get(), pc);
@@ -919,6 +978,7 @@ Examples:
     }
     if (!st.ok()) return Fail("compress", st, exit_code);
     Pipeline::Totals tot = pipe.totals();
+    const uint64_t stored_unpacked = tot.stored;  // the split below is of the chunks as compressed one by one
     // Pack the quiet chunks of the spans this run wrote (their records are
     // committed: a kill here leaves them unpacked, nothing lost).
     RocksDbModelLibrary::PackReport packed;
@@ -952,8 +1012,8 @@ Examples:
                           {"structure", tot.structure},
                           {"exact", tot.exact},
                           {"delta", tot.delta},
-                          {"metadata", tot.stored - std::min(tot.stored, tot.skeleton + tot.structure + tot.exact +
-                                                                            tot.delta)}}},
+                          {"metadata", stored_unpacked - std::min(stored_unpacked, tot.skeleton + tot.structure +
+                                                                                       tot.exact + tot.delta)}}},
                         {"exact_flows", tot.exact_flows},
                         {"packed",
                          {{"packs", packed.packs},

@@ -144,6 +144,27 @@ TEST(ChunkCompressorTest, TheBudgetDecidesTheDeltaAndTheExactFlows) {
   ASSERT_TRUE(sk.ok()) << sk.status();
   EXPECT_EQ(sk->exact.size(), exact_tight);
   EXPECT_GT(sk->window_ns, 0);
+  // Priced as a record packed at half a byte a byte, the same budget keeps
+  // more flows exactly, and the packed record (at that price) still fits.
+  {
+    CompressOptions p = o;
+    p.packed_cost = 0.5;
+    p.metadata_bytes = 120;
+    auto priced = CompressChunk(c, **base, "base-4", p);
+    ASSERT_TRUE(priced.ok()) << priced.status();
+    const uint64_t exact_priced = priced->split["exact_flows"].get<uint64_t>();
+    EXPECT_GT(exact_priced, exact_tight + exact_tight / 2) << exact_tight;
+    EXPECT_DOUBLE_EQ(priced->artifact.report.value("packed_cost", 0.0), 0.5);
+    EXPECT_LE(0.5 * double(priced->split["skeleton"].get<int64_t>() + priced->split["structure"].get<int64_t>() +
+                           priced->split["exact"].get<int64_t>() + 120),
+              double(budget));
+    // packed_cost 1 (or 0) prices each byte as a byte: what `tight` kept.
+    p.packed_cost = 1;
+    p.metadata_bytes = 0;
+    auto unpriced = CompressChunk(c, **base, "base-4", p);
+    ASSERT_TRUE(unpriced.ok());
+    EXPECT_EQ(unpriced->split["exact_flows"].get<uint64_t>(), exact_tight);
+  }
   // Ten times zstd -19: room for a delta and every flow exactly.
   o.budget_fraction = 10;
   auto roomy = CompressChunk(c, **base, "base-4", o);
