@@ -605,12 +605,14 @@ Examples:
   pk->footer(R"(A quiet chunk's record (its skeleton, report and fingerprint) compressed on its
 own is mostly zstd's framing and tables. pack rewrites each closed span of a
 link: its records of at most 16 KB with no raw file kept go into one zstd -19
-frame (several past 4 MB), and each chunk's record becomes an 8-byte stub naming the pack; one
-atomic write per span, so a kill leaves a span as it was or packed. Every
-reader (get, describe, generate, stats, check, expire) reads through the
-stubs. 'dgcctl compress' packs what it wrote at the end of its input
-(--pack-span); run this for libraries a coordinator writes (stop it first:
-the library is opened for writing).
+frame (several past 4 MB of records), and each chunk's record becomes an
+8-byte stub naming the pack; one atomic write per span, so a kill leaves a
+span as it was or packed. Every reader (get, describe, generate, stats,
+check, expire) reads through the stubs, and generate gives the same pcap.
+'dgcctl compress' packs what it wrote at the end of its input (--pack-span)
+and dgc-coordinator packs spans as they close (--pack-hours); run this for
+libraries written before, or with another span (stop a coordinator that
+holds the library first: pack opens it for writing).
 
 Examples:
   dgcctl pack --library lib/
