@@ -11,6 +11,9 @@
 #ifdef DGC_HAVE_MODEL_TOKENS
 #include "common/model/artifact.h"
 #include "common/model/model_format.h"
+#ifdef DGC_HAVE_LIBRARY
+#include "library/library_records.h"
+#endif
 #include "common/model/skeleton.h"
 #include "common/model/weights.h"
 #include "tests/fuzz/model_format_fuzz_config.h"
@@ -78,6 +81,36 @@ int main(int argc, char** argv) {
     a.skeleton = s.Encode();
     a.report = {{"packets", 8}, {"shared", true}};
     Write(dir + "/skeleton_decode/seed-artifact", a.Encode());
+#ifdef DGC_HAVE_LIBRARY
+    // A chunk record, its stub and a pack of three like it for
+    // fuzz_library_records (its key: tap0 at 2024-01-01T00:00:00Z).
+    namespace l = dgc::library;
+    const int64_t t0 = 1704067200LL * 1000000000;
+    l::ChunkRecord r;
+    r.link = "tap0";
+    r.start_ns = t0;
+    r.duration_ns = 3600LL * 1000000000;
+    r.seq = r.start_ns / r.duration_ns;
+    r.packets = 8;
+    r.bytes = 800;
+    r.flows = 4;
+    r.model_id = r.parent_id = "base-0000000000000001";
+    r.skeleton = s.EncodePlain();
+    r.report_json = R"({"bytes":800,"fidelity_mean":0.2,"flows":4,"packets":8,"shared":true})";
+    r.decision = "continue";
+    r.committed_ns = r.end_ns() + 1000000;
+    Write(dir + "/library_records/seed-chunk", l::EncodeChunk(r));
+    std::vector<l::PackMember> members;
+    for (int k = 0; k < 3; ++k) {
+      l::ChunkRecord m = r;
+      m.start_ns = t0 + k * r.duration_ns;
+      members.push_back({m.start_ns, l::EncodePackMember(m), k == 1 ? "" : "fingerprint"});
+    }
+    Write(dir + "/library_records/seed-pack", l::EncodePack(members, t0));
+    r.in_pack = true;
+    r.pack_start_ns = t0;
+    Write(dir + "/library_records/seed-stub", l::EncodeChunk(r));
+#endif
     c.duration_ns = duration;
   }
   {
