@@ -346,7 +346,7 @@ void Coordinator::PackClosedSpans(int64_t now) {
     // Spans that ended a grace before both the clock and the link's newest
     // chunk (a replay of old captures is "now" as far as it has come).
     const int64_t until = std::min(now, newest) - options_.pack_grace_ns;
-    const int64_t closed = until / span * span - (until % span < 0 ? span : 0);  // floor to a span's end
+    const int64_t closed = FloorTo(until, span);  // the end of the last span that has closed
     auto done = packed_until_.find(link);
     const int64_t since = done == packed_until_.end() ? std::numeric_limits<int64_t>::min() : done->second;
     if (closed <= since) continue;

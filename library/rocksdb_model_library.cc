@@ -607,6 +607,17 @@ StatusOr<ChunkRecord> RocksDbModelLibrary::ChunkFromKey(absl::string_view key) {
   return ReadChunk(key, *v, &cache);
 }
 
+StatusOr<std::set<std::string>> RocksDbModelLibrary::NamedPacks() {
+  std::set<std::string> named;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto c = library::DecodeChunk(View(it->key()), View(it->value()));
+    if (c.ok() && c->in_pack) named.insert(ChunkKey(c->link, c->pack_start_ns));
+  }
+  DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading chunks"));
+  return named;
+}
+
 StatusOr<ChunkRecord> RocksDbModelLibrary::ReadChunk(absl::string_view key, absl::string_view value, PackCache* cache,
                                                      std::string* fingerprint) {
   DGC_ASSIGN_OR_RETURN(ChunkRecord stub, library::DecodeChunk(key, value));
@@ -1028,11 +1039,6 @@ StatusOr<library::ParentDecision> RocksDbModelLibrary::SelectParent(absl::string
 
 // --- packs ------------------------------------------------------------------
 
-namespace {
-// Floor division: the span a start falls in, negative times too.
-int64_t SpanOf(int64_t t, int64_t span) { return t / span - ((t % span) < 0 ? 1 : 0); }
-}  // namespace
-
 StatusOr<RocksDbModelLibrary::PackReport> RocksDbModelLibrary::PackChunks(absl::string_view link,
                                                                         const PackOptions& o) {
   if (o.span_ns <= 0) return absl::InvalidArgumentError("pack span must be positive");
@@ -1105,21 +1111,21 @@ StatusOr<RocksDbModelLibrary::PackReport> RocksDbModelLibrary::PackChunks(absl::
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kChunks]));
   std::vector<Member> span;
   uint64_t span_bytes = 0;
-  int64_t span_index = 0;
+  int64_t span_start = 0;
   for (it->Seek(ChunkKey(link, o.since_ns)); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
     const std::string key(View(it->key()));
     DGC_ASSIGN_OR_RETURN(ChunkRecord c, library::DecodeChunk(key, View(it->value())));
-    const int64_t idx = SpanOf(c.start_ns, o.span_ns);
+    const int64_t start = FloorTo(c.start_ns, o.span_ns);
     // The span's end, saturated: only closed spans are packed.
-    const int64_t span_end = idx >= std::numeric_limits<int64_t>::max() / o.span_ns ? std::numeric_limits<int64_t>::max()
-                                                                                   : (idx + 1) * o.span_ns;
+    const int64_t span_end = start > std::numeric_limits<int64_t>::max() - o.span_ns ? std::numeric_limits<int64_t>::max()
+                                                                                    : start + o.span_ns;
     if (span_end > o.until_ns) break;
-    if (!span.empty() && idx != span_index) {
+    if (!span.empty() && start != span_start) {
       DGC_RETURN_IF_ERROR(pack_span(span));
       span.clear();
       span_bytes = 0;
     }
-    span_index = idx;
+    span_start = start;
     if (c.in_pack || !c.raw_path.empty() || it->value().size() > o.max_member_bytes) continue;
     if (c.end_ns() > span_end) continue;  // a chunk across the span's end stays on its own
     if (span_bytes + it->value().size() > o.max_pack_bytes && !span.empty()) {
@@ -1428,20 +1434,6 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
     }
   }
   FaultPoint("library.expire.after_raw_files");  // raw files gone, their records not yet cleared
-  // The packs of the chunks that go, and any pack an interrupted expire
-  // left: each goes once none of its chunks is left.
-  std::set<std::string> packs;
-  for (const std::string& key : plan.chunk_keys) {
-    DGC_ASSIGN_OR_RETURN(auto v, Get(kChunks, key));
-    if (!v) continue;
-    auto stub = library::DecodeChunk(key, *v);
-    if (stub.ok() && stub->in_pack) packs.insert(ChunkKey(stub->link, stub->pack_start_ns));
-  }
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kPacks]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) packs.insert(std::string(View(it->key())));
-    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading packs"));
-  }
   {
     rocksdb::WriteBatch batch;
     size_t n = 0;
@@ -1467,31 +1459,26 @@ StatusOr<RocksDbModelLibrary::ExpireReport> RocksDbModelLibrary::ApplyExpireLock
       FaultPoint("library.expire.after_chunk_batch");
     }
   }
-  if (!packs.empty()) {
-    // A kill before this write leaves a pack no chunk names: check lists it
-    // as garbage and the next expire deletes it.
-    rocksdb::WriteBatch batch;
-    for (const std::string& pk : packs) {
-      DGC_ASSIGN_OR_RETURN(auto v, Get(kPacks, pk));
-      if (!v) continue;
-      bool live = false;
-      if (auto members = library::DecodePack(pk, *v); members.ok()) {
-        std::string link;
-        int64_t t = 0;
-        library::ParseChunkKey(pk, &link, &t);
-        for (const auto& m : *members) {
-          DGC_ASSIGN_OR_RETURN(auto cv, Get(kChunks, ChunkKey(link, m.start_ns)));
-          if (cv) {
-            live = true;
-            break;
-          }
-        }
-      }
-      if (live) continue;
-      batch.Delete(cf_[kPacks], pk);
-      rep.items.push_back({"pack", library::ChunkKeyToString(pk), v->size() + pk.size(), "none of its chunks is left"});
+  {
+    // The packs no chunk names any more go: those whose last chunk just
+    // went, and any an interrupted expire left (a kill before this write
+    // leaves them for the next one; check lists them as garbage).
+    std::vector<std::pair<std::string, uint64_t>> all;  // key, bytes
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_[kPacks]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      all.emplace_back(std::string(View(it->key())), it->key().size() + it->value().size());
     }
-    DGC_RETURN_IF_ERROR(Write(&batch));
+    DGC_RETURN_IF_ERROR(FromRocks(it->status(), "reading packs"));
+    if (!all.empty()) {
+      DGC_ASSIGN_OR_RETURN(std::set<std::string> named, NamedPacks());
+      rocksdb::WriteBatch batch;
+      for (const auto& [pk, bytes] : all) {
+        if (named.count(pk)) continue;
+        batch.Delete(cf_[kPacks], pk);
+        rep.items.push_back({"pack", library::ChunkKeyToString(pk), bytes, "none of its chunks is left"});
+      }
+      if (batch.Count() > 0) DGC_RETURN_IF_ERROR(Write(&batch));
+    }
   }
   {
     rocksdb::WriteBatch batch;
@@ -1567,6 +1554,7 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
   };
   std::unordered_set<std::string> chunk_keys;
   PackCache packs;
+  std::set<std::string> named_packs;  // packs some chunk's stub names
   const size_t damaged_before_chunks = rep.damaged.size();
   DGC_RETURN_IF_ERROR(ScanCarefully(
       kChunks,
@@ -1577,8 +1565,13 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
         auto c = ReadChunk(key, value, &packs);
         if (!c.ok()) {
           rep.problems.push_back(std::string(c.status().message()));
+          // A stub whose pack did not read still names it.
+          if (auto stub = library::DecodeChunk(key, value); stub.ok() && stub->in_pack) {
+            named_packs.insert(ChunkKey(stub->link, stub->pack_start_ns));
+          }
           return;
         }
+        if (c->in_pack) named_packs.insert(ChunkKey(c->link, c->pack_start_ns));
         std::string who = absl::StrCat("chunk ", library::ChunkKeyToString(key));
         need_chain(c->model_id, who);
         if (c->parent_id != c->model_id) {
@@ -1650,12 +1643,7 @@ StatusOr<RocksDbModelLibrary::CheckReport> RocksDbModelLibrary::Check() {
           rep.problems.push_back(std::string(members.status().message()));
           return;
         }
-        std::string link;
-        int64_t t = 0;
-        library::ParseChunkKey(key, &link, &t);
-        bool named = false;
-        for (const auto& m : *members) named = named || chunk_keys.count(ChunkKey(link, m.start_ns)) > 0;
-        if (!named) rep.unreferenced_packs.push_back(library::ChunkKeyToString(key));
+        if (!named_packs.count(std::string(key))) rep.unreferenced_packs.push_back(library::ChunkKeyToString(key));
       },
       &rep.damaged));
   return rep;

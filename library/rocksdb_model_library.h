@@ -35,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -371,6 +372,8 @@ class RocksDbModelLibrary final {
   // naming the chunk and its pack when the pack is missing or damaged.
   StatusOr<library::ChunkRecord> ReadChunk(absl::string_view key, absl::string_view value, PackCache* cache,
                                            std::string* fingerprint = nullptr);
+  // The keys of the packs some chunk's stub names.
+  StatusOr<std::set<std::string>> NamedPacks();
   RocksDbModelLibrary(std::string dir, Options options);
   Status Upgrade(uint32_t from);
   int64_t Now() const;

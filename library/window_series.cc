@@ -10,12 +10,6 @@
 namespace dgc::library {
 namespace {
 
-int64_t FloorTo(int64_t t, int64_t step) {
-  int64_t q = t / step;
-  if (t % step != 0 && t < 0) --q;
-  return q * step;
-}
-
 void Max(model::WindowStats* a, const model::WindowStats& b) {
   a->srcs = std::max(a->srcs, b.srcs);
   a->dsts = std::max(a->dsts, b.dsts);

@@ -22,6 +22,15 @@ std::string FormatRfc3339(int64_t unix_ns);
 // `now_ns`. InvalidArgument with the accepted forms on anything else.
 [[nodiscard]] StatusOr<int64_t> ParseTime(absl::string_view text, int64_t now_ns);
 
+// The start of the window of `step` ns, aligned to the epoch, that holds
+// `t` (floor to a multiple of step > 0, negative times too): dgcctl stats'
+// windows and the library's pack spans.
+inline int64_t FloorTo(int64_t t, int64_t step) {
+  int64_t q = t / step;
+  if (t % step != 0 && t < 0) --q;
+  return q * step;
+}
+
 // Parses a duration such as "90s", "10m", "1h", "7d", "2w" or plain seconds.
 [[nodiscard]] StatusOr<int64_t> ParseDurationNs(absl::string_view text);
 

@@ -306,40 +306,36 @@ class Pipeline {
   // earlier chunks of its span to be packed with.
   CompressOptions OptionsFor(const Chunk& c) const {
     CompressOptions o = cfg_.opt;
-    if (cfg_.pack_span_ns > 0 && !span_members_.empty() && SpanOf(c.start_ns) == span_index_ && span_cost_ > 0) {
+    if (cfg_.pack_span_ns > 0 && !span_members_.empty() && FloorTo(c.start_ns, cfg_.pack_span_ns) == span_start_ &&
+        span_cost_ > 0) {
       o.packed_cost = span_cost_;
     }
     o.metadata_bytes = last_metadata_;
     return o;
   }
-  int64_t SpanOf(int64_t t) const {
-    return t / cfg_.pack_span_ns - (t % cfg_.pack_span_ns < 0 ? 1 : 0);
-  }
   // A committed chunk joins its span's records: what packing them costs
   // a byte, measured again at 1, 2, 4, 8, ... records (the pack's zstd -19
   // is the cost; a span's first records price the rest).
   void NotePacked(const library::ChunkRecord& rec, const std::string& fingerprint) {
-    {
-      const uint64_t all = library::ChunkKey(rec.link, rec.start_ns).size() * (fingerprint.empty() ? 1 : 2) +
-                           library::EncodeChunk(rec).size() + fingerprint.size();
-      last_metadata_ = int64_t(all > rec.skeleton.size() ? all - rec.skeleton.size() : 0);
-    }
+    const std::string key = library::ChunkKey(rec.link, rec.start_ns);
+    const std::string value = library::EncodeChunk(rec);
+    const uint64_t own = key.size() + value.size() + (fingerprint.empty() ? 0 : key.size() + fingerprint.size());
+    last_metadata_ = int64_t(own > rec.skeleton.size() ? own - rec.skeleton.size() : 0);
     if (cfg_.pack_span_ns <= 0) return;
-    if (SpanOf(rec.start_ns) != span_index_ || span_members_.empty()) {
+    const int64_t span = FloorTo(rec.start_ns, cfg_.pack_span_ns);
+    if (span != span_start_ || span_members_.empty()) {
       span_members_.clear();
       span_own_ = 0;
       span_cost_ = 0;
-      span_index_ = SpanOf(rec.start_ns);
+      span_start_ = span;
     }
+    if (value.size() > RocksDbModelLibrary::PackOptions{}.max_member_bytes) return;  // not packed
     library::ChunkRecord m = rec;
     auto sk = model::Skeleton::Decode(m.skeleton, "chunk");
     if (!sk.ok()) return;
     m.skeleton = sk->EncodePlain();
-    const std::string key = library::ChunkKey(rec.link, rec.start_ns);
-    const std::string value = library::EncodeChunk(rec);
-    if (value.size() > 16384) return;  // not packed (PackOptions::max_member_bytes)
     span_members_.push_back({rec.start_ns, library::EncodePackMember(m), fingerprint});
-    span_own_ += key.size() + value.size() + (fingerprint.empty() ? 0 : key.size() + fingerprint.size());
+    span_own_ += own;
     const size_t n = span_members_.size();
     if ((n & (n - 1)) == 0 && n <= 1024) {
       const uint64_t packed = library::EncodePack(span_members_, span_members_.front().start_ns).size() +
@@ -623,7 +619,7 @@ class Pipeline {
   std::vector<library::PackMember> span_members_;  // the current span's records, as a pack holds them
   uint64_t span_own_ = 0;                          // what they take unpacked
   double span_cost_ = 0;                           // packed / unpacked, last measured
-  int64_t span_index_ = 0;
+  int64_t span_start_ = 0;
   int64_t last_metadata_ = 0;  // the last committed record's bytes besides its skeleton
   nlohmann::json base_report_;
   Totals tot_;
