@@ -316,7 +316,15 @@ class Pipeline {
   // A committed chunk joins its span's records: what packing them costs
   // a byte, measured again at 1, 2, 4, 8, ... records (the pack's zstd -19
   // is the cost; a span's first records price the rest).
-  void NotePacked(const library::ChunkRecord& rec, const std::string& fingerprint) {
+  void NotePacked(const library::ChunkRecord& committed, const std::string& fingerprint) {
+    // Measured without what varies from run to run (the commit time, the
+    // report's seconds), so the same input prices, and keeps, the same.
+    library::ChunkRecord rec = committed;
+    rec.committed_ns = rec.end_ns();
+    if (auto j = nlohmann::json::parse(rec.report_json, nullptr, false); j.is_object()) {
+      j.erase("seconds");
+      rec.report_json = j.dump();
+    }
     const std::string key = library::ChunkKey(rec.link, rec.start_ns);
     const std::string value = library::EncodeChunk(rec);
     const uint64_t own = key.size() + value.size() + (fingerprint.empty() ? 0 : key.size() + fingerprint.size());
