@@ -222,8 +222,18 @@ void Coordinator::OnWorkerMessage(const std::string& peer, wire::Decoded& msg) {
     case wire::MessageKind::kChunkData: OnChunk(peer, std::get<wire::ChunkData>(msg.message)); break;
     case wire::MessageKind::kRegister: OnRegister(peer, std::get<wire::Register>(msg.message)); break;
     case wire::MessageKind::kHeartbeat: OnHeartbeat(peer, std::get<wire::Heartbeat>(msg.message)); break;
-    case wire::MessageKind::kJobResult: OnResult(peer, std::get<wire::JobResult>(msg.message)); break;
-    case wire::MessageKind::kJobFailed: OnFailed(peer, std::get<wire::JobFailed>(msg.message)); break;
+    case wire::MessageKind::kJobResult: {
+      auto& r = std::get<wire::JobResult>(msg.message);
+      if (r.job_id & kGenerateJobBit) OnGenerateResult(peer, r);
+      else OnResult(peer, r);
+      break;
+    }
+    case wire::MessageKind::kJobFailed: {
+      const auto& f = std::get<wire::JobFailed>(msg.message);
+      if (f.job_id & kGenerateJobBit) OnGenerateFailed(peer, f);
+      else OnFailed(peer, f);
+      break;
+    }
     default:
       process_metrics_.Reject("malformed");
       spdlog::warn("unexpected {} on the worker/ingest socket: dropped", wire::MessageKindName(msg.kind()));
@@ -332,7 +342,9 @@ void Coordinator::Tick() {
   for (const auto& w : report.lost_workers) {
     spdlog::warn("worker {} silent: forgotten", w);
     workers_.erase(w);
+    RequeueGenerateSegments(w);
   }
+  RequeueGenerateSegments("");  // segments no heartbeat listed for a lease, idle sessions
   ScheduleAndSend();
   tick_timer_.expires_after(std::chrono::milliseconds(250));
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {

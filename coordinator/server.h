@@ -34,6 +34,7 @@
 #include "common/base/status.h"
 #include "common/runtime/process.h"
 #include "common/wire/codec.h"
+#include "common/wire/generate_segment.h"
 #include "common/wire/parent_bundle.h"
 #include "common/wire/zmq_transport.h"
 #include "library/compression_policy.h"
@@ -287,6 +288,52 @@ class Coordinator {
   std::map<std::string, int64_t> packed_until_;
   int64_t next_pack_ns_ = 0;
   void PackClosedSpans(int64_t now);
+  // Regeneration on the workers (dgcctl generate --coordinator;
+  // server_generate.cc). A session is one dgcctl generate: its chunks cut
+  // into segments (runs sharing a model and tokenizer, as the embedded
+  // generate's), handed to workers with a free slot as kGenerate jobs and
+  // kept until dgcctl fetches them in order. At most a window of segments
+  // past the next one fetched runs or waits, so memory is bounded by it,
+  // not by the range. Sessions live in memory only: a restarted coordinator
+  // forgets them and dgcctl's next fetch fails with the reason.
+  struct GenerateSegment {
+    enum class State { kQueued, kRunning, kDone, kFailed, kFetched };
+    std::vector<size_t> chunks;  // indices into the session's chunks
+    std::string model_id;
+    wire::SegmentOptions options;
+    std::vector<std::string> skeletons;
+    State state = State::kQueued;
+    uint64_t job_id = 0;         // of the running attempt (a new id each attempt)
+    std::string worker;
+    uint32_t attempts = 0;
+    int64_t seen_ns = 0;         // steady: assigned, or last listed in its worker's heartbeat
+    std::string packets;         // done: GenerateSegment packets, until fetched
+    std::string error;           // failed: why
+    bool damaged = false;        // failed because a record or model is damaged
+  };
+  struct GenerateSession {
+    std::vector<GenerateSegment> segments;
+    size_t next_fetch = 0;
+    int64_t last_seen_ns = 0;  // steady: its last request
+  };
+  wire::OperatorReply OnGenerate(const wire::OperatorRequest& req, const nlohmann::json& args);
+  wire::OperatorReply StartGeneration(const nlohmann::json& args);
+  // Hands queued segments to workers with a free slot (after the
+  // scheduler's jobs). Loop thread.
+  void AssignGenerateSegments();
+  // A result or failure of a kGenerate job (job ids with kGenerateJobBit).
+  void OnGenerateResult(const std::string& peer, wire::JobResult& result);
+  void OnGenerateFailed(const std::string& peer, const wire::JobFailed& failed);
+  // Segments running on `worker` go back to the queue (it left or was lost);
+  // with `worker` empty, those not seen for a lease (Tick).
+  void RequeueGenerateSegments(const std::string& worker);
+  void NoteGenerateHeartbeat(const wire::Heartbeat& hb);
+  void RetryOrFail(GenerateSegment& seg, const std::string& reason, bool retryable);
+  static constexpr uint64_t kGenerateJobBit = uint64_t{1} << 62;
+  std::map<uint64_t, GenerateSession> generations_;
+  std::unordered_map<uint64_t, std::pair<uint64_t, size_t>> generate_jobs_;  // job id -> (session, segment)
+  uint64_t next_generation_ = 1;
+  uint64_t next_generate_job_ = 1;
   // Recently sent parent chains by model id (a few; most jobs extend the last).
   std::list<std::pair<std::string, std::vector<std::shared_ptr<const wire::ParentLink>>>> bundle_cache_;
   uint64_t zap_denied_seen_ = 0;

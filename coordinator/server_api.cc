@@ -208,6 +208,7 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
       spdlog::info("retrain of {}/{} requested: its next chunk trains a new base", req.name, shard);
       return Ok({{"link", req.name}, {"shard", shard}, {"retrain", "at the next chunk"}});
     }
+    case wire::OperatorVerb::kGenerate: return OnGenerate(req, args);
     case wire::OperatorVerb::kDrain: {
       if (req.name.empty()) return Error("drain: name the worker");
       bool undo = args.value("undo", false);

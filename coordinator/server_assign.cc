@@ -31,6 +31,7 @@ void Coordinator::OnRegister(const std::string& peer, const wire::Register& reg)
     Status st = scheduler_->RemoveWorker(reg.worker_id);
     workers_.erase(reg.worker_id);
     spdlog::info("worker {} left ({})", reg.worker_id, st.ok() ? "leases requeued" : std::string(st.message()));
+    RequeueGenerateSegments(reg.worker_id);
     ScheduleAndSend();
     return;
   }
@@ -71,6 +72,7 @@ void Coordinator::OnHeartbeat(const std::string& peer, const wire::Heartbeat& hb
   ack.heartbeat_interval_ms = static_cast<uint32_t>(options_.heartbeat_ns / 1'000'000);
   ack.lease_ms = static_cast<uint32_t>(options_.lease_ns / 1'000'000);
   Status st = scheduler_->Heartbeat(hb.worker_id, hb.active_jobs);
+  NoteGenerateHeartbeat(hb);
   auto it = workers_.find(hb.worker_id);
   if (!st.ok() || it == workers_.end()) {
     ack.accepted = false;
@@ -290,6 +292,7 @@ void Coordinator::ScheduleAndSend() {
       if (!r.ok() && !absl::IsNotFound(r)) spdlog::error("removing worker {}: {}", a.worker, std::string(r.message()));
       workers_.erase(a.worker);
       lease_started_ns_.erase(a.job);
+      RequeueGenerateSegments(a.worker);
       lost_worker = true;
       continue;
     }
@@ -301,6 +304,7 @@ void Coordinator::ScheduleAndSend() {
     }
   }
   scheduling_ = false;
+  AssignGenerateSegments();  // regeneration takes the slots compress jobs left
   UpdateGauges();
   if (lost_worker) boost::asio::post(io_, [this] { ScheduleAndSend(); });
 }

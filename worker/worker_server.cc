@@ -6,9 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/fault.h"
 #include "common/base/files.h"
 #include "common/base/units.h"
 #include "common/trace/chunk_format.h"
+#include "common/wire/generate_segment.h"
 #include "common/wire/parent_bundle.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -222,7 +224,10 @@ void WorkerServer::OnAssign(wire::JobAssign& job) {
   running_[job.job_id] = job.attempt;
   running_gauge_.Set(static_cast<double>(running_.size()));
   spdlog::info("job {} ({} {}/{} seq {}, attempt {})", job.job_id,
-               job.kind == wire::JobKind::kRetrain ? "retrain" : "compress", job.meta.link, job.meta.shard,
+               job.kind == wire::JobKind::kRetrain    ? "retrain"
+               : job.kind == wire::JobKind::kGenerate ? "generate"
+                                                      : "compress",
+               job.meta.link, job.meta.shard,
                job.meta.seq, job.attempt);
   auto shared = std::make_shared<wire::JobAssign>(std::move(job));
   pool_->Submit([this, shared] {
@@ -406,18 +411,83 @@ WorkerServer::Outcome WorkerServer::ServeGang(const wire::JobAssign& job) {
   return out;
 }
 
+WorkerServer::Outcome WorkerServer::Failed(const wire::JobAssign& job, const Status& st, bool retryable) const {
+  Outcome out;
+  out.job_id = job.job_id;
+  out.attempt = job.attempt;
+  out.ok = false;
+  out.failed.job_id = job.job_id;
+  out.failed.attempt = job.attempt;
+  out.failed.worker_id = options_.name;
+  out.failed.reason = Str(st);
+  out.failed.retryable = retryable;
+  spdlog::error("job {} failed: {}", job.job_id, Str(st));
+  return out;
+}
+
+WorkerServer::Outcome WorkerServer::RunGenerate(const wire::JobAssign& job) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto opts = wire::DecodeSegmentOptions(job.options_json);
+  if (!opts.ok()) return Failed(job, opts.status(), /*retryable=*/false);
+  if (opts->chunks.size() != job.train_chunks.size()) {
+    return Failed(job, absl::InvalidArgumentError("generate segment: chunks and skeletons differ in number"), false);
+  }
+  std::string model_id;
+  auto m = ParentModel(job, &model_id);
+  if (!m.ok()) return Failed(job, m.status(), /*retryable=*/true);
+  model::TokenizerConfig tc;
+  if (!opts->tokenizer.is_null()) {
+    auto t = model::TokenizerConfig::FromJson(opts->tokenizer);
+    if (t.ok()) tc = *t;  // as the embedded generate reads it
+  }
+  std::vector<model::ChunkArtifact> artifacts(opts->chunks.size());
+  std::vector<const model::ChunkArtifact*> ptrs;
+  std::vector<uint64_t> seeds;
+  for (size_t i = 0; i < artifacts.size(); ++i) {
+    model::ChunkArtifact& a = artifacts[i];
+    a.link = opts->chunks[i].link;
+    a.start_ns = opts->chunks[i].start_ns;
+    a.duration_ns = opts->chunks[i].duration_ns;
+    a.model_id = a.parent_id = model_id;
+    a.skeleton = job.train_chunks[i];
+    ptrs.push_back(&a);
+    seeds.push_back(opts->chunks[i].seed);
+  }
+  model::GenerateOptions go;
+  go.min_p = opts->min_p;
+  // Each job its share of the cores; the output is the same for any count.
+  go.threads = static_cast<int32_t>(std::max<uint32_t>(1, options_.threads / std::max<uint32_t>(1, options_.max_jobs)));
+  auto packets = RegenerateChunks(**m, ptrs, tc, seeds, go);
+  if (!packets.ok()) return Failed(job, packets.status(), /*retryable=*/false);
+  // Sampled, not yet sent: a worker dying here leaves the segment for the
+  // coordinator to requeue (tests/runtime, regeneration on the cluster).
+  FaultPoint("worker.generate.after_sampling");
+  uint64_t n = 0;
+  for (const auto& p : *packets) n += p.size();
+  Outcome out;
+  out.job_id = job.job_id;
+  out.attempt = job.attempt;
+  out.ok = true;
+  out.result.job_id = job.job_id;
+  out.result.attempt = job.attempt;
+  out.result.worker_id = options_.name;
+  out.result.artifact = wire::EncodeSegmentPackets(opts->chunks, *packets);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.result.stats.train_seconds = secs;
+  out.result.stats.artifact_bytes = out.result.artifact.size();
+  out.result.stats.json = nlohmann::json{{"packets", n}, {"chunks", artifacts.size()}, {"seconds", secs}}.dump();
+  spdlog::info("job {}: regenerated {} chunk(s), {} packets in {:.2f} s ({:.0f} packets/s)", job.job_id,
+               artifacts.size(), n, secs, secs > 0 ? n / secs : 0.0);
+  return out;
+}
+
 WorkerServer::Outcome WorkerServer::RunJob(const wire::JobAssign& job) {
+  if (job.kind == wire::JobKind::kGenerate) return RunGenerate(job);
   Outcome out;
   out.job_id = job.job_id;
   out.attempt = job.attempt;
   auto fail = [&](const Status& st, bool retryable) {
-    out.ok = false;
-    out.failed.job_id = job.job_id;
-    out.failed.attempt = job.attempt;
-    out.failed.worker_id = options_.name;
-    out.failed.reason = Str(st);
-    out.failed.retryable = retryable;
-    spdlog::error("job {} failed: {}", job.job_id, Str(st));
+    out = Failed(job, st, retryable);
     return out;
   };
   auto t0 = std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 // The worker's control loop (dgc-worker): registers with the coordinator,
 // sends heartbeats, runs the jobs it is leased on an owned thread pool
-// (CompressChunk, or TrainBase for a retrain job) and posts the results back,
+// (CompressChunk, TrainBase for a retrain job, or RegenerateChunks for a
+// segment of dgcctl generate --coordinator) and posts the results back,
 // resending each until the coordinator acknowledges it.
 //
 // Threads: the loop (an io_context) owns the socket and all state below; the
@@ -110,6 +111,8 @@ class WorkerServer {
   void SendRegister();
   Outcome RunJob(const wire::JobAssign& job);  // pool thread
   Outcome ServeGang(const wire::JobAssign& job);  // pool thread: a helper's share of a gang job
+  Outcome RunGenerate(const wire::JobAssign& job);  // pool thread: regenerate a segment of chunks
+  Outcome Failed(const wire::JobAssign& job, const Status& st, bool retryable) const;
   model::SessionOptions GangSession(const wire::JobAssign& job, const std::vector<std::string>& devices) const;
   // The job's parent model (from the cache, else rebuilt from the bundle); its id in *parent_id.
   StatusOr<std::unique_ptr<model::FlowModel>> ParentModel(const wire::JobAssign& job, std::string* parent_id);

@@ -114,7 +114,9 @@ struct BodyWriter {
     auto b = body.initJobAssign();
     b.setJobId(m.job_id);
     b.setAttempt(m.attempt);
-    b.setKind(m.kind == JobKind::kRetrain ? s::JobKind::RETRAIN : s::JobKind::COMPRESS);
+    b.setKind(m.kind == JobKind::kRetrain    ? s::JobKind::RETRAIN
+              : m.kind == JobKind::kGenerate ? s::JobKind::GENERATE
+                                             : s::JobKind::COMPRESS);
     b.setLeaseDeadlineNs(m.lease_deadline_ns);
     Put(b.initMeta(), m.meta);
     if (!m.chunk_path.empty()) {
@@ -176,6 +178,7 @@ struct BodyWriter {
     b.setOk(m.ok);
     b.setError(AsText(m.error));
     b.setJson(AsText(m.json));
+    if (!m.data.empty()) b.setData(AsData(m.data));
   }
 };
 
@@ -341,6 +344,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       switch (r.getKind()) {
         case s::JobKind::COMPRESS: m.kind = JobKind::kCompress; break;
         case s::JobKind::RETRAIN: m.kind = JobKind::kRetrain; break;
+        case s::JobKind::GENERATE: m.kind = JobKind::kGenerate; break;
         default: return Malformed(absl::StrCat("unknown job kind ", static_cast<int>(r.getKind())));
       }
       m.lease_deadline_ns = r.getLeaseDeadlineNs();
@@ -413,7 +417,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       OperatorRequest m;
       m.request_id = r.getRequestId();
       auto verb = static_cast<uint16_t>(r.getVerb());
-      if (verb > static_cast<uint16_t>(OperatorVerb::kDrain)) {
+      if (verb > static_cast<uint16_t>(OperatorVerb::kGenerate)) {
         return Malformed(absl::StrCat("unknown operator verb ", verb));
       }
       m.verb = static_cast<OperatorVerb>(verb);
@@ -429,6 +433,7 @@ StatusOr<Message> ReadBody(s::Envelope::Body::Reader body) {
       m.ok = r.getOk();
       m.error = FromText(r.getError());
       m.json = FromText(r.getJson());
+      m.data = FromData(r.getData());
       return Message(std::move(m));
     }
   }

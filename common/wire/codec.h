@@ -102,7 +102,9 @@ struct Heartbeat {
   double tokens_per_second = 0;
 };
 
-enum class JobKind : uint8_t { kCompress = 0, kRetrain = 1 };
+// kGenerate: regenerate chunks on a worker (dgcctl generate --coordinator;
+// coordinator/server_generate.cc holds the payload's layout).
+enum class JobKind : uint8_t { kCompress = 0, kRetrain = 1, kGenerate = 2 };
 
 struct JobAssign {
   uint64_t job_id = 0;
@@ -166,7 +168,7 @@ struct JobAck {
 
 // --- dgcctl -> coordinator ----------------------------------------------
 
-enum class OperatorVerb : uint8_t { kGet = 0, kDescribe, kCancel, kRetry, kRetrain, kDrain };
+enum class OperatorVerb : uint8_t { kGet = 0, kDescribe, kCancel, kRetry, kRetrain, kDrain, kGenerate };
 
 struct OperatorRequest {
   uint64_t request_id = 0;
@@ -181,6 +183,7 @@ struct OperatorReply {
   bool ok = false;
   std::string error;
   std::string json;
+  std::string data;  // binary beside the JSON (generate fetch: a segment's packets)
 };
 
 // The variant's index is the message kind; keep MessageKind in its order.

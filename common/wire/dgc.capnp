@@ -128,6 +128,10 @@ struct Heartbeat {
 enum JobKind {
   compress @0;               # fine-tune the parent model on the chunk
   retrain @1;                # train a new base for the link
+  generate @2;               # regenerate chunks (dgcctl generate --coordinator): the
+                             # parent is the chunks' model, trainChunks their
+                             # skeletons, optionsJson the chunks and seeds; the
+                             # result's artifact their packets (GenerateSegment)
 }
 
 struct JobAssign {
@@ -211,6 +215,7 @@ enum OperatorVerb {
   retry @3;
   retrain @4;
   drain @5;
+  generate @6;               # noun start | fetch | stop: a regeneration on the workers
 }
 
 # noun: jobs | workers | chunks | models; name: an id or empty for all;
@@ -228,4 +233,5 @@ struct OperatorReply {
   ok @1 :Bool;
   error @2 :Text;            # set when !ok, a message for the operator
   json @3 :Text;             # the answer, as JSON
+  data @4 :Data;             # a binary answer beside it (generate fetch: packets)
 }

@@ -114,6 +114,7 @@ StatusOr<wire::OperatorVerb> VerbOf(const std::string& v) {
   if (v == "retry") return wire::OperatorVerb::kRetry;
   if (v == "retrain") return wire::OperatorVerb::kRetrain;
   if (v == "drain") return wire::OperatorVerb::kDrain;
+  if (v == "generate") return wire::OperatorVerb::kGenerate;
   return absl::InvalidArgumentError(absl::StrCat("unknown verb ", v));
 }
 
@@ -141,46 +142,68 @@ namespace {
 // One request and its answer, parsed.
 StatusOr<nlohmann::json> Ask(const RemoteFlags& f, const std::string& verb, const std::string& noun,
                              const std::string& name, const std::string& args_json) {
-  DGC_ASSIGN_OR_RETURN(wire::OperatorVerb v, VerbOf(verb));
-  DGC_ASSIGN_OR_RETURN(wire::SecurityOptions sec, runtime::ClientSecurity(f.secret_key_file, f.server_key_file, false));
-  DGC_RETURN_IF_ERROR(runtime::CheckClientEndpoint(f.coordinator, sec));
-  DGC_ASSIGN_OR_RETURN(auto ctx, wire::ZmqContext::Create());
-  wire::SocketOptions so;
-  so.security = sec;
-  StatusOr<wire::OperatorReply> reply = absl::UnavailableError("");
-  {
-    DGC_ASSIGN_OR_RETURN(auto dealer, wire::ZmqDealer::Connect(*ctx, f.coordinator, so));
-    wire::OperatorRequest req;
-    req.request_id = std::random_device()();
-    req.verb = v;
-    req.noun = noun;
-    req.name = name;
-    req.args_json = args_json;
-    DGC_RETURN_IF_ERROR(dealer->Send(req));
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(f.timeout_seconds * 1000));
-    reply = absl::UnavailableError(absl::StrFormat(
-        "no answer from the coordinator at %s within %g s (is it running? is this client's key allowed?)",
-        f.coordinator, f.timeout_seconds));
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      auto in = dealer->Receive(static_cast<int>(std::max<int64_t>(1, left.count())));
-      if (!in.ok()) return in.status();
-      if (!in->has_value()) break;
-      auto* r = std::get_if<wire::OperatorReply>(&(*in)->message);
-      if (r && r->request_id == req.request_id) {
-        reply = *r;
-        break;
-      }
-    }
-  }
-  if (!reply.ok()) return reply.status();
-  if (!reply->ok) return absl::FailedPreconditionError(reply->error);
-  auto j = nlohmann::json::parse(reply->json, nullptr, false);
-  if (j.is_discarded()) return absl::DataLossError("the coordinator's answer is not JSON");
-  return j;
+  DGC_ASSIGN_OR_RETURN(auto client, CoordinatorClient::Connect(f));
+  DGC_ASSIGN_OR_RETURN(CoordinatorClient::Answer a, client->Call(verb, noun, name, args_json));
+  return std::move(a.json);
 }
 
 }  // namespace
+
+struct CoordinatorClient::Impl {
+  RemoteFlags flags;
+  std::unique_ptr<wire::ZmqContext> ctx;
+  std::unique_ptr<wire::ZmqDealer> dealer;
+  uint64_t next_request = 0;
+};
+
+CoordinatorClient::CoordinatorClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CoordinatorClient::~CoordinatorClient() {
+  if (impl_) impl_->dealer.reset();  // before its context
+}
+
+StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::Connect(const RemoteFlags& f) {
+  DGC_ASSIGN_OR_RETURN(wire::SecurityOptions sec, runtime::ClientSecurity(f.secret_key_file, f.server_key_file, false));
+  DGC_RETURN_IF_ERROR(runtime::CheckClientEndpoint(f.coordinator, sec));
+  auto impl = std::make_unique<Impl>();
+  impl->flags = f;
+  DGC_ASSIGN_OR_RETURN(impl->ctx, wire::ZmqContext::Create());
+  wire::SocketOptions so;
+  so.security = sec;
+  DGC_ASSIGN_OR_RETURN(impl->dealer, wire::ZmqDealer::Connect(*impl->ctx, f.coordinator, so));
+  impl->next_request = std::random_device()();
+  return std::unique_ptr<CoordinatorClient>(new CoordinatorClient(std::move(impl)));
+}
+
+StatusOr<CoordinatorClient::Answer> CoordinatorClient::Call(const std::string& verb, const std::string& noun,
+                                                            const std::string& name, const std::string& args_json) {
+  DGC_ASSIGN_OR_RETURN(wire::OperatorVerb v, VerbOf(verb));
+  const RemoteFlags& f = impl_->flags;
+  wire::OperatorRequest req;
+  req.request_id = ++impl_->next_request;
+  req.verb = v;
+  req.noun = noun;
+  req.name = name;
+  req.args_json = args_json;
+  DGC_RETURN_IF_ERROR(impl_->dealer->Send(req));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(f.timeout_seconds * 1000));
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto in = impl_->dealer->Receive(static_cast<int>(std::max<int64_t>(1, left.count())));
+    if (!in.ok()) return in.status();
+    if (!in->has_value()) break;
+    auto* r = std::get_if<wire::OperatorReply>(&(*in)->message);
+    if (!r || r->request_id != req.request_id) continue;  // a late answer to an earlier request
+    if (!r->ok) return absl::FailedPreconditionError(r->error);
+    Answer a;
+    a.json = nlohmann::json::parse(r->json, nullptr, false);
+    if (a.json.is_discarded()) return absl::DataLossError("the coordinator's answer is not JSON");
+    a.data = std::move(r->data);
+    return a;
+  }
+  return absl::UnavailableError(absl::StrFormat(
+      "no answer from the coordinator at %s within %g s (is it running? is this client's key allowed?)", f.coordinator,
+      f.timeout_seconds));
+}
 
 Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::string& noun, const std::string& name,
                  const std::string& args_json, const std::string& output) {

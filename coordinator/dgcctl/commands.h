@@ -5,6 +5,7 @@
 #define DGC_COORDINATOR_DGCCTL_COMMANDS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -42,6 +43,25 @@ void AddRemoteFlags(CLI::App* cmd, RemoteFlags* flags);
 // `get jobs` a page at a time: pages of `page_size` jobs (0: the whole store
 // in one answer), each printed as it comes (one table, or one JSON array of
 // every job). `args` holds the filters (state, link).
+// A connection to a coordinator's operator API kept across requests (dgcctl
+// generate --coordinator asks many). Call waits flags.timeout_seconds for each
+// answer; a refusal is FailedPrecondition with the coordinator's message.
+class CoordinatorClient {
+ public:
+  struct Answer {
+    nlohmann::json json;
+    std::string data;  // the reply's binary part (generate fetch: packets)
+  };
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CoordinatorClient>> Connect(const RemoteFlags& flags);
+  ~CoordinatorClient();
+  [[nodiscard]] absl::StatusOr<Answer> Call(const std::string& verb, const std::string& noun, const std::string& name,
+                                            const std::string& args_json);
+
+ private:
+  struct Impl;
+  explicit CoordinatorClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 [[nodiscard]] absl::Status RunGetJobs(const RemoteFlags& flags, nlohmann::json args, uint64_t page_size,
                                       const std::string& output);
 

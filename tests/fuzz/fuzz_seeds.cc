@@ -7,6 +7,7 @@
 #include "common/trace/pcap_writer.h"
 #ifdef DGC_HAVE_WIRE
 #include "common/wire/codec.h"
+#include "common/wire/generate_segment.h"
 #endif
 #ifdef DGC_HAVE_MODEL_TOKENS
 #include "common/model/artifact.h"
@@ -164,12 +165,30 @@ int main(int argc, char** argv) {
       w::JobAck{7, true},
       w::OperatorRequest{1, w::OperatorVerb::kGet, "jobs", "", "{}"},
       w::OperatorReply{1, true, "", "[]"},
+      w::OperatorRequest{2, w::OperatorVerb::kGenerate, "fetch", "1", R"({"segment":0})"},
+      w::OperatorReply{2, true, "", R"({"state":"done"})", "packets"},
   };
   int n = 0;
   for (const auto& m : messages) {
     auto bytes = w::Encode(m);
     if (bytes.ok()) Write(dir + "/wire/seed-" + std::to_string(n++), *bytes);
   }
+  {
+    w::JobAssign gen = assign;
+    gen.kind = w::JobKind::kGenerate;
+    gen.train_chunks = {"skeleton"};
+    auto bytes = w::Encode(gen);
+    if (bytes.ok()) Write(dir + "/wire/seed-" + std::to_string(n++), *bytes);
+  }
+  // fuzz_generate_segment: a count byte, then a segment of two chunks; and
+  // options for two chunks.
+  std::vector<w::SegmentChunk> seg = {{"seed", c.start_ns, 60 * 1000000000LL, 5}, {"seed", c.start_ns + 60 * 1000000000LL, 60 * 1000000000LL, 6}};
+  Write(dir + "/generate_segment/seed-packets", std::string(1, '\x02') + w::EncodeSegmentPackets(seg, {c.packets, c.packets}));
+  w::SegmentOptions so;
+  so.chunks = seg;
+  so.min_p = 0.02;
+  so.tokenizer = nlohmann::json{{"max_packets", 8}};
+  Write(dir + "/generate_segment/seed-options", std::string(1, '\x02') + w::EncodeSegmentOptions(so));
 #endif
   return 0;
 }

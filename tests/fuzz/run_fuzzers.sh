@@ -11,12 +11,12 @@ cd "$root"
 cmake -S . -B "$build" -G Ninja -DDGC_FUZZ=ON -DDGC_BUILD_BENCH=OFF \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C "$build" fuzz_parse_frame fuzz_chunk_decode fuzz_pcap_reader fuzz_wire fuzz_skeleton_decode fuzz_model_format \
-  fuzz_library_records >/dev/null
+  fuzz_library_records fuzz_generate_segment >/dev/null
 
 corpus="$build/fuzz-corpus"
 art="$build/fuzz-artifacts"
 mkdir -p "$corpus"/{parse_frame,chunk_decode,pcap_reader} "$art"
-mkdir -p "$corpus/wire" "$corpus/skeleton_decode" "$corpus/model_format" "$corpus/library_records"
+mkdir -p "$corpus/wire" "$corpus/skeleton_decode" "$corpus/model_format" "$corpus/library_records" "$corpus/generate_segment"
 # Seeds for the reader: the shared edge cases (small ones).
 if [[ -d ../shared/data/edge-cases ]]; then
   find ../shared/data/edge-cases -type f -size -64k -exec cp -f {} "$corpus/pcap_reader/" \;
@@ -28,7 +28,7 @@ if [[ -x build/tests/fuzz/dgc-fuzz-seeds ]]; then
 fi
 
 status=0
-for t in parse_frame chunk_decode pcap_reader wire skeleton_decode model_format library_records; do
+for t in parse_frame chunk_decode pcap_reader wire skeleton_decode model_format library_records generate_segment; do
   echo "fuzz_$t: ${secs}s"
   if ! "$build/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$art/$t-" -print_final_stats=1 "$corpus/$t" 2>"$art/$t.log"; then

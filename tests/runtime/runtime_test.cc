@@ -359,6 +359,89 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   }
 }
 
+// dgcctl generate --coordinator: the coordinator cuts the range into
+// segments, two workers regenerate them, dgcctl merges them, and the pcap is
+// byte-identical to the embedded generate on the same library; again with a
+// range and a filter, and again when a worker is killed (fault point) after
+// sampling a segment it never sends: the coordinator requeues it on the
+// survivor once no heartbeat lists it.
+TEST_F(RuntimeTest, RegenerationOnTwoWorkersIsByteIdenticalToTheEmbeddedPathAndSurvivesAKilledWorker) {
+  const std::string ctl = BinaryPath("dgcctl");
+  std::string out;
+  ASSERT_EQ(testing::Run(ctl + " compress " + trace_ + " --library " + dir_.File("lib") + " --base " + base_ +
+                             " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                             " --steps 10 --no-check --budget 10x --min-flows 32 2>&1",
+                         &out),
+            0)
+      << out;
+  auto embedded = [&](const std::string& flags, const std::string& pcap) {
+    ASSERT_EQ(testing::Run(ctl + " generate --library " + dir_.File("lib") + " " + flags + " -o " + dir_.File(pcap) + " 2>&1",
+                           &out),
+              0)
+        << out;
+  };
+  auto chunks = ChunksOf(dir_.File("lib"));
+  ASSERT_TRUE(chunks.is_array() && chunks.size() >= 3) << chunks.dump();
+  const std::string range = "--since " + chunks[1].value("start", "") + " --until " + chunks[2].value("start", "") +
+                            " --filter tcp";
+  embedded("--seed 5", "emb.pcap");
+  embedded("--seed 7 " + range, "emb-range.pcap");
+  auto same = [&](const std::string& a, const std::string& b) {
+    return testing::Run("cmp -s " + dir_.File(a) + " " + dir_.File(b)) == 0;
+  };
+  // --library or --coordinator, one of them.
+  EXPECT_NE(testing::Run(ctl + " generate -o " + dir_.File("x.pcap") + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("give --library"), std::string::npos) << out;
+
+  Coord c = StartCoordinator(dir_.File("lib"));
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  ASSERT_TRUE(WaitUntil([&] { return Ctl("get workers --coordinator " + c.api).value_or(nlohmann::json()).size() == 2; },
+                        seconds(20)))
+      << Logs();
+  auto remote = [&](const std::string& flags, const std::string& pcap) {
+    // Bounded: a segment never requeued would leave it waiting.
+    ASSERT_EQ(testing::Run("timeout 120 " + ctl + " generate --coordinator " + c.api + " " + flags + " -o " + dir_.File(pcap) + " 2>&1",
+                           &out),
+              0)
+        << out << Logs();
+  };
+  remote("--seed 5", "dist.pcap");
+  EXPECT_TRUE(same("emb.pcap", "dist.pcap"));
+  // Both workers took segments (one per chunk: each chunk fine-tuned a model).
+  for (Process* w : {w1.get(), w2.get()}) EXPECT_NE(w->ReadLog().find("regenerated"), std::string::npos) << w->ReadLog();
+  remote("--seed 7 " + range, "dist-range.pcap");
+  EXPECT_TRUE(same("emb-range.pcap", "dist-range.pcap"));
+
+  // A worker that dies holding a segment.
+  w2->Signal(SIGTERM);
+  EXPECT_EQ(w2->Wait(seconds(10)), 0);
+  auto victim = std::make_unique<Process>(BinaryPath("dgc-worker"),
+                                          std::vector<std::string>{"--coordinator", c.listen, "--name", "victim",
+                                                                   "--metrics", "127.0.0.1:0"},
+                                          dir_.File("victim.log"),
+                                          std::vector<std::string>{"DGC_FAULT=worker.generate.after_sampling"});
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto w = Ctl("get workers --coordinator " + c.api);
+        if (!w) return false;
+        for (const auto& r : *w) {
+          if (r.value("name", "") == "victim") return w->size() == 2;
+        }
+        return false;
+      },
+      seconds(20)))
+      << Logs();
+  remote("--seed 5", "dist-kill.pcap");
+  EXPECT_NE(victim->ReadLog().find("dgc fault point worker.generate.after_sampling hit 1: SIGKILL"), std::string::npos)
+      << victim->ReadLog();
+  EXPECT_EQ(victim->Wait(seconds(5)), 128 + SIGKILL);
+  EXPECT_NE(c.proc->ReadLog().find("requeued"), std::string::npos) << c.proc->ReadLog();
+  EXPECT_TRUE(same("emb.pcap", "dist-kill.pcap"));
+  for (Process* p : {w1.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+}
+
 // A drift episode through both paths: the synthetic LAN, then a minute of a
 // DNS retry storm (one host, 150 queries a second, a new source port each).
 // The shared policy (library/compression_policy.h) must retrain on the

@@ -186,6 +186,27 @@ TEST(CodecTest, OperatorMessagesRoundTrip) {
   auto rp = std::get<OperatorReply>(RoundTrip(OperatorReply{5, false, "no such worker", ""}).message);
   EXPECT_FALSE(rp.ok);
   EXPECT_EQ(rp.error, "no such worker");
+  // generate fetch: the verb, and a reply with binary beside its JSON.
+  auto gq = std::get<OperatorRequest>(RoundTrip(OperatorRequest{6, OperatorVerb::kGenerate, "fetch", "3", "{}"}).message);
+  EXPECT_EQ(gq.verb, OperatorVerb::kGenerate);
+  const std::string bin("\0\x01packets\xff", 10);
+  auto gr = std::get<OperatorReply>(RoundTrip(OperatorReply{6, true, "", R"({"state":"done"})", bin}).message);
+  EXPECT_EQ(gr.data, bin);
+  EXPECT_EQ(gr.json, R"({"state":"done"})");
+}
+
+TEST(CodecTest, GenerateJobRoundTrips) {
+  JobAssign ja;
+  ja.job_id = (uint64_t{1} << 62) | 9;
+  ja.kind = JobKind::kGenerate;
+  ja.parent = JobAssign::Parent::kId;
+  ja.parent_id = "m";
+  ja.train_chunks = {"skeleton-a", "skeleton-b"};
+  ja.options_json = R"({"chunks":[]})";
+  auto a = std::get<JobAssign>(RoundTrip(ja).message);
+  EXPECT_EQ(a.kind, JobKind::kGenerate);
+  EXPECT_EQ(a.job_id, ja.job_id);
+  EXPECT_EQ(a.train_chunks, ja.train_chunks);
 }
 
 TEST(CodecTest, EveryKindHasAName) {
