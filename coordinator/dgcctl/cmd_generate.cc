@@ -350,8 +350,9 @@ Examples:
         if (a->json.value("state", "") == "failed") {
           const std::string error = a->json.value("error", "");
           if (!a->json.value("damaged", false)) {
-            return fail(absl::InternalError(absl::StrCat(where_of(i), " (and the ", n - 1,
-                                                         " chunk(s) after it in its segment): ", error)));
+            return fail(absl::InternalError(absl::StrCat(
+                "the workers could not regenerate ", where_of(i),
+                n > 1 ? absl::StrCat(" and the ", n - 1, " chunk(s) after it that share its model") : "", ": ", error)));
           }
           for (size_t r = 0; r < n; ++r, ++i) {
             if (!damaged_model(i, error)) return;
