@@ -38,6 +38,7 @@
 #include "common/wire/parent_bundle.h"
 #include "common/wire/zmq_transport.h"
 #include "library/compression_policy.h"
+#include "library/pack_pricer.h"
 #include "library/rocksdb_model_library.h"
 #include "coordinator/scheduler/clock.h"
 #include "coordinator/scheduler/rocksdb_job_store.h"
@@ -288,6 +289,9 @@ class Coordinator {
   std::map<std::string, int64_t> packed_until_;
   int64_t next_pack_ns_ = 0;
   void PackClosedSpans(int64_t now);
+  // Per library link: what its next chunk record costs packed, and its
+  // metadata (sent with each compress job, as dgcctl compress prices them).
+  std::map<std::string, library::PackPricer> pricers_;
   // Regeneration on the workers (dgcctl generate --coordinator;
   // server_generate.cc). A session is one dgcctl generate: its chunks cut
   // into segments (runs sharing a model and tokenizer, as the embedded

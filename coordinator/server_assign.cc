@@ -377,6 +377,24 @@ Status Coordinator::SendAssignment(const Assignment& a) {
       opts["min_flows"] = std::numeric_limits<int32_t>::max();
     }
   }
+  if (job->kind == JobKind::kCompress) {
+    // Priced as dgcctl compress prices it: the record's packed cost once
+    // its span is packed, and the last record's metadata (library::PackPricer).
+    const std::string lib_link = LibraryLinkOf(job->link, job->shard);
+    auto p = pricers_.find(lib_link);
+    if (p == pricers_.end()) {
+      auto loaded = library::PackPricer::Load(*library_, lib_link, job->start_ns, options_.pack_span_ns);
+      if (loaded.ok()) {
+        p = pricers_.emplace(lib_link, *std::move(loaded)).first;
+      } else {
+        spdlog::warn("job {}: priced unpacked: {}", job->id, std::string(loaded.status().message()));
+      }
+    }
+    if (p != pricers_.end()) {
+      if (const double c = p->second.PackedCost(job->start_ns); c > 0) opts["packed_cost"] = c;
+      if (p->second.metadata_bytes() > 0) opts["metadata_bytes"] = p->second.metadata_bytes();
+    }
+  }
   ja.options_json = opts.dump();
   ja.slots = std::max<uint32_t>(1, a.slots);
   // A gang: every member meets at the lead's store, under this lease's

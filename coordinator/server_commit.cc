@@ -95,6 +95,11 @@ void Coordinator::OnResult(const std::string& peer, wire::JobResult& res) {
           raw_bytes = report.value("raw_bytes", uint64_t{0});
           auto rec = library_->GetChunk(commit.artifact.link, commit.artifact.start_ns);
           if (rec.ok()) stored_bytes = rec->stored_bytes;
+          // The next chunk of the link is priced from this record as in
+          // dgcctl compress (a link not priced yet loads it from the library).
+          if (auto p = pricers_.find(commit.artifact.link); p != pricers_.end() && rec.ok() && newly_committed) {
+            p->second.Note(*rec, commit.fingerprint ? commit.fingerprint->Encode() : std::string());
+          }
         }
       }
     }

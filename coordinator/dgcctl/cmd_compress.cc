@@ -34,6 +34,7 @@
 #include "common/trace/pseudonymize.h"
 #include "library/compression_policy.h"
 #include "library/fingerprint.h"
+#include "library/pack_pricer.h"
 #include "library/rocksdb_model_library.h"
 #include "common/compress/chunk_compressor.h"
 #include "library/model_chain.h"
@@ -228,7 +229,8 @@ class Pipeline {
         cfg_(std::move(config)),
         policy_(lib, PolicyOptionsOf(cfg_)),
         chain_(lib),
-        pool_tokenizer_(cfg_.opt.tokenizer) {}
+        pool_tokenizer_(cfg_.opt.tokenizer),
+        pricer_(cfg_.pack_span_ns) {}
 
   // Stores a base model from 'dgcctl warmup': the first chunk of a link with
   // no model starts from it instead of training one.
@@ -303,53 +305,12 @@ class Pipeline {
   }
 
   // The options for `c`: the packed cost of its span so far, when it has
-  // earlier chunks of its span to be packed with.
+  // earlier chunks of its span to be packed with (library::PackPricer).
   CompressOptions OptionsFor(const Chunk& c) const {
     CompressOptions o = cfg_.opt;
-    if (cfg_.pack_span_ns > 0 && !span_members_.empty() && FloorTo(c.start_ns, cfg_.pack_span_ns) == span_start_ &&
-        span_cost_ > 0) {
-      o.packed_cost = span_cost_;
-    }
-    o.metadata_bytes = last_metadata_;
+    o.packed_cost = pricer_.PackedCost(c.start_ns);
+    o.metadata_bytes = pricer_.metadata_bytes();
     return o;
-  }
-  // A committed chunk joins its span's records: what packing them costs
-  // a byte, measured again at 1, 2, 4, 8, ... records (the pack's zstd -19
-  // is the cost; a span's first records price the rest).
-  void NotePacked(const library::ChunkRecord& committed, const std::string& fingerprint) {
-    // Measured without what varies from run to run (the commit time, the
-    // report's seconds), so the same input prices, and keeps, the same.
-    library::ChunkRecord rec = committed;
-    rec.committed_ns = rec.end_ns();
-    if (auto j = nlohmann::json::parse(rec.report_json, nullptr, false); j.is_object()) {
-      j.erase("seconds");
-      rec.report_json = j.dump();
-    }
-    const std::string key = library::ChunkKey(rec.link, rec.start_ns);
-    const std::string value = library::EncodeChunk(rec);
-    const uint64_t own = key.size() + value.size() + (fingerprint.empty() ? 0 : key.size() + fingerprint.size());
-    last_metadata_ = int64_t(own > rec.skeleton.size() ? own - rec.skeleton.size() : 0);
-    if (cfg_.pack_span_ns <= 0) return;
-    const int64_t span = FloorTo(rec.start_ns, cfg_.pack_span_ns);
-    if (span != span_start_ || span_members_.empty()) {
-      span_members_.clear();
-      span_own_ = 0;
-      span_cost_ = 0;
-      span_start_ = span;
-    }
-    if (value.size() > RocksDbModelLibrary::PackOptions{}.max_member_bytes) return;  // not packed
-    library::ChunkRecord m = rec;
-    auto sk = model::Skeleton::Decode(m.skeleton, "chunk");
-    if (!sk.ok()) return;
-    m.skeleton = sk->EncodePlain();
-    span_members_.push_back({rec.start_ns, library::EncodePackMember(m), fingerprint});
-    span_own_ += own;
-    const size_t n = span_members_.size();
-    if ((n & (n - 1)) == 0 && n <= 1024) {
-      const uint64_t packed = library::EncodePack(span_members_, span_members_.front().start_ns).size() +
-                              n * (key.size() + 8);  // + the stubs and their keys
-      span_cost_ = std::min(1.0, double(packed) / double(std::max<uint64_t>(span_own_, 1)));
-    }
   }
 
   Status Route(Entry&& e) {
@@ -541,7 +502,7 @@ class Pipeline {
     uint64_t stored = 0;
     if (auto rec = lib_->GetChunk(c.link, c.start_ns); rec.ok()) {
       stored = rec->stored_bytes;
-      NotePacked(*rec, e.fp.Encode());
+      pricer_.Note(*rec, e.fp.Encode());
     }
     const auto& rp = cc.artifact.report;
     tot_.chunks++;
@@ -624,11 +585,7 @@ class Pipeline {
   std::optional<Held> held_;  // the latest quiet chunk, not committed yet
   std::deque<Entry> recent_;                     // newest first
   int64_t committed_until_ = std::numeric_limits<int64_t>::min();
-  std::vector<library::PackMember> span_members_;  // the current span's records, as a pack holds them
-  uint64_t span_own_ = 0;                          // what they take unpacked
-  double span_cost_ = 0;                           // packed / unpacked, last measured
-  int64_t span_start_ = 0;
-  int64_t last_metadata_ = 0;  // the last committed record's bytes besides its skeleton
+  library::PackPricer pricer_;  // what the next record costs once packed, and its metadata
   nlohmann::json base_report_;
   Totals tot_;
 };

@@ -14,6 +14,7 @@
 
 #include "library/compression_policy.h"
 #include "library/model_library.h"
+#include "library/pack_pricer.h"
 #include "absl/strings/str_format.h"
 #include "common/base/time.h"
 #include "common/model/skeleton.h"
@@ -803,6 +804,46 @@ RocksDbModelLibrary::ChunkCommit QuietHour(int h) {
   }
   c.fingerprint = testing::ChainFingerprint(h);
   return c;
+}
+
+// The packed pricing both compress paths use: a span's first record is
+// unpriced, later ones at a cost below 1 measured on the records before
+// them, a new span starts over; and the state rebuilt from the library
+// (the coordinator after a restart) prices exactly as the notes taken at
+// each commit did.
+TEST_F(RocksDbModelLibraryTest, PackPricerPricesASpanFromItsRecordsAndLoadsTheSameFromTheLibrary) {
+  const int64_t hour = 3600LL * 1000000000;
+  const int64_t day = 24 * hour;
+  library::PackPricer noted(day);
+  for (int h = 0; h < 30; ++h) {
+    const int64_t start = kChainT0 + h * hour;
+    auto loaded = library::PackPricer::Load(*lib_, "tap0", start, day);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->PackedCost(start), noted.PackedCost(start)) << h;
+    EXPECT_EQ(loaded->metadata_bytes(), noted.metadata_bytes()) << h;
+    if (FloorTo(start, day) == start) {
+      EXPECT_EQ(noted.PackedCost(start), 0.0) << "the first chunk of a day is unpriced: " << h;
+    } else if (h > 0) {
+      EXPECT_GT(noted.PackedCost(start), 0.0) << h;
+      EXPECT_LE(noted.PackedCost(start), 1.0) << h;
+      if (h % 24 >= 8) {
+        EXPECT_LT(noted.PackedCost(start), 0.8) << "eight quiet records pack well: " << h;
+      }
+    }
+    auto c = QuietHour(h);
+    ASSERT_TRUE(lib_->CommitChunk(c).ok()) << h;
+    auto rec = lib_->GetChunk("tap0", start);
+    ASSERT_TRUE(rec.ok());
+    auto fp = lib_->GetFingerprint("tap0", start);
+    noted.Note(*rec, fp.ok() ? fp->Encode() : std::string());
+    EXPECT_GT(noted.metadata_bytes(), 0);
+  }
+  library::PackPricer unpacked(0);  // no packing: metadata only
+  auto rec = lib_->GetChunk("tap0", kChainT0);
+  ASSERT_TRUE(rec.ok());
+  unpacked.Note(*rec, "");
+  EXPECT_EQ(unpacked.PackedCost(kChainT0 + hour), 0.0);
+  EXPECT_GT(unpacked.metadata_bytes(), 0);
 }
 
 TEST_F(RocksDbModelLibraryTest, PacksClosedDaysOfQuietChunksAndEveryReaderReadsThroughThem) {

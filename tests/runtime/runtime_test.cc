@@ -79,9 +79,9 @@ class RuntimeTest : public ::testing::Test {
                          bool with_base = true) {
     Coord c;
     std::vector<std::string> args = {"--library", lib, "--listen", listen, "--api", api, "--metrics", "127.0.0.1:0",
-                                     "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5",
-                                     // room for a delta in these small chunks, as the embedded runs below
-                                     "--budget", "10x"};
+                                     "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5"};
+    // Room for a delta in these small chunks, as the embedded runs below.
+    if (std::find(extra.begin(), extra.end(), "--budget") == extra.end()) extra.insert(extra.end(), {"--budget", "10x"});
     if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
     // Fine-tunes on these small chunks (the default, dgcctl compress's, is 4096).
     if (std::find(extra.begin(), extra.end(), "--min-flows") == extra.end()) extra.insert(extra.end(), {"--min-flows", "32"});
@@ -793,6 +793,43 @@ TEST_F(RuntimeTest, QuietChunksPoolTheirFlowsOnBothPaths) {
   EXPECT_GE(shared, 1) << cd.dump();
   ExpectSameDecisionsAsEmbedded(trace_, dir_.File("lib"), dir_.File("emb"),
                                 "--base " + base_ + " --steps 10 --no-check --budget 10x --min-flows 500");
+}
+
+// At the default budget the records are small enough to be packed, and the
+// coordinator prices each compress job as dgcctl compress prices its chunk
+// (library::PackPricer): the span's first chunk unpriced, each later one at
+// the packed cost the records before it measured, near the embedded path's.
+TEST_F(RuntimeTest, RecordsArePricedAtTheirPackedCostOnBothPaths) {
+  Coord c = StartCoordinator(dir_.File("lib"), {"--budget", "0.1x"});
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  std::string out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " +
+                             base_ + " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                             " --steps 10 --no-check --budget 0.1x --min-flows 32 2>&1",
+                         &out),
+            0)
+      << out;
+  nlohmann::json cd = ChunksOf(dir_.File("lib")), ce = ChunksOf(dir_.File("emb"));
+  ASSERT_TRUE(cd.is_array() && ce.is_array());
+  ASSERT_EQ(ce.size(), cd.size());
+  int priced = 0;
+  for (size_t i = 0; i < cd.size(); ++i) {
+    auto dc = Ctl("describe chunk " + cd[i].value("chunk", "") + " --library " + dir_.File("lib"));
+    auto de = Ctl("describe chunk " + ce[i].value("chunk", "") + " --library " + dir_.File("emb"));
+    ASSERT_TRUE(dc && de);
+    const double pc = (*dc)["report"].value("packed_cost", 0.0), pe = (*de)["report"].value("packed_cost", 0.0);
+    EXPECT_EQ(pc > 0, pe > 0) << "chunk " << i << ": cluster " << dc->dump() << "\nembedded " << de->dump();
+    EXPECT_NEAR(pc, pe, 0.1) << "chunk " << i;
+    if (i == 0) EXPECT_EQ(pc, 0.0) << "a span's first chunk is unpriced";
+    priced += pc > 0;
+  }
+  EXPECT_GE(priced, 1) << cd.dump();
 }
 
 TEST_F(RuntimeTest, IngestKilledMidStreamLosesNothingAndCommitsNothingTwice) {
