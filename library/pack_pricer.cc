@@ -9,6 +9,9 @@
 #include "nlohmann/json.hpp"
 
 namespace dgc::library {
+namespace {
+constexpr size_t kMaxMeasured = 1024;
+}  // namespace
 
 void PackPricer::Note(const ChunkRecord& committed, const std::string& fingerprint) {
   ChunkRecord rec = committed;
@@ -30,6 +33,9 @@ void PackPricer::Note(const ChunkRecord& committed, const std::string& fingerpri
     span_start_ = span;
   }
   if (value.size() > RocksDbModelLibrary::PackOptions{}.max_member_bytes) return;  // not packed
+  // The cost is measured up to 1,024 records and holds after: later ones
+  // need not be kept (a week of one-minute chunks would hold 10,080).
+  if (members_.size() >= kMaxMeasured) return;
   ChunkRecord m = rec;
   auto sk = model::Skeleton::Decode(m.skeleton, "chunk");
   if (!sk.ok()) return;
@@ -37,7 +43,7 @@ void PackPricer::Note(const ChunkRecord& committed, const std::string& fingerpri
   members_.push_back({rec.start_ns, EncodePackMember(m), fingerprint});
   own_ += own;
   const size_t n = members_.size();
-  if ((n & (n - 1)) == 0 && n <= 1024) {
+  if ((n & (n - 1)) == 0 && n <= kMaxMeasured) {
     const uint64_t packed = EncodePack(members_, members_.front().start_ns).size() +
                             n * (key.size() + 8);  // + the stubs and their keys
     cost_ = std::min(1.0, double(packed) / double(std::max<uint64_t>(own_, 1)));

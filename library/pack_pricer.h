@@ -9,7 +9,8 @@
 // The cost is measured, not modelled: the span's records so far packed as
 // RocksDbModelLibrary::PackChunks would (EncodePack, plus the stubs and
 // their keys) over what they take one by one, again at 1, 2, 4, 8, ...
-// records (at most 1,024). A span's first chunk is unpriced (0). Records
+// records (at most 1,024, which are all it keeps of a span, so its memory
+// is bounded). A span's first chunk is unpriced (0). Records
 // are measured without what varies from run to run (the commit time, the
 // report's seconds), so the same input prices, and keeps, the same.
 //
