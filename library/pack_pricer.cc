@@ -70,11 +70,10 @@ StatusOr<PackPricer> PackPricer::Load(RocksDbModelLibrary& lib, const std::strin
   q.since_ns = span - (span_ns > 0 ? span_ns : kWeekNs);
   auto records = lib.ListChunks(q);
   if (!records.ok()) return records.status();
-  std::vector<const ChunkRecord*> before;
+  std::vector<const ChunkRecord*> before;  // by start, as ListChunks walks a link
   for (const auto& r : *records) {
     if (r.link == link && r.start_ns < start_ns) before.push_back(&r);
   }
-  std::stable_sort(before.begin(), before.end(), [](const auto* a, const auto* b) { return a->start_ns < b->start_ns; });
   size_t first = before.size();
   while (first > 0 && before[first - 1]->start_ns >= span) --first;
   if (first > 0) --first;  // the record before the span

@@ -117,6 +117,18 @@ class RuntimeTest : public ::testing::Test {
                                      "--metrics", "127.0.0.1:0"};
     return std::make_unique<Process>(BinaryPath("dgc-ingest"), args, dir_.File(log), env);
   }
+  // The trace through a coordinator (with `flags`), two workers and an
+  // ingest until every chunk is committed; then each stops cleanly.
+  void RunTraceThroughTwoWorkers(const std::vector<std::string>& flags) {
+    Coord c = StartCoordinator(dir_.File("lib"), flags);
+    auto w1 = StartWorker(c.listen, "w1");
+    auto w2 = StartWorker(c.listen, "w2");
+    auto ingest = StartIngest(c.listen);
+    EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+    ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
+    for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+    for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  }
   static std::vector<nlohmann::json> Jobs(const std::string& api, const std::string& kind = "compress") {
     std::vector<nlohmann::json> out;
     auto j = Ctl("get jobs --coordinator " + api + " --timeout 3");
@@ -770,14 +782,7 @@ TEST_F(RuntimeTest, CoordinatorKilledAndRestartedMidStreamLosesNothingAndCommits
 // library says which, library::CompressionPolicy::Pooled), so the same
 // chunks train deltas on both paths.
 TEST_F(RuntimeTest, QuietChunksPoolTheirFlowsOnBothPaths) {
-  Coord c = StartCoordinator(dir_.File("lib"), {"--min-flows", "500"});
-  auto w1 = StartWorker(c.listen, "w1");
-  auto w2 = StartWorker(c.listen, "w2");
-  auto ingest = StartIngest(c.listen);
-  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
-  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
-  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
-  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+  ASSERT_NO_FATAL_FAILURE(RunTraceThroughTwoWorkers({"--min-flows", "500"}));
   ExpectEveryWindowOnce(dir_.File("lib"));
   nlohmann::json cd = ChunksOf(dir_.File("lib"));
   ASSERT_TRUE(cd.is_array());
@@ -800,21 +805,9 @@ TEST_F(RuntimeTest, QuietChunksPoolTheirFlowsOnBothPaths) {
 // (library::PackPricer): the span's first chunk unpriced, each later one at
 // the packed cost the records before it measured, near the embedded path's.
 TEST_F(RuntimeTest, RecordsArePricedAtTheirPackedCostOnBothPaths) {
-  Coord c = StartCoordinator(dir_.File("lib"), {"--budget", "0.1x"});
-  auto w1 = StartWorker(c.listen, "w1");
-  auto w2 = StartWorker(c.listen, "w2");
-  auto ingest = StartIngest(c.listen);
-  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
-  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(120))) << Logs();
-  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
-  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
-  std::string out;
-  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " +
-                             base_ + " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
-                             " --steps 10 --no-check --budget 0.1x --min-flows 32 2>&1",
-                         &out),
-            0)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(RunTraceThroughTwoWorkers({"--budget", "0.1x"}));
+  ExpectSameDecisionsAsEmbedded(trace_, dir_.File("lib"), dir_.File("emb"),
+                                "--base " + base_ + " --steps 10 --no-check --budget 0.1x --min-flows 32");
   nlohmann::json cd = ChunksOf(dir_.File("lib")), ce = ChunksOf(dir_.File("emb"));
   ASSERT_TRUE(cd.is_array() && ce.is_array());
   ASSERT_EQ(ce.size(), cd.size());
