@@ -9,6 +9,8 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -326,6 +328,24 @@ void ConfigureCpuThreads(int intra_op_threads) {
   // and a second OpenMP team spinning next to OpenBLAS's threads halves the
   // speed (measured). Matrix products still use every core through OpenBLAS.
   torch::set_num_threads(std::max(1, intra_op_threads));
+  // OpenBLAS's idle threads spin (sched_yield) for 2^28 cycles, about 0.1 s,
+  // before they sleep: between the products of a training step they never
+  // sleep, and compressing the 1M bench trace spent 12 of its 73 CPU-s in
+  // the kernel yielding. 2^18 cycles (~0.1 ms) still spans the gap between
+  // one step's products: 61 CPU-s, the same wall time (DESIGN_NOTES, session
+  // 16). The timeout is read when the pool starts (at load), so the pool is
+  // stopped here and restarts at the next product with it. Once per process,
+  // before any product runs; an operator's OPENBLAS_THREAD_TIMEOUT wins.
+  static std::once_flag blas_timeout_once;
+  std::call_once(blas_timeout_once, [] {
+    if (std::getenv("OPENBLAS_THREAD_TIMEOUT") != nullptr || std::getenv("GOTO_THREAD_TIMEOUT") != nullptr) return;
+    auto read_env = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "openblas_read_env"));
+    auto shutdown = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"));
+    if (read_env == nullptr || shutdown == nullptr) return;
+    setenv("OPENBLAS_THREAD_TIMEOUT", "18", 0);
+    read_env();
+    shutdown();
+  });
   if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
     if (auto set = reinterpret_cast<OpenBlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
       set(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
