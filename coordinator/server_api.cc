@@ -160,16 +160,52 @@ wire::OperatorReply Coordinator::OnOperator(const wire::OperatorRequest& req) {
       if (req.noun == "chunks") {
         ChunkQuery q;
         q.link = args.value("link", "");
-        auto chunks = library_->ListChunks(q);
-        if (!chunks.ok()) return Error(std::string(chunks.status().message()));
-        nlohmann::json arr = nlohmann::json::array();
-        for (const auto& c : *chunks) {
-          arr.push_back({{"chunk", library::ChunkKeyToString(library::ChunkKey(c.link, c.start_ns))},
-                         {"link", c.link}, {"start", FormatRfc3339(c.start_ns)}, {"seq", c.seq},
-                         {"packets", c.packets}, {"flows", c.flows}, {"model", c.model_id},
-                         {"parent", c.parent_id}, {"stored_bytes", c.stored_bytes}, {"raw_bytes", c.raw_bytes}});
+        auto chunk_json = [](const library::ChunkRecord& c) {
+          return nlohmann::json{{"chunk", library::ChunkKeyToString(library::ChunkKey(c.link, c.start_ns))},
+                                {"link", c.link}, {"start", FormatRfc3339(c.start_ns)}, {"start_ns", c.start_ns},
+                                {"seq", c.seq}, {"packets", c.packets}, {"flows", c.flows}, {"model", c.model_id},
+                                {"parent", c.parent_id}, {"stored_bytes", c.stored_bytes},
+                                {"raw_bytes", c.raw_bytes}};
+        };
+        const auto limit_it = args.find("limit");
+        if (limit_it == args.end()) {  // the whole library, one array (scripts of before paging)
+          nlohmann::json arr = nlohmann::json::array();
+          Status st = library_->ForEachChunk(q, [&](const library::ChunkRecord& c) {
+            arr.push_back(chunk_json(c));
+            return absl::OkStatus();
+          });
+          if (!st.ok()) return Error(std::string(st.message()));
+          return Ok(arr);
         }
-        return Ok(arr);
+        // One page: up to `limit` chunks (at most kMaxPage) after the chunk
+        // "after" ({link, start_ns}) names, in key order, and where to go on
+        // ("continue": the last chunk's {link, start_ns}, null at the end).
+        // Listing a library in pages holds one page, not the library: a soak
+        // that counted its chunks every 2 s as one array grew the
+        // coordinator's RSS with the library (DESIGN_NOTES, session 16).
+        constexpr uint64_t kMaxPage = 5000;
+        if (!limit_it->is_number_unsigned()) return Error("get chunks: limit must be a non-negative integer");
+        uint64_t limit = limit_it->get<uint64_t>();
+        if (limit == 0 || limit > kMaxPage) limit = kMaxPage;
+        if (const auto after = args.find("after"); after != args.end() && !after->is_null()) {
+          if (!after->is_object() || !after->contains("link") || !(*after)["link"].is_string() ||
+              !after->contains("start_ns") || !(*after)["start_ns"].is_number_integer()) {
+            return Error("get chunks: after must be {link, start_ns}");
+          }
+          q.after_key = library::ChunkKey((*after)["link"].get<std::string>(), (*after)["start_ns"].get<int64_t>());
+        }
+        nlohmann::json items = nlohmann::json::array();
+        nlohmann::json next = nullptr;
+        const Status page_full = absl::CancelledError("page full");
+        Status st = library_->ForEachChunk(q, [&](const library::ChunkRecord& c) {
+          if (items.size() == limit) return page_full;
+          items.push_back(chunk_json(c));
+          next = {{"link", c.link}, {"start_ns", c.start_ns}};
+          return absl::OkStatus();
+        });
+        if (!st.ok() && st != page_full) return Error(std::string(st.message()));
+        if (st.ok()) next = nullptr;  // the walk ended: nothing after this page
+        return Ok({{"items", std::move(items)}, {"continue", std::move(next)}});
       }
       if (req.noun == "models") {
         auto models = library_->ListModels(false);

@@ -16,6 +16,9 @@ struct ChunkQuery {
   std::string link;  // empty: every link
   int64_t since_ns = std::numeric_limits<int64_t>::min();  // chunks ending after this
   int64_t until_ns = std::numeric_limits<int64_t>::max();  // chunks starting before this
+  // A chunk key (ChunkKey(link, start)): only chunks whose key sorts after it,
+  // for paging (the walk seeks to it, so a page costs what it returns).
+  std::string after_key;
 };
 
 // Whether a stored link is `link` or one of its shards (LINK#0, LINK#1, ...:

@@ -702,8 +702,15 @@ Status RocksDbModelLibrary::WalkChunks(const ChunkQuery& q, const std::function<
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf_[kChunks]));
   PackCache packs;
   std::string link = q.link;
+  // Keys at or before `floor` are skipped (a page's cursor, or where a
+  // careful walk goes on).
+  const std::string& floor = after.empty() || q.after_key > after ? q.after_key : after;
   if (link.empty()) {
-    it->SeekToFirst();
+    if (q.after_key.empty()) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(q.after_key);
+    }
     if (!it->Valid()) {
       *stopped_by_checksums = it->status().IsCorruption();
       return FromRocks(it->status(), "reading chunks");
@@ -718,9 +725,12 @@ Status RocksDbModelLibrary::WalkChunks(const ChunkQuery& q, const std::function<
     // The chunk starting at or before `since` may still overlap it.
     it->SeekForPrev(ChunkKey(link, q.since_ns));
     if (!it->Valid() || !HasPrefix(it->key(), prefix)) it->Seek(ChunkKey(link, q.since_ns));
+    if (!q.after_key.empty() && it->Valid() && View(it->key()) <= absl::string_view(q.after_key)) {
+      it->Seek(q.after_key);
+    }
     for (; it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
       const std::string key(View(it->key()));
-      if (careful && !after.empty() && key <= after) continue;
+      if (!floor.empty() && key <= floor) continue;
       std::string value;
       if (careful) {
         std::string key_link;

@@ -156,6 +156,7 @@ Status RunGet(const GetArgs& a) {
     if (!a.state.empty()) args["state"] = a.state;
     if (!a.link.empty()) args["link"] = a.link;
     if (a.noun == "jobs" || a.noun == "job") return RunGetJobs(a.remote, std::move(args), a.chunk_size, a.output);
+    if (a.noun == "chunks") return RunGetChunks(a.remote, std::move(args), a.chunk_size, a.output);
     return RunRemote(a.remote, "get", a.noun, "", args.dump(), a.output);
   }
   DGC_ASSIGN_OR_RETURN(auto lib, OpenExisting(a.library));
@@ -530,7 +531,7 @@ Examples:
   get->add_option("--library", ga->library, "model library directory (without it: ask the coordinator)");
   get->add_option("--state", ga->state, "jobs in this state only (queued, leased, done, failed, cancelled)");
   get->add_option("--chunk-size", ga->chunk_size,
-                  "jobs: ask for them this many per answer (0: all in one answer)")
+                  "jobs and chunks from a coordinator: ask for them this many per answer (0: all in one answer)")
       ->capture_default_str();
   AddRemoteFlags(get, &ga->remote);
   get->add_option("--link", ga->link, "chunks (or jobs) of this link only");

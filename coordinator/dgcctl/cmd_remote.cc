@@ -89,7 +89,7 @@ void PrintTable(const std::string& noun, const nlohmann::json& j, bool header = 
                   Age(r.value("registered_ns", 0ll)).c_str());
     }
   } else if (noun == "chunks") {
-    std::printf("%-40s %-10s %-28s %s\n", "NAME", "PACKETS", "MODEL", "STORED");
+    if (header) std::printf("%-40s %-10s %-28s %s\n", "NAME", "PACKETS", "MODEL", "STORED");
     for (const auto& r : rows) {
       std::printf("%-40s %-10s %-28s %s\n", r.value("chunk", "").substr(0, 40).c_str(),
                   std::to_string(r.value("packets", 0ull)).c_str(), r.value("model", "").substr(0, 28).c_str(),
@@ -256,6 +256,46 @@ Status RunGetJobs(const RemoteFlags& f, nlohmann::json args, uint64_t page_size,
       return absl::DataLossError(absl::StrCat("the coordinator's next page starts at ", cont, ", not after ", after));
     }
     after = cont;
+  }
+  if (json) std::printf("%s]\n", first ? "" : "\n");
+  return absl::OkStatus();
+}
+
+Status RunGetChunks(const RemoteFlags& f, nlohmann::json args, uint64_t page_size, const std::string& output) {
+  if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
+  if (page_size == 0) return RunRemote(f, "get", "chunks", "", args.dump(), output);
+  const bool json = output == "json";
+  args["limit"] = page_size;
+  nlohmann::json after = nullptr;
+  bool first = true;
+  if (json) std::printf("[");
+  // Each page starts after the last chunk of the one before, in key order,
+  // so the pages end; a cursor that does not move on is an error.
+  for (;;) {
+    args["after"] = after;
+    DGC_ASSIGN_OR_RETURN(nlohmann::json page, Ask(f, "get", "chunks", "", args.dump()));
+    const auto items = page.find("items");
+    const auto next = page.find("continue");
+    if (!page.is_object() || items == page.end() || !items->is_array() || next == page.end()) {
+      return absl::FailedPreconditionError(
+          "the coordinator does not page its chunks (an older build?): use --chunk-size 0");
+    }
+    if (json) {
+      for (const auto& r : *items) {
+        std::printf("%s\n  %s", first ? "" : ",", r.dump().c_str());
+        first = false;
+      }
+    } else if (first || !items->empty()) {
+      PrintTable("chunks", *items, first);
+      first = false;
+    }
+    std::fflush(stdout);
+    if (next->is_null()) break;
+    if (*next == after || items->empty()) {
+      return absl::DataLossError(absl::StrCat("the coordinator's next page of chunks does not move on from ",
+                                              next->dump()));
+    }
+    after = *next;
   }
   if (json) std::printf("%s]\n", first ? "" : "\n");
   return absl::OkStatus();

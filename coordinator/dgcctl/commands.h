@@ -64,6 +64,9 @@ class CoordinatorClient {
 };
 [[nodiscard]] absl::Status RunGetJobs(const RemoteFlags& flags, nlohmann::json args, uint64_t page_size,
                                       const std::string& output);
+// `get chunks` from a coordinator, `page_size` a page (0: one answer).
+[[nodiscard]] absl::Status RunGetChunks(const RemoteFlags& flags, nlohmann::json args, uint64_t page_size,
+                                        const std::string& output);
 
 }  // namespace dgc::ctl
 

@@ -198,6 +198,26 @@ TEST_F(RocksDbModelLibraryTest, QueriesByLinkAndTimeRange) {
   before.link = "tap0";
   before.until_ns = at(0);
   EXPECT_TRUE(lib_->ListChunks(before)->empty());
+  // Paging: after_key, a chunk's key, lists what follows it in key order,
+  // across links and within one link's range.
+  ChunkQuery rest;
+  rest.after_key = library::ChunkKey("tap0", at(57));
+  auto tail = lib_->ListChunks(rest);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  ASSERT_EQ(tail->size(), 2u + 60u);  // tap0's last two, then all of tap1
+  EXPECT_EQ(tail->front().link, "tap0");
+  EXPECT_EQ(tail->front().start_ns, at(58));
+  EXPECT_EQ(tail->back().link, "tap1");
+  ChunkQuery page = q;  // tap1, chunks 10 to 19
+  page.after_key = library::ChunkKey("tap1", at(14));
+  auto second = lib_->ListChunks(page);
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->size(), 5u);
+  EXPECT_EQ(second->front().start_ns, at(15));
+  page.after_key = library::ChunkKey("tap0", at(30));  // before the link: no effect
+  EXPECT_EQ(lib_->ListChunks(page)->size(), 10u);
+  page.after_key = library::ChunkKey("tap1", at(59));  // its last chunk: nothing after
+  EXPECT_TRUE(lib_->ListChunks(page)->empty());
   auto latest = lib_->LatestChunk("tap1");
   ASSERT_TRUE(latest.ok());
   EXPECT_EQ(latest->start_ns, at(59));

@@ -322,6 +322,25 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
   }
   EXPECT_EQ(headers, 1u) << table;
   EXPECT_EQ(lines, all.size() + 1) << table;
+  // `get chunks` by pages of 1 or 2 (one link or every link) lists what one
+  // answer does, each chunk once, in key order.
+  auto chunk_names = [&](const std::string& flags) {
+    std::vector<std::string> out;
+    auto j = Ctl("get chunks --coordinator " + c.api + " " + flags);
+    EXPECT_TRUE(j && j->is_array()) << flags;
+    if (j && j->is_array()) {
+      for (const auto& r : *j) out.push_back(r.value("chunk", ""));
+    }
+    return out;
+  };
+  const std::vector<std::string> every = chunk_names("--chunk-size 0");
+  EXPECT_EQ(every.size(), static_cast<size_t>(chunks_));
+  EXPECT_EQ(chunk_names("--chunk-size 1"), every);
+  EXPECT_EQ(chunk_names("--chunk-size 2"), every);
+  ASSERT_FALSE(every.empty());
+  const std::string link = every[0].substr(0, every[0].find('@'));
+  EXPECT_EQ(chunk_names("--chunk-size 2 --link " + link), chunk_names("--chunk-size 0 --link " + link));
+  EXPECT_TRUE(chunk_names("--chunk-size 2 --link no-such-link").empty());
   // Clean shutdown: exit 0 within the 10 s the contract allows.
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
   for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
