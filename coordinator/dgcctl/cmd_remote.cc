@@ -8,6 +8,8 @@
 //               created_ns, updated_ns}]
 //     (asked for by pages, --chunk-size at a time, and printed as one array;
 //     the API's page is {items: [...], continue: ID}, args limit and after)
+//   get chunks: [{chunk, link, start, start_ns, seq, packets, flows, model, parent, stored_bytes,
+//                 raw_bytes}] (by pages too: {items: [...], continue: {link, start_ns} or null})
 //   get workers: [{name, state, slots, used_slots, cpu_threads, gpus, leases[], registered,
 //                  last_heartbeat, hostname, build, tokens_per_second, ranks, peer_address}]
 //   cancel/retry: the job; drain: the worker; retrain: {link, shard, retrain}
