@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <random>
 
@@ -222,25 +223,29 @@ Status RunRemote(const RemoteFlags& f, const std::string& verb, const std::strin
   return absl::OkStatus();
 }
 
-Status RunGetJobs(const RemoteFlags& f, nlohmann::json args, uint64_t page_size, const std::string& output) {
+namespace {
+
+// `get NOUN` by pages of `page_size`, printed as one table or one JSON array.
+// `next(page_continue, after, page_was_empty, &done)` checks a page's
+// cursor against the one it was asked after: an error when it does not move
+// on (so the pages end), `done` after the last page.
+Status RunGetPaged(const RemoteFlags& f, const std::string& noun, nlohmann::json args, uint64_t page_size,
+                   const std::string& output, nlohmann::json after,
+                   const std::function<Status(const nlohmann::json&, const nlohmann::json&, bool, bool*)>& next) {
   if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
-  if (page_size == 0) return RunRemote(f, "get", "jobs", "", args.dump(), output);
+  if (page_size == 0) return RunRemote(f, "get", noun, "", args.dump(), output);
   const bool json = output == "json";
   args["limit"] = page_size;
-  uint64_t after = 0;
   bool first = true;
   if (json) std::printf("[");
-  // Each page starts above the last id the one before looked at, so the
-  // pages end: ids only grow, and a cursor that does not is an error.
   for (;;) {
     args["after"] = after;
-    DGC_ASSIGN_OR_RETURN(nlohmann::json page, Ask(f, "get", "jobs", "", args.dump()));
+    DGC_ASSIGN_OR_RETURN(nlohmann::json page, Ask(f, "get", noun, "", args.dump()));
     const auto items = page.find("items");
-    const auto next = page.find("continue");
-    if (!page.is_object() || items == page.end() || !items->is_array() || next == page.end() ||
-        !next->is_number_unsigned()) {
-      return absl::FailedPreconditionError(
-          "the coordinator does not page its jobs (an older build?): use --chunk-size 0");
+    const auto cont = page.find("continue");
+    if (!page.is_object() || items == page.end() || !items->is_array() || cont == page.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("the coordinator does not page its ", noun,
+                                                        " (an older build?): use --chunk-size 0"));
     }
     if (json) {
       for (const auto& r : *items) {
@@ -248,59 +253,52 @@ Status RunGetJobs(const RemoteFlags& f, nlohmann::json args, uint64_t page_size,
         first = false;
       }
     } else if (first || !items->empty()) {
-      PrintTable("jobs", *items, first);
+      PrintTable(noun, *items, first);
       first = false;
     }
     std::fflush(stdout);
-    const uint64_t cont = next->get<uint64_t>();
-    if (cont == 0) break;
-    if (cont <= after) {
-      return absl::DataLossError(absl::StrCat("the coordinator's next page starts at ", cont, ", not after ", after));
-    }
-    after = cont;
+    bool done = false;
+    DGC_RETURN_IF_ERROR(next(*cont, after, items->empty(), &done));
+    if (done) break;
+    after = *cont;
   }
   if (json) std::printf("%s]\n", first ? "" : "\n");
   return absl::OkStatus();
 }
 
+}  // namespace
+
+Status RunGetJobs(const RemoteFlags& f, nlohmann::json args, uint64_t page_size, const std::string& output) {
+  // Each page starts above the last id the one before looked at: ids only
+  // grow, and 0 ends the listing.
+  return RunGetPaged(f, "jobs", std::move(args), page_size, output, uint64_t{0},
+                     [](const nlohmann::json& cont, const nlohmann::json& after, bool, bool* done) -> Status {
+                       if (!cont.is_number_unsigned()) {
+                         return absl::FailedPreconditionError(
+                             "the coordinator does not page its jobs (an older build?): use --chunk-size 0");
+                       }
+                       const uint64_t c = cont.get<uint64_t>(), a = after.get<uint64_t>();
+                       *done = c == 0;
+                       if (!*done && c <= a) {
+                         return absl::DataLossError(
+                             absl::StrCat("the coordinator's next page starts at ", c, ", not after ", a));
+                       }
+                       return absl::OkStatus();
+                     });
+}
+
 Status RunGetChunks(const RemoteFlags& f, nlohmann::json args, uint64_t page_size, const std::string& output) {
-  if (output != "table" && output != "json") return absl::InvalidArgumentError("-o: use table or json");
-  if (page_size == 0) return RunRemote(f, "get", "chunks", "", args.dump(), output);
-  const bool json = output == "json";
-  args["limit"] = page_size;
-  nlohmann::json after = nullptr;
-  bool first = true;
-  if (json) std::printf("[");
-  // Each page starts after the last chunk of the one before, in key order,
-  // so the pages end; a cursor that does not move on is an error.
-  for (;;) {
-    args["after"] = after;
-    DGC_ASSIGN_OR_RETURN(nlohmann::json page, Ask(f, "get", "chunks", "", args.dump()));
-    const auto items = page.find("items");
-    const auto next = page.find("continue");
-    if (!page.is_object() || items == page.end() || !items->is_array() || next == page.end()) {
-      return absl::FailedPreconditionError(
-          "the coordinator does not page its chunks (an older build?): use --chunk-size 0");
-    }
-    if (json) {
-      for (const auto& r : *items) {
-        std::printf("%s\n  %s", first ? "" : ",", r.dump().c_str());
-        first = false;
-      }
-    } else if (first || !items->empty()) {
-      PrintTable("chunks", *items, first);
-      first = false;
-    }
-    std::fflush(stdout);
-    if (next->is_null()) break;
-    if (*next == after || items->empty()) {
-      return absl::DataLossError(absl::StrCat("the coordinator's next page of chunks does not move on from ",
-                                              next->dump()));
-    }
-    after = *next;
-  }
-  if (json) std::printf("%s]\n", first ? "" : "\n");
-  return absl::OkStatus();
+  // Each page starts after the last chunk of the one before, in key order;
+  // null ends the listing.
+  return RunGetPaged(f, "chunks", std::move(args), page_size, output, nullptr,
+                     [](const nlohmann::json& cont, const nlohmann::json& after, bool empty, bool* done) -> Status {
+                       *done = cont.is_null();
+                       if (!*done && (cont == after || empty)) {
+                         return absl::DataLossError(absl::StrCat(
+                             "the coordinator's next page of chunks does not move on from ", cont.dump()));
+                       }
+                       return absl::OkStatus();
+                     });
 }
 
 void RegisterRemoteCommands(CLI::App& app, int* exit_code) {
