@@ -71,6 +71,8 @@ Status Coordinator::Init() {
     po.selector = options_.selector;
     po.min_flows = options_.job_options.value("min_flows", po.min_flows);
     po.warmup_flows = options_.job_options.value("warmup_flows", po.warmup_flows);
+    po.futile_after = options_.job_options.value("futile_after", po.futile_after);
+    if (!options_.job_options.value("check", true)) po.futile_after = 0;  // nothing is dropped unchecked
     policy_ = std::make_unique<library::CompressionPolicy>(library_.get(), po);
   }
   SchedulerOptions so;

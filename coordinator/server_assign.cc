@@ -375,6 +375,11 @@ Status Coordinator::SendAssignment(const Assignment& a) {
       // Its parent was trained on this very chunk: the chunk shares it, as
       // in the embedded path, instead of fine-tuning on the same flows again.
       opts["min_flows"] = std::numeric_limits<int32_t>::max();
+    } else if (p != policies_.end()) {
+      // The parent's recent fine-tunes all dropped: skip this one, as the
+      // embedded path does (library::CompressionPolicy::FutileFinetune).
+      auto futile = policy_->FutileFinetune(LibraryLinkOf(job->link, job->shard), p->second.decision.parent_id);
+      if (futile.ok() && !futile->empty()) opts["skip_finetune"] = *futile;
     }
   }
   if (job->kind == JobKind::kCompress) {

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
@@ -38,6 +39,30 @@ StatusOr<std::vector<ChunkRecord>> CompressionPolicy::Pooled(absl::string_view l
     if (started_run) break;  // switched to parent_id here: the pool began with it
   }
   return out;
+}
+
+StatusOr<std::string> CompressionPolicy::FutileFinetune(absl::string_view link, const std::string& parent_id) const {
+  if (options_.futile_after == 0 || parent_id.empty()) return std::string();
+  DGC_ASSIGN_OR_RETURN(std::vector<ChunkRecord> chunks,
+                       library_->RecentChunks(link, options_.futile_after + options_.futile_retry_after + 8));
+  uint32_t dropped = 0, skipped_since = 0;
+  for (const ChunkRecord& c : chunks) {
+    if (c.model_id != parent_id || c.parent_id != c.model_id || c.decision == DecisionName(ParentDecision::Kind::kRetrain)) {
+      break;  // a delta kept, another model, or a retrain: the evidence ends
+    }
+    auto report = nlohmann::json::parse(c.report_json, nullptr, /*allow_exceptions=*/false);
+    if (!report.is_object()) break;
+    if (report.contains("finetune_skipped")) {
+      if (dropped == 0) ++skipped_since;
+    } else if (absl::StartsWith(report.value("delta_dropped", std::string()), "gain")) {
+      ++dropped;  // trained, and gained less than min_delta_gain
+    }
+    // Else a quiet chunk that shared the parent untrained: no evidence.
+  }
+  if (dropped < options_.futile_after || skipped_since >= options_.futile_retry_after) return std::string();
+  return absl::StrFormat(
+      "the last %d fine-tunes of %s on this link gained less than min_delta_gain; one is tried again after %d skipped",
+      dropped, parent_id, options_.futile_retry_after);
 }
 
 StatusOr<ChunkPlan> CompressionPolicy::Plan(absl::string_view link, const Fingerprint& fp,

@@ -48,6 +48,14 @@ struct PolicyOptions {
   // fewer once they hold recent_packets packets (at least one).
   size_t recent_chunks = 6;
   uint64_t recent_packets = 2'000'000;
+  // A fine-tune of a parent whose last `futile_after` fine-tunes on this link
+  // all gained less than min_delta_gain (their deltas dropped) is skipped:
+  // it would cost a chunk's training and two check regenerations to be
+  // dropped again. Every `futile_retry_after` skipped chunks one is tried
+  // again, so a link whose traffic moves gets its fine-tunes back. 0: never
+  // skip (--futile-after, the cluster's job option futile_after).
+  uint32_t futile_after = 2;
+  uint32_t futile_retry_after = 6;
 };
 
 // A recent chunk of the link, as the library holds it.
@@ -90,6 +98,14 @@ class CompressionPolicy {
   // switching to parent_id; newest first, at most `max_chunks`. The embedded
   // path keeps the same run in memory as it goes; the cluster, whose workers
   // hold nothing between jobs, reads it here and sends those chunks along.
+  // Why a chunk of `link` continuing `parent_id` should not fine-tune
+  // (CompressOptions::skip_finetune), or "" when it should: the link's
+  // newest chunks that continued parent_id, back to the last that kept a
+  // delta or retrained, hold at least futile_after fine-tunes whose delta
+  // was dropped for gaining too little, and fewer than futile_retry_after
+  // chunks have skipped since the newest of them.
+  [[nodiscard]] StatusOr<std::string> FutileFinetune(absl::string_view link, const std::string& parent_id) const;
+
   [[nodiscard]] StatusOr<std::vector<ChunkRecord>> Pooled(absl::string_view link, const std::string& parent_id,
                                                           size_t max_chunks) const;
 

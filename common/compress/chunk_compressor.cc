@@ -96,12 +96,17 @@ CheckWindow MakeCheckWindow(const Chunk& chunk, const model::Skeleton& sk, int32
   return w;
 }
 
-// The chunk's byte budget under `o` (0: none).
-uint64_t ChunkBudget(const Chunk& chunk, const CompressOptions& o) {
+// The chunk's byte budget under `o` (0: none). A fractional budget's
+// reference, zstd -19 of the header-only image, is estimated on large
+// chunks (baseline::Zstd19Size says how and how well); the report says so.
+uint64_t ChunkBudget(const Chunk& chunk, const CompressOptions& o, nlohmann::json& report) {
   uint64_t own = 0;
   if (o.budget_fraction > 0) {
-    auto z = baseline::Compress(baseline::Codec::kZstd, 19, baseline::PcapImage(chunk.packets));
-    own = z.ok() ? static_cast<uint64_t>(o.budget_fraction * double(z->size())) : 0;
+    auto z = baseline::Zstd19Size(baseline::PcapImage(chunk.packets), o.exact_reference_up_to);
+    if (z.ok()) {
+      own = static_cast<uint64_t>(o.budget_fraction * double(z->bytes));
+      if (z->estimated) report["reference_estimated"] = z->bytes;
+    }
   } else if (o.budget_bytes_per_mpkt > 0) {
     own = static_cast<uint64_t>(o.budget_bytes_per_mpkt * double(chunk.packets.size()) / 1e6);
   }
@@ -169,6 +174,7 @@ nlohmann::json CompressOptions::ToJson() const {
           {"fidelity_target", fidelity_target},
           {"budget_fraction", budget_fraction},
           {"budget_bytes_per_mpkt", budget_bytes_per_mpkt},
+          {"exact_reference_up_to", exact_reference_up_to},
           {"exact_flows", exact_flows},
           {"structure", structure},
           {"seed", seed}};
@@ -268,7 +274,8 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   // The budget: skeleton and structure first, then a delta when one fits,
   // then exact flows. Until the delta exists, room is kept for one of the
   // size the last fine-tune of a chunk like this took (or half the rest).
-  const int64_t budget = static_cast<int64_t>(ChunkBudget(chunk, o));
+  nlohmann::json reference = nlohmann::json::object();
+  const int64_t budget = static_cast<int64_t>(ChunkBudget(chunk, o, reference));
   const bool budgeted = budget > 0;
   const model::Skeleton::Sizes base_sizes = sk.EncodedSizes();
   // A record that will be packed costs packed_cost a byte (the delta, a
@@ -304,6 +311,7 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
   for (const auto& p : chunk.packets) bytes += p.ip_len;
   nlohmann::json report = {{"packets", chunk.packets.size()}, {"flows", flows.size()}, {"bytes", bytes},
                            {"raw_bytes", chunk.raw_bytes}};
+  report.update(reference);
   // Every stored byte counts: the tokenizer is recorded only when it is not
   // the default one (readers fall back to the default).
   if (o.tokenizer.ToJson() != model::TokenizerConfig{}.ToJson()) report["tokenizer"] = o.tokenizer.ToJson();
@@ -344,7 +352,14 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
       report["finetune_forced"] = true;  // below min_flows, but the parent misses by far
     }
   }
-  if (quiet || !delta_fits) {
+  if (!quiet && delta_fits && !o.skip_finetune.empty()) {
+    // Fine-tunes of this parent have been dropped for gaining too little:
+    // share it untrained (its flows are not pooled: as a dropped delta).
+    res.finetuned = true;
+    a.model_id = parent_id;
+    DGC_ASSIGN_OR_RETURN(res.model, parent.Clone());
+    report["finetune_skipped"] = o.skip_finetune;
+  } else if (quiet || !delta_fits) {
     // A quiet chunk (or a budget with no room for a delta): its skeleton and
     // the parent's model are enough; its flows wait in the caller's pool for
     // a later fine-tune.

@@ -57,6 +57,16 @@ struct CompressOptions {
   // split ("bytes": skeleton, structure, exact, delta, metadata).
   double budget_fraction = 0.1;
   double budget_bytes_per_mpkt = 0;
+  // A fractional budget's reference is measured on header-only images up to
+  // this many bytes and estimated beyond (baseline::Zstd19Size: zstd -19
+  // alone would cost about 28 CPU-s per million packets). The report of a
+  // chunk whose reference was estimated gives it as "reference_estimated".
+  uint64_t exact_reference_up_to = uint64_t{4} << 20;
+  // Non-empty: the caller's policy found fine-tuning from this parent futile
+  // (library::CompressionPolicy::FutileFinetune, which says why): the chunk
+  // shares its parent untrained, as if its delta had been dropped, and the
+  // report gives the reason as "finetune_skipped".
+  std::string skip_finetune;
   // Budget bytes earlier chunks left unspent, added to this chunk's (when it
   // has one): the last of a run of quiet chunks trains their pooled flows
   // with what they did not use.
@@ -95,7 +105,8 @@ struct ChunkResult {
   // never drift apart.
   std::unique_ptr<model::FlowModel> model;
   // True when the chunk was fine-tuned (the caller's pool is used up), even
-  // if the delta was then dropped for too small a gain.
+  // if the delta was then dropped for too small a gain, or when its
+  // fine-tune was skipped as futile (CompressOptions::skip_finetune).
   bool finetuned = false;
   double seconds = 0;
   // How the chunk's bytes split (not stored: the skeleton and the delta say

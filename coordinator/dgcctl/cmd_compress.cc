@@ -207,6 +207,7 @@ class Pipeline {
     // not wait days for its first commit.
     size_t warmup_chunks = 6;
     uint64_t recent_packets = 2000000;
+    uint32_t futile_after = 2;  // --futile-after (library::PolicyOptions)
     // The spans the end of the input packs (--pack-span; 0: none): a chunk
     // after the first of its span is priced at the packed cost measured on
     // the span's records so far (CompressOptions::packed_cost).
@@ -327,7 +328,9 @@ class Pipeline {
     DGC_ASSIGN_OR_RETURN(model::FlowModel * parent, chain_.Get(d.parent_id));
     uint32_t depth = chain_.last_depth();
     if (d.kind != K::kContinue || pool_parent_ != d.parent_id) ResetPool(d.parent_id);  // pooled flows belong to another model
-    DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, OptionsFor(e.chunk), pool_));
+    CompressOptions o = OptionsFor(e.chunk);
+    DGC_ASSIGN_OR_RETURN(o.skip_finetune, policy_.FutileFinetune(cfg_.link, d.parent_id));
+    DGC_ASSIGN_OR_RETURN(ChunkResult r, CompressChunk(e.chunk, *parent, d.parent_id, o, pool_));
     if (r.finetuned) {
       ResetPool(r.artifact.model_id);
       depth++;
@@ -562,6 +565,8 @@ class Pipeline {
     p.warmup_flows = uint64_t(std::max(0, c.opt.warmup_flows));
     p.recent_chunks = c.recent_chunks;
     p.recent_packets = c.recent_packets;
+    // Futility is judged by dropped deltas: without the check nothing is dropped.
+    p.futile_after = c.opt.check_fidelity && c.opt.min_delta_gain > 0 ? c.futile_after : 0;
     return p;
   }
 
@@ -722,7 +727,11 @@ chunk with no successor for --hold-seconds) fine-tunes on the pooled flows of
 the quiet chunks before it, with the budget they left unspent.
 After training, a window of the chunk holding about --check-flows flows is
 regenerated and scored (the 17 metrics of eval and the replay rate); a chunk
-whose mean misses --target is trained once more with twice the budget.
+whose mean misses --target is trained once more with twice the budget. A
+delta that beats its parent by less than 0.01 on that window is dropped; once
+the last --futile-after fine-tunes of a parent were all dropped, its next
+chunks share it without training (every 7th tries again): "finetune_skipped"
+in the chunk's report.
 
 Every chunk is committed in one RocksDB write: compressing the same input
 again changes nothing (its chunks are reported as already committed).
@@ -742,7 +751,12 @@ parent's model), then the heaviest flows, kept exactly (5-tuple, start,
 packets, bytes, duration, TTL, flags): regeneration forces their headers and
 draws only their packets. With a large budget every flow is exact. Each
 chunk's report gives the split (dgcctl describe chunk ... -o json: .report.bytes).
---no-exact keeps no real 5-tuple at all.
+--no-exact keeps no real 5-tuple at all. zstd -19 runs at about 2.5 MB/s, so
+on a chunk whose header-only pcap is over 8 MiB the 0.1x reference is
+estimated (zstd -9 over it all, scaled by -19's ratio on a 16th of it; within
+about 2.5% on the bench traces, the report's "reference_estimated");
+--exact-reference measures it on every chunk, at about 28 CPU-s per million
+packets more.
 
 --pseudonymize KEYFILE maps every address through CryptoPAn (Xu et al.,
 AES-128; prefix-preserving: subnets stay subnets) before anything is trained
@@ -773,6 +787,7 @@ Examples:
     bool no_check = false, full_delta = false, no_exact = false, no_structure = false;
     std::string budget = "0.1x";
     std::string pack_span = "7d";
+    uint32_t futile_after = 2;
   };
   auto o = std::make_shared<Opts>();
   o->opt.finetune.max_steps = 60;
@@ -794,6 +809,9 @@ Examples:
   cmd->add_option("--seconds", o->opt.finetune.max_seconds, "fine-tune time budget per chunk")->capture_default_str();
   cmd->add_option("--sample-flows", o->opt.sample_flows, "flows per chunk the fine-tune sees, at most")
       ->capture_default_str();
+  cmd->add_option("--futile-after", o->futile_after,
+                  "skip fine-tuning a parent whose last N fine-tunes were dropped for gaining too little (0: never)")
+      ->capture_default_str();
   cmd->add_option("--min-flows", o->opt.min_flows_to_finetune, "flows (with those of quiet chunks before) a chunk needs to fine-tune; fewer: share the previous model")
       ->capture_default_str();
   cmd->add_option("--target", o->opt.fidelity_target, "fidelity target: mean of the 17 metrics")->capture_default_str();
@@ -807,6 +825,10 @@ Examples:
                   "bytes each chunk may keep: 0.1x = a tenth of zstd -19 of its header-only pcap, 50KB = per "
                   "million packets, none; dgc splits it between the skeleton, the delta and exact flows")
       ->capture_default_str();
+  cmd->add_flag_callback(
+      "--exact-reference", [o] { o->opt.exact_reference_up_to = UINT64_MAX; },
+      "measure a fractional budget's zstd -19 reference on every chunk (by default it is estimated on "
+      "chunks over 8 MiB of headers, within about 2.5%)");
   cmd->add_flag("--no-exact", o->no_exact, "keep no flow exactly (model only: no real 5-tuple is stored)");
   cmd->add_flag("--no-structure", o->no_structure,
                 "keep no per-window distinct counts (and do not steer regenerated hosts to them)");
@@ -907,6 +929,7 @@ Examples:
     pc.link = o->link;
     pc.opt = opt;
     pc.selector = o->selector;
+    pc.futile_after = o->futile_after;
     pc.key_fingerprint = pseudo ? pseudo->KeyFingerprint() : "";
     pc.streaming = !o->follow.dir.empty() ||
                    std::find(o->inputs.begin(), o->inputs.end(), "-") != o->inputs.end();

@@ -787,6 +787,66 @@ TEST_F(RocksDbModelLibraryTest, PooledIsTheRunOfSharedChunksSinceTheParentLastTr
 }
 
 
+// Fine-tunes of a parent that keep being dropped for gaining too little stop
+// being tried, until futile_retry_after chunks have skipped; the evidence is
+// the parent's own run (a kept delta, a retrain or another parent ends it),
+// and a delta dropped for the budget is no evidence.
+TEST_F(RocksDbModelLibraryTest, FutileFinetuneSkipsAParentWhoseDeltasKeepBeingDropped) {
+  using K = library::ParentDecision::Kind;
+  library::PolicyOptions po;
+  po.futile_after = 2;
+  po.futile_retry_after = 3;
+  library::CompressionPolicy policy(lib_.get(), po);
+  int seq = 0;
+  auto commit = [&](K kind, const std::string& model, nlohmann::json report,
+                    std::optional<library::ModelRecord> full = std::nullopt) {
+    library::ParentDecision d;
+    d.kind = kind;
+    d.parent_id = "base-1";
+    report["flows"] = 10;
+    auto c = PolicyChunk(seq++, d, model, std::move(report));
+    c.new_full_model = std::move(full);
+    auto r = lib_->CommitChunk(c);
+    ASSERT_TRUE(r.ok()) << seq << ": " << r.status();
+  };
+  auto futile = [&](const std::string& parent) {
+    auto f = policy.FutileFinetune("tap0", parent);
+    EXPECT_TRUE(f.ok()) << f.status();
+    return f.ok() ? *f : std::string("error");
+  };
+  const nlohmann::json dropped = {{"delta_dropped", "gain 0.003 below min_delta_gain 0.010"}};
+  const nlohmann::json skipped = {{"finetune_skipped", "..."}};
+  library::ModelRecord base;
+  base.id = "base-1";
+  base.kind = ModelKind::kBase;
+  base.blob = testing::Bytes(5000, 1);
+  commit(K::kRetrain, "base-1", {{"shared", true}}, base);
+  EXPECT_EQ(futile("base-1"), "");  // no evidence
+  commit(K::kContinue, "base-1", dropped);
+  EXPECT_EQ(futile("base-1"), "");  // one drop is not enough
+  commit(K::kContinue, "base-1", {{"shared", true}});  // a quiet chunk in between is no evidence either way
+  commit(K::kContinue, "base-1", {{"delta_dropped", "40000 B delta over the 30000 B budget"}});
+  EXPECT_EQ(futile("base-1"), "");  // dropped for the budget, not for its gain
+  commit(K::kContinue, "base-1", dropped);
+  const std::string why = futile("base-1");
+  EXPECT_NE(why.find("the last 2 fine-tunes of base-1"), std::string::npos) << why;
+  EXPECT_EQ(futile("other"), "");
+  commit(K::kContinue, "base-1", skipped);
+  commit(K::kContinue, "base-1", skipped);
+  EXPECT_NE(futile("base-1"), "");  // 2 skipped since the last try
+  commit(K::kContinue, "base-1", skipped);
+  EXPECT_EQ(futile("base-1"), "");  // 3 skipped: try once more
+  commit(K::kContinue, "base-1", dropped);
+  EXPECT_NE(futile("base-1"), "");  // dropped again: skip again
+  commit(K::kContinue, "ft-9", {{"attempts", nlohmann::json::array()}});  // a delta kept: a new parent
+  EXPECT_EQ(futile("ft-9"), "");
+  EXPECT_EQ(futile("base-1"), "");  // the newest chunk is not base-1's any more
+
+  library::PolicyOptions off = po;
+  off.futile_after = 0;
+  EXPECT_EQ(*library::CompressionPolicy(lib_.get(), off).FutileFinetune("tap0", "ft-9"), "");
+}
+
 // A quiet hour as compress commits it: a real skeleton (a few busy bins,
 // per-minute windows), a report, a fingerprint, all on one base.
 RocksDbModelLibrary::ChunkCommit QuietHour(int h) {

@@ -62,6 +62,25 @@ TEST(ChunkCompressorTest, DropsADeltaThatDoesNotBeatItsParentByTheMinimumGain) {
   EXPECT_NE(kept->artifact.model_id, "base-1");
 }
 
+// A fine-tune the policy found futile is not run: the chunk shares its
+// parent as a dropped delta does (its pool is spent), says why, and is
+// still scored.
+TEST(ChunkCompressorTest, AFutileFinetuneIsSkippedAndTheChunkSharesItsParent) {
+  Chunk c = SmallChunk(1);
+  CompressOptions o = TinyOptions();
+  auto base = TrainBase({c}, o, nullptr);
+  ASSERT_TRUE(base.ok()) << base.status();
+  o.skip_finetune = "the last 2 fine-tunes gained too little";
+  auto r = CompressChunk(c, **base, "base-1", o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->finetuned);
+  EXPECT_TRUE(r->artifact.delta.empty());
+  EXPECT_EQ(r->artifact.model_id, "base-1");
+  EXPECT_EQ(r->artifact.report.value("finetune_skipped", ""), o.skip_finetune);
+  EXPECT_FALSE(r->artifact.report.contains("attempts"));
+  EXPECT_TRUE(r->artifact.report.contains("fidelity_mean"));
+}
+
 // A retry doubles the steps; it runs only when the miss is within what the
 // first attempt gained over the parent, and a skipped one says why.
 TEST(ChunkCompressorTest, RetriesOnlyAMissTheDoubledStepsCanClose) {
