@@ -43,6 +43,8 @@ or startup error, 75 when the library's disk filled under a database write.)");
   double seconds = 20, warmup_seconds = 120;
   uint64_t seed = 1;
   bool no_check = false, no_exact = false;
+  uint32_t futile_after = 2;
+  double min_delta_gain = 0.01;
   std::string budget = "0.1x";
   app.add_option("--listen", o.listen, "ZeroMQ endpoint for workers and ingest")->capture_default_str();
   app.add_option("--api", o.api, "ZeroMQ endpoint for dgcctl")->capture_default_str();
@@ -91,6 +93,12 @@ or startup error, 75 when the library's disk filled under a database write.)");
                  "fewer flows: share the previous model; a retrain by drift on fewer flows is deferred")
       ->capture_default_str();
   app.add_flag("--no-check", no_check, "workers skip the fidelity check");
+  app.add_option("--min-delta-gain", min_delta_gain,
+                 "as dgcctl compress: a delta must beat its parent's check mean by this much, else it is dropped")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--futile-after", futile_after,
+                 "as dgcctl compress: skip fine-tuning a parent whose last N fine-tunes were dropped (0: never)")
+      ->capture_default_str();
   app.add_option("--budget", budget,
                  "bytes each chunk may keep (as dgcctl compress --budget): 0.1x of zstd -19 of its header-only "
                  "pcap, 50KB per million packets, or none")
@@ -136,7 +144,7 @@ or startup error, 75 when the library's disk filled under a database write.)");
                    {"warmup_steps", warmup_steps}, {"warmup_seconds", warmup_seconds},
                    {"warmup_flows", warmup_flows}, {"width", width}, {"depth", depth}, {"heads", heads},
                    {"packets_per_flow", packets_per_flow}, {"seed", seed}, {"budget", budget},
-                   {"exact", !no_exact}};
+                   {"exact", !no_exact}, {"min_delta_gain", min_delta_gain}, {"futile_after", futile_after}};
   auto security = dgc::runtime::ServerSecurity(common);
   if (!security.ok()) {
     spdlog::error("{}", std::string(security.status().message()));

@@ -53,6 +53,7 @@ CompressOptions OptionsFromJson(const std::string& text) {
   }
   o.exact_flows = j.value("exact", o.exact_flows);
   o.skip_finetune = j.value("skip_finetune", std::string());
+  o.min_delta_gain = j.value("min_delta_gain", o.min_delta_gain);
   // The coordinator's pricing of the record (library::PackPricer).
   o.packed_cost = j.value("packed_cost", o.packed_cost);
   o.metadata_bytes = j.value("metadata_bytes", o.metadata_bytes);

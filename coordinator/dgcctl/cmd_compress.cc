@@ -728,10 +728,10 @@ the quiet chunks before it, with the budget they left unspent.
 After training, a window of the chunk holding about --check-flows flows is
 regenerated and scored (the 17 metrics of eval and the replay rate); a chunk
 whose mean misses --target is trained once more with twice the budget. A
-delta that beats its parent by less than 0.01 on that window is dropped; once
-the last --futile-after fine-tunes of a parent were all dropped, its next
-chunks share it without training (every 7th tries again): "finetune_skipped"
-in the chunk's report.
+delta that beats its parent by less than --min-delta-gain on that window is
+dropped; once the last --futile-after fine-tunes of a parent were all dropped,
+its next chunks share it without training (every 7th tries again):
+"finetune_skipped" in the chunk's report.
 
 Every chunk is committed in one RocksDB write: compressing the same input
 again changes nothing (its chunks are reported as already committed).
@@ -809,6 +809,9 @@ Examples:
   cmd->add_option("--seconds", o->opt.finetune.max_seconds, "fine-tune time budget per chunk")->capture_default_str();
   cmd->add_option("--sample-flows", o->opt.sample_flows, "flows per chunk the fine-tune sees, at most")
       ->capture_default_str();
+  cmd->add_option("--min-delta-gain", o->opt.min_delta_gain,
+                  "a delta must beat its parent's check mean by this much, else it is dropped (0: keep every delta)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--futile-after", o->futile_after,
                   "skip fine-tuning a parent whose last N fine-tunes were dropped for gaining too little (0: never)")
       ->capture_default_str();

@@ -79,7 +79,8 @@ class RuntimeTest : public ::testing::Test {
                          bool with_base = true) {
     Coord c;
     std::vector<std::string> args = {"--library", lib, "--listen", listen, "--api", api, "--metrics", "127.0.0.1:0",
-                                     "--no-check", "--lease-seconds", "3", "--heartbeat-seconds", "0.5"};
+                                     "--lease-seconds", "3", "--heartbeat-seconds", "0.5"};
+    if (!check_) args.push_back("--no-check");
     // Room for a delta in these small chunks, as the embedded runs below.
     if (std::find(extra.begin(), extra.end(), "--budget") == extra.end()) extra.insert(extra.end(), {"--budget", "10x"});
     if (std::find(extra.begin(), extra.end(), "--steps") == extra.end()) extra.insert(extra.end(), {"--steps", "10"});
@@ -235,6 +236,7 @@ class RuntimeTest : public ::testing::Test {
     }
   }
 
+  bool check_ = false;  // StartCoordinator: workers run the fidelity check
   static TempDir* shared_;
   static std::string trace_, base_;
   static int chunks_;
@@ -388,6 +390,60 @@ TEST_F(RuntimeTest, TwoWorkersCommitEveryChunkAndRegenerateLikeTheEmbeddedPath) 
                                                     << ce[i].dump();
     if (i > 0) EXPECT_GE(cd[i].value("drift", -1.0), 0.0) << cd[i].dump();
   }
+}
+
+// A parent whose fine-tunes keep being dropped stops being fine-tuned, on
+// both paths alike (library::CompressionPolicy::FutileFinetune): with every
+// delta dropped (--min-delta-gain 2) and --futile-after 1, the first chunk
+// fine-tunes and drops its delta and the next ones skip, saying why.
+TEST_F(RuntimeTest, FutileFinetunesAreSkippedOnTheSameChunksOnBothPaths) {
+  check_ = true;
+  const std::vector<std::string> knobs = {"--min-delta-gain", "2", "--futile-after", "1", "--check-flows", "64"};
+  Coord c = StartCoordinator(dir_.File("lib"), knobs);
+  auto w1 = StartWorker(c.listen, "w1");
+  auto w2 = StartWorker(c.listen, "w2");
+  auto ingest = StartIngest(c.listen);
+  EXPECT_EQ(ingest->Wait(seconds(60)), 0) << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return AllDone(c.api); }, seconds(180))) << Logs();
+  EXPECT_EQ(MetricValue(HttpGet(c.metrics, "/metrics"), "dgc_chunks_committed_total"), chunks_);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) p->Signal(SIGTERM);
+  for (Process* p : {w1.get(), w2.get(), c.proc.get()}) EXPECT_EQ(p->Wait(seconds(10)), 0) << p->ReadLog();
+
+  std::string out;
+  ASSERT_EQ(testing::Run(BinaryPath("dgcctl") + " compress " + trace_ + " --library " + dir_.File("emb") + " --base " +
+                             base_ + " --link test --chunk-seconds " + std::to_string(kChunkSeconds) +
+                             " --steps 10 --budget 10x --min-flows 32 --min-delta-gain 2 --futile-after 1"
+                             " --check-flows 64 2>&1",
+                         &out),
+            0)
+      << out;
+  auto report = [](const std::string& lib, const nlohmann::json& chunk) {
+    auto d = Ctl("describe chunk " + chunk.value("chunk", "") + " --library " + lib);
+    return d ? d->value("report", nlohmann::json::object()) : nlohmann::json();
+  };
+  nlohmann::json ce = ChunksOf(dir_.File("emb")), cd = ChunksOf(dir_.File("lib"));
+  ASSERT_TRUE(ce.is_array() && cd.is_array());
+  ASSERT_EQ(static_cast<int>(ce.size()), chunks_);
+  ASSERT_EQ(cd.size(), ce.size());
+  int skipped = 0;
+  for (size_t i = 0; i < ce.size(); ++i) {
+    const nlohmann::json re = report(dir_.File("emb"), ce[i]), rd = report(dir_.File("lib"), cd[i]);
+    ASSERT_TRUE(re.is_object() && rd.is_object()) << i;
+    EXPECT_EQ(cd[i]["decision"], ce[i]["decision"]) << i;
+    EXPECT_EQ(rd.contains("finetune_skipped"), re.contains("finetune_skipped"))
+        << "chunk " << i << ": cluster " << rd.dump() << "\nembedded " << re.dump();
+    EXPECT_EQ(rd.contains("delta_dropped"), re.contains("delta_dropped")) << i;
+    if (i == 0) {
+      EXPECT_TRUE(re.contains("delta_dropped")) << re.dump();  // the evidence
+    } else if (i <= 6) {
+      EXPECT_NE(re.value("finetune_skipped", "").find("gained less than min_delta_gain"), std::string::npos)
+          << i << ": " << re.dump();
+      EXPECT_FALSE(re.contains("attempts")) << re.dump();  // nothing trained
+      EXPECT_TRUE(re.contains("fidelity_mean")) << re.dump();  // still scored
+    }
+    skipped += re.contains("finetune_skipped");
+  }
+  EXPECT_EQ(skipped, std::min(chunks_ - 1, 6));
 }
 
 // dgcctl generate --coordinator: the coordinator cuts the range into
