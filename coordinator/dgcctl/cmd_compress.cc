@@ -752,9 +752,9 @@ packets, bytes, duration, TTL, flags): regeneration forces their headers and
 draws only their packets. With a large budget every flow is exact. Each
 chunk's report gives the split (dgcctl describe chunk ... -o json: .report.bytes).
 --no-exact keeps no real 5-tuple at all. zstd -19 runs at about 2.5 MB/s, so
-on a chunk whose header-only pcap is over 8 MiB the 0.1x reference is
+on a chunk whose header-only pcap is over 4 MiB the 0.1x reference is
 estimated (zstd -9 over it all, scaled by -19's ratio on a 16th of it; within
-about 2.5% on the bench traces, the report's "reference_estimated");
+-1% to +4.5% on the bench traces, the report's "reference_estimated");
 --exact-reference measures it on every chunk, at about 28 CPU-s per million
 packets more.
 
@@ -831,7 +831,7 @@ Examples:
   cmd->add_flag_callback(
       "--exact-reference", [o] { o->opt.exact_reference_up_to = UINT64_MAX; },
       "measure a fractional budget's zstd -19 reference on every chunk (by default it is estimated on "
-      "chunks over 8 MiB of headers, within about 2.5%)");
+      "chunks over 4 MiB of headers, measured within -1% to +4.5%)");
   cmd->add_flag("--no-exact", o->no_exact, "keep no flow exactly (model only: no real 5-tuple is stored)");
   cmd->add_flag("--no-structure", o->no_structure,
                 "keep no per-window distinct counts (and do not steer regenerated hosts to them)");
