@@ -71,10 +71,9 @@ Status Coordinator::Init() {
     po.selector = options_.selector;
     po.min_flows = options_.job_options.value("min_flows", po.min_flows);
     po.warmup_flows = options_.job_options.value("warmup_flows", po.warmup_flows);
-    po.futile_after = options_.job_options.value("futile_after", po.futile_after);
-    if (!options_.job_options.value("check", true) || options_.job_options.value("min_delta_gain", 0.01) <= 0) {
-      po.futile_after = 0;  // nothing is dropped for its gain
-    }
+    po.futile_after = library::FutileAfter(options_.job_options.value("futile_after", po.futile_after),
+                                           options_.job_options.value("check", true),
+                                           options_.job_options.value("min_delta_gain", 0.01));
     policy_ = std::make_unique<library::CompressionPolicy>(library_.get(), po);
   }
   SchedulerOptions so;

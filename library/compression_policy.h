@@ -58,6 +58,13 @@ struct PolicyOptions {
   uint32_t futile_retry_after = 6;
 };
 
+// futile_after as both paths set it: deltas are dropped for their gain only
+// when the check runs and min_delta_gain > 0; otherwise there is no evidence
+// and nothing is skipped (0).
+inline uint32_t FutileAfter(uint32_t futile_after, bool check, double min_delta_gain) {
+  return check && min_delta_gain > 0 ? futile_after : 0;
+}
+
 // A recent chunk of the link, as the library holds it.
 struct RecentChunk {
   int64_t start_ns = 0;
@@ -91,13 +98,6 @@ class CompressionPolicy {
   // PolicyOptions says.
   [[nodiscard]] StatusOr<std::vector<RecentChunk>> Recent(absl::string_view link) const;
 
-  // The pool a chunk of `link` continuing `parent_id` fine-tunes with
-  // (CompressChunk's `pool`): the link's newest chunks that shared
-  // parent_id without training on their flows (report "shared"), back to the
-  // last chunk that trained, a retrain, or a chunk that started the run by
-  // switching to parent_id; newest first, at most `max_chunks`. The embedded
-  // path keeps the same run in memory as it goes; the cluster, whose workers
-  // hold nothing between jobs, reads it here and sends those chunks along.
   // Why a chunk of `link` continuing `parent_id` should not fine-tune
   // (CompressOptions::skip_finetune), or "" when it should: the link's
   // newest chunks that continued parent_id, back to the last that kept a
@@ -106,6 +106,13 @@ class CompressionPolicy {
   // chunks have skipped since the newest of them.
   [[nodiscard]] StatusOr<std::string> FutileFinetune(absl::string_view link, const std::string& parent_id) const;
 
+  // The pool a chunk of `link` continuing `parent_id` fine-tunes with
+  // (CompressChunk's `pool`): the link's newest chunks that shared
+  // parent_id without training on their flows (report "shared"), back to the
+  // last chunk that trained, a retrain, or a chunk that started the run by
+  // switching to parent_id; newest first, at most `max_chunks`. The embedded
+  // path keeps the same run in memory as it goes; the cluster, whose workers
+  // hold nothing between jobs, reads it here and sends those chunks along.
   [[nodiscard]] StatusOr<std::vector<ChunkRecord>> Pooled(absl::string_view link, const std::string& parent_id,
                                                           size_t max_chunks) const;
 

@@ -431,6 +431,8 @@ StatusOr<ChunkResult> CompressChunk(const Chunk& chunk, model::FlowModel& parent
     }
     if (o.check_fidelity && o.min_delta_gain > 0 && best_mean > parent_mean - o.min_delta_gain) {
       // The parent regenerates this chunk as well: share it, keep no delta.
+      // (library::CompressionPolicy::FutileFinetune counts these by the
+      // "gain" that starts the message: keep it first.)
       report["delta_dropped"] = absl::StrFormat("gain %.3f below min_delta_gain %.3f", parent_mean - best_mean,
                                                 o.min_delta_gain);
       a.model_id = parent_id;

@@ -565,8 +565,7 @@ class Pipeline {
     p.warmup_flows = uint64_t(std::max(0, c.opt.warmup_flows));
     p.recent_chunks = c.recent_chunks;
     p.recent_packets = c.recent_packets;
-    // Futility is judged by dropped deltas: without the check nothing is dropped.
-    p.futile_after = c.opt.check_fidelity && c.opt.min_delta_gain > 0 ? c.futile_after : 0;
+    p.futile_after = library::FutileAfter(c.futile_after, c.opt.check_fidelity, c.opt.min_delta_gain);
     return p;
   }
 
