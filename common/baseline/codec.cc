@@ -273,10 +273,23 @@ StatusOr<uint64_t> ZstdFrameSize(absl::string_view data, int level, int window_l
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
   if (window_log > 0) ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, window_log);
-  std::string out(ZSTD_compressBound(data.size()), '\0');
-  const size_t n = ZSTD_compress2(cctx.get(), out.data(), out.size(), data.data(), data.size());
-  if (ZSTD_isError(n)) return absl::InternalError(absl::StrCat("zstd: ", ZSTD_getErrorName(n)));
-  return static_cast<uint64_t>(n);
+  // Streamed through one small buffer and counted: only the size is wanted,
+  // and a whole-image output buffer (compressBound of up to ~200 MB on a
+  // dense chunk) would set compress's peak memory. The pledged size puts the
+  // content size in the frame header, as ZSTD_compress2 does, so the count
+  // is that frame's size.
+  const size_t pledged = ZSTD_CCtx_setPledgedSrcSize(cctx.get(), data.size());
+  if (ZSTD_isError(pledged)) return absl::InternalError(absl::StrCat("zstd: ", ZSTD_getErrorName(pledged)));
+  std::string buf(ZSTD_CStreamOutSize(), '\0');
+  ZSTD_inBuffer in{data.data(), data.size(), 0};
+  uint64_t total = 0;
+  for (;;) {
+    ZSTD_outBuffer out{buf.data(), buf.size(), 0};
+    const size_t left = ZSTD_compressStream2(cctx.get(), &out, &in, ZSTD_e_end);
+    if (ZSTD_isError(left)) return absl::InternalError(absl::StrCat("zstd: ", ZSTD_getErrorName(left)));
+    total += out.pos;
+    if (left == 0) return total;
+  }
 }
 
 }  // namespace
