@@ -100,6 +100,8 @@ wire::OperatorReply Coordinator::StartGeneration(const nlohmann::json& args) {
   range.until_ns = args.value("until_ns", range.until_ns);
   const uint64_t seed = args.value("seed", uint64_t{1});
   const double min_p = args.value("min_p", 0.0);
+  // Absent (an older dgcctl): every exact flow sampled, as it did then.
+  const int32_t exact_templates = std::clamp<int32_t>(args.value("exact_templates", 0), 0, 1000000);
   const bool skip_damaged = args.value("skip_damaged", false);
   std::vector<RocksDbModelLibrary::DamagedRecord> damaged;
   auto records = library_->ListChunks(range, skip_damaged ? &damaged : nullptr);
@@ -134,6 +136,7 @@ wire::OperatorReply Coordinator::StartGeneration(const nlohmann::json& args) {
     seg.model_id = kept[i]->model_id;
     seg.options.tokenizer = tokenizers[i];
     seg.options.min_p = min_p;
+    seg.options.exact_templates = exact_templates;
     uint64_t flows = 0;
     size_t j = i;
     while (j < kept.size() && (j == i || (j - i < kSegmentChunks && kept[j]->model_id == seg.model_id &&

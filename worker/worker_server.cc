@@ -460,6 +460,7 @@ WorkerServer::Outcome WorkerServer::RunGenerate(const wire::JobAssign& job) {
   }
   model::GenerateOptions go;
   go.min_p = opts->min_p;
+  go.exact_templates = opts->exact_templates;
   // Each job its share of the cores; the output is the same for any count.
   go.threads = static_cast<int32_t>(std::max<uint32_t>(1, options_.threads / std::max<uint32_t>(1, options_.max_jobs)));
   auto packets = RegenerateChunks(**m, ptrs, tc, seeds, go);

@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/rng.h"
 
 namespace dgc::model {
 namespace {
@@ -623,6 +624,17 @@ StatusOr<std::vector<PacketRecord>> ExpandChunk(ChunkPlan& plan, const std::vect
   return out;
 }
 
+// Whether `seq` is a whole sequence the grammar accepts (from kBos to kEos).
+bool FitsGrammar(const FlowTokenizer& tok, const std::vector<Token>& seq) {
+  if (seq.size() < 2 || seq[0] != kBos || seq.size() > static_cast<size_t>(tok.max_length())) return false;
+  GrammarState st = tok.Start();
+  for (size_t j = 1; j < seq.size(); ++j) {
+    if (st.done || !tok.Allowed(st).Contains(seq[j])) return false;
+    tok.Advance(&st, seq[j]);
+  }
+  return st.done;
+}
+
 SampleOptions SampleOptionsOf(const GenerateOptions& opt) {
   SampleOptions so;
   so.temperature = opt.temperature;
@@ -657,12 +669,39 @@ StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model
   GenerateStats& st = stats ? *stats : local;
   std::vector<ChunkPlan> plans;
   SampleOptions so = SampleOptionsOf(opt);
+  // Per chunk, its flows that copy another's packets (exact_templates):
+  // flow -> the flow whose sequence it copies past its own header.
+  std::vector<std::vector<std::pair<size_t, size_t>>> shared(skeletons.size());
   std::vector<std::vector<Token>> prefixes;
+  std::vector<std::pair<size_t, size_t>> sampled;  // (chunk, flow) of each prefix
   for (size_t c = 0; c < skeletons.size(); ++c) {
     plans.push_back(PlanChunk(tok, *skeletons[c], seeds[c]));
-    for (size_t i = 0; i < plans.back().prefixes.size(); ++i) {
-      prefixes.push_back(std::move(plans.back().prefixes[i]));
+    ChunkPlan& plan = plans.back();
+    std::vector<char> copies(plan.prefixes.size(), 0);
+    if (opt.exact_templates > 0) {
+      const auto& exact = skeletons[c]->exact;
+      const size_t m = static_cast<size_t>(opt.exact_templates);
+      absl::flat_hash_map<std::vector<Token>, std::vector<size_t>> templates;
+      for (size_t j = 0; j < exact.size(); ++j) {
+        const ExactFlow& e = exact[j];
+        const size_t i = plan.n_sampled + j;
+        auto& mine = templates[tok.DetailKey(e.key, e.packets, e.duration_us * 1000, e.ttl)];
+        if (mine.size() < m) {
+          mine.push_back(i);
+          continue;
+        }
+        // Which template: keyed like the flow's draws, so the same for any
+        // batching, thread count or run of chunks.
+        const size_t from = mine[Mix3(seeds[c], i, 0x7e3a) % mine.size()];
+        shared[c].emplace_back(i, from);
+        copies[i] = 1;
+      }
+    }
+    for (size_t i = 0; i < plan.prefixes.size(); ++i) {
+      if (copies[i]) continue;
+      prefixes.push_back(plan.prefixes[i]);
       so.draw_keys.emplace_back(seeds[c], i);  // as GenerateChunk with this seed draws it
+      sampled.emplace_back(c, i);
     }
   }
   auto t0 = std::chrono::steady_clock::now();
@@ -670,18 +709,45 @@ StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model
   if (!prefixes.empty()) {
     DGC_ASSIGN_OR_RETURN(seqs, model.Sample(prefixes, tok, so));
   }
+  std::vector<std::vector<std::vector<Token>>> chunk_seqs(skeletons.size());
+  for (size_t c = 0; c < skeletons.size(); ++c) chunk_seqs[c].resize(plans[c].prefixes.size());
+  for (size_t k = 0; k < seqs.size(); ++k) chunk_seqs[sampled[k].first][sampled[k].second] = std::move(seqs[k]);
+  // A copy is its own header, then the template's tokens past the
+  // template's header. The keys make it fit the grammar; a copy that did
+  // not would be sampled instead (as with exact_templates 0).
+  std::vector<std::vector<Token>> again;
+  std::vector<std::pair<size_t, size_t>> again_of;
+  SampleOptions so_again = SampleOptionsOf(opt);
+  for (size_t c = 0; c < skeletons.size(); ++c) {
+    for (const auto& [i, from] : shared[c]) {
+      const auto& head = plans[c].prefixes[i];
+      const auto& tmpl = chunk_seqs[c][from];
+      const size_t skip = plans[c].prefixes[from].size();
+      std::vector<Token> seq = head;
+      if (tmpl.size() > skip) seq.insert(seq.end(), tmpl.begin() + static_cast<ptrdiff_t>(skip), tmpl.end());
+      if (FitsGrammar(tok, seq)) {
+        chunk_seqs[c][i] = std::move(seq);
+        ++st.exact_shared;
+      } else {
+        again.push_back(head);
+        so_again.draw_keys.emplace_back(seeds[c], i);
+        again_of.emplace_back(c, i);
+      }
+    }
+  }
+  if (!again.empty()) {
+    DGC_ASSIGN_OR_RETURN(auto redrawn, model.Sample(again, tok, so_again));
+    for (size_t k = 0; k < redrawn.size(); ++k) {
+      chunk_seqs[again_of[k].first][again_of[k].second] = std::move(redrawn[k]);
+    }
+  }
   const double sample_seconds = SecondsSince(t0);
   std::vector<std::vector<PacketRecord>> out;
-  size_t first = 0;
   for (size_t c = 0; c < skeletons.size(); ++c) {
-    const size_t n = plans[c].prefixes.size();
-    std::vector<std::vector<Token>> mine(std::make_move_iterator(seqs.begin() + first),
-                                         std::make_move_iterator(seqs.begin() + first + n));
-    first += n;
     GenerateStats one;
     GenerateOptions o = opt;
     o.seed = seeds[c];
-    DGC_ASSIGN_OR_RETURN(auto packets, ExpandChunk(plans[c], mine, tok, *skeletons[c], o, one));
+    DGC_ASSIGN_OR_RETURN(auto packets, ExpandChunk(plans[c], chunk_seqs[c], tok, *skeletons[c], o, one));
     st.flows += one.flows;
     st.exact_flows += one.exact_flows;
     st.packets += one.packets;

@@ -47,11 +47,20 @@ struct GenerateOptions {
   // Scale the drawn sizes of each exactly kept flow's packets so the flow
   // totals its recorded bytes (a flow record's byte count is exact too).
   bool fit_exact_bytes = true;
+  // Exact flows with the same DetailKey (protocol, service ports, packet
+  // count and duration buckets, TTL) draw their packets from at most this
+  // many of them: the first N of a key are sampled, each later one copies
+  // the packets one of those drew (picked by its draw key) and is then fit
+  // to its own bytes, duration and flags like any exact flow. Those flows
+  // cost no decode steps. 0: every exact flow is sampled. The default is
+  // measured in DESIGN_NOTES.md (session 18).
+  int32_t exact_templates = 8;
 };
 
 struct GenerateStats {
   uint64_t flows = 0;
   uint64_t exact_flows = 0;  // of `flows`, kept exactly (their headers forced)
+  uint64_t exact_shared = 0;  // of `exact_flows`, packets copied from another (exact_templates)
   uint64_t packets = 0;
   uint64_t dropped_past_end = 0;  // packets of flows running past the chunk's end
   double sample_seconds = 0;

@@ -181,6 +181,25 @@ std::vector<Token> FlowTokenizer::EncodeHeader(const FlowKey& key, uint8_t marks
   return t;
 }
 
+std::vector<Token> FlowTokenizer::DetailKey(const FlowKey& key, uint64_t packets, int64_t duration_ns,
+                                            uint8_t ttl) const {
+  std::vector<Token> t;
+  t.reserve(8);
+  t.push_back(family_.begin + (key.version == 6 ? 1 : 0));
+  t.push_back(proto_.begin + key.proto);
+  if (ProtoHasPorts(key.proto)) {
+    for (uint16_t port : {key.sport, key.dport}) {
+      const int32_t idx = CommonPortIndex(port);
+      t.push_back(idx >= 0 ? port_common_.begin + idx : kPad);
+    }
+  }
+  const uint64_t n = std::max<uint64_t>(1, packets);
+  t.push_back(npkt_.begin + PacketCountBucket(n));
+  if (n > 1) t.push_back(dur_.begin + LogUsBucket(duration_ns));
+  t.push_back(ttl_.begin + ttl);
+  return t;
+}
+
 std::vector<Token> FlowTokenizer::Encode(const FlowSample& fs, int64_t chunk_start_ns, int64_t chunk_ns) const {
   const Flow& f = fs.flow;
   const auto& ps = fs.packets;

@@ -91,6 +91,13 @@ class FlowTokenizer final : public Grammar {
   // forces for a flow kept exactly, leaving the packets to the model.
   std::vector<Token> EncodeHeader(const FlowKey& key, uint8_t marks, int64_t offset_ns, uint64_t packets,
                                   int64_t duration_ns, uint8_t ttl, int64_t chunk_ns) const;
+  // What a flow kept exactly is conditioned on when its packets are drawn,
+  // less what makes it one flow: its header without start, marks and
+  // addresses, and a port that has no token of its own (an ephemeral one)
+  // as "some port". Flows with the same key have the same grammar after
+  // their headers, so one's drawn packets fit another
+  // (GenerateOptions::exact_templates).
+  std::vector<Token> DetailKey(const FlowKey& key, uint64_t packets, int64_t duration_ns, uint8_t ttl) const;
   // The START token for a flow starting at `offset_ns` into a chunk of `chunk_ns`.
   Token StartToken(int64_t offset_ns, int64_t chunk_ns) const;
   // Reads a sequence back. InvalidArgument when the grammar rejects it.

@@ -15,7 +15,7 @@ std::string EncodeSegmentOptions(const SegmentOptions& o) {
   for (const auto& c : o.chunks) {
     chunks.push_back({{"link", c.link}, {"start_ns", c.start_ns}, {"duration_ns", c.duration_ns}, {"seed", c.seed}});
   }
-  nlohmann::json j = {{"chunks", chunks}, {"min_p", o.min_p}};
+  nlohmann::json j = {{"chunks", chunks}, {"min_p", o.min_p}, {"exact_templates", o.exact_templates}};
   if (!o.tokenizer.is_null()) j["tokenizer"] = o.tokenizer;
   return j.dump();
 }
@@ -45,6 +45,12 @@ StatusOr<SegmentOptions> DecodeSegmentOptions(absl::string_view text) {
   if (auto m = j.find("min_p"); m != j.end()) {
     if (!m->is_number()) return bad("min_p is not a number");
     o.min_p = m->get<double>();
+  }
+  if (auto e = j.find("exact_templates"); e != j.end()) {
+    if (!e->is_number_integer() || e->get<int64_t>() < 0 || e->get<int64_t>() > 1000000) {
+      return bad("exact_templates is not an integer in [0, 1000000]");
+    }
+    o.exact_templates = e->get<int32_t>();
   }
   return o;
 }

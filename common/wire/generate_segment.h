@@ -39,6 +39,7 @@ struct SegmentOptions {
   std::vector<SegmentChunk> chunks;
   nlohmann::json tokenizer;  // TokenizerConfig JSON of the chunks' report; null: the default
   double min_p = 0;
+  int32_t exact_templates = 0;  // GenerateOptions::exact_templates; absent: 0 (every exact flow sampled)
 };
 
 std::string EncodeSegmentOptions(const SegmentOptions& o);

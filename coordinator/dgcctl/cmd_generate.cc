@@ -80,6 +80,7 @@ Examples:
     std::string library, link, since, until, filter, out, key;
     uint64_t seed = 1;
     double min_p = model::GenerateOptions{}.min_p;
+    int exact_templates = model::GenerateOptions{}.exact_templates;
     int threads = 0;
     bool ethernet = false;
     bool full_packets = false;
@@ -96,6 +97,11 @@ Examples:
   cmd->add_option("--min-p", o->min_p,
                   "never draw a token less likely than this fraction of the likeliest (0: plain sampling)")
       ->check(CLI::Range(0.0, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--exact-templates", o->exact_templates,
+                  "exact flows alike (protocol, service ports, packet count and duration buckets, TTL) draw their "
+                  "packets from at most this many of them, each later one copying one of those; 0: sample every one")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd->add_option("--threads", o->threads,
                   "threads sampling flows (0: the CPUs this process may use); the output is the same for any value")
@@ -213,7 +219,8 @@ Examples:
       if (!c.ok()) return fail(c.status());
       client = *std::move(c);
       nlohmann::json args = {{"link", o->link},      {"since_ns", range.since_ns}, {"until_ns", range.until_ns},
-                             {"seed", o->seed},      {"min_p", o->min_p},          {"skip_damaged", o->skip_damaged}};
+                             {"seed", o->seed},      {"min_p", o->min_p},          {"skip_damaged", o->skip_damaged},
+                             {"exact_templates", o->exact_templates}};
       auto a = client->Call("generate", "start", "", args.dump());
       if (!a.ok()) return fail(a.status());
       session = std::to_string(a->json.value("session", uint64_t{0}));
@@ -382,6 +389,7 @@ Examples:
       }
       model::GenerateOptions go;
       go.min_p = o->min_p;
+      go.exact_templates = o->exact_templates;
       go.threads = o->threads;
       // The run of chunks after this one with the same model and tokenizer
       // (quiet chunks share their parent's), up to kRunFlows flows: sampled

@@ -1,6 +1,7 @@
 #include "common/model/generator.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -353,6 +354,79 @@ TEST(GeneratorTest, ChunksSampledTogetherGiveWhatEachGivesAlone) {
     }
   }
   EXPECT_FALSE(GenerateChunks(*u.model, u.tok, ptrs, {1, 2}, o).ok()) << "a seed per chunk";
+}
+
+TEST(GeneratorTest, ExactFlowsAlikeCopyTheirTemplatesPackets) {
+  // 30 flows between 3 clients and a server's two addresses, all to 443 with
+  // 30 packets over about the same time: one DetailKey or a few. With one
+  // template per key the rest copy its packets (no decode steps) and are
+  // then fit to their own records like any exact flow.
+  Untrained u;
+  Chunk c = FewHostsChunk();
+  Skeleton sk = Skeleton::FromChunk(c, BuildFlows(c.packets, c.end_ns()), Skeleton::DefaultBinNs(c.duration_ns));
+  std::vector<ExactFlow> ranked = Skeleton::RankFlows(c);
+  sk.SetExactFlows(ranked, ranked.size());
+  std::set<std::vector<Token>> keys;
+  for (const auto& e : sk.exact) keys.insert(u.tok.DetailKey(e.key, e.packets, e.duration_us * 1000, e.ttl));
+  ASSERT_LT(keys.size(), ranked.size() / 2) << "the fixture must have flows alike";
+  GenerateOptions o;
+  o.threads = 1;
+  o.exact_templates = 1;
+  GenerateStats st;
+  auto out = GenerateChunk(*u.model, u.tok, sk, o, &st);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(st.exact_flows, ranked.size());
+  EXPECT_EQ(st.exact_shared, ranked.size() - keys.size());
+  // Every record still holds: tuple, packets, start, flags, bytes.
+  std::vector<Flow> real = BuildFlows(c.packets, c.end_ns()), synth = BuildFlows(*out, c.end_ns());
+  ASSERT_EQ(synth.size(), real.size());
+  auto by_port = [](std::vector<Flow> v) {
+    std::sort(v.begin(), v.end(), [](const Flow& a, const Flow& b) { return a.key.sport < b.key.sport; });
+    return v;
+  };
+  real = by_port(real);
+  synth = by_port(synth);
+  for (size_t i = 0; i < real.size(); ++i) {
+    EXPECT_EQ(synth[i].key, real[i].key) << i;
+    EXPECT_EQ(synth[i].packets, real[i].packets) << i;
+    EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;
+    EXPECT_EQ(synth[i].tcp_flags & real[i].tcp_flags, real[i].tcp_flags) << i;
+    EXPECT_EQ(synth[i].bytes, real[i].bytes) << i;
+  }
+  // Unfit, a copy's head sizes are its template's (sizes under 1600 bytes
+  // are exact tokens): flows of one key share one pattern. Sampled each,
+  // the untrained model gives each its own.
+  auto patterns = [&](const std::vector<PacketRecord>& pkts) {
+    std::map<uint16_t, std::vector<uint32_t>> sizes;  // by client port: one flow each here
+    for (const auto& p : pkts) {
+      auto& v = sizes[p.sport];
+      if (v.size() < 16) v.push_back(p.ip_len);
+    }
+    std::set<std::vector<uint32_t>> distinct;
+    for (const auto& [k, v] : sizes) distinct.insert(v);
+    return distinct.size();
+  };
+  o.fit_exact_bytes = false;
+  auto copied = GenerateChunk(*u.model, u.tok, sk, o, &st);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(patterns(*copied), keys.size());
+  o.exact_templates = 0;
+  auto each = GenerateChunk(*u.model, u.tok, sk, o, &st);
+  ASSERT_TRUE(each.ok()) << each.status();
+  EXPECT_EQ(st.exact_shared, 0u);
+  EXPECT_GT(patterns(*each), keys.size());
+  // The copies are keyed like the draws: the same output for any thread
+  // count and batch size.
+  o.fit_exact_bytes = true;
+  o.exact_templates = 2;
+  o.batch_size = 512;
+  auto one = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(one.ok());
+  o.threads = 3;
+  o.batch_size = 5;
+  auto three = GenerateChunk(*u.model, u.tok, sk, o);
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(Fields(*one), Fields(*three));
 }
 
 }  // namespace

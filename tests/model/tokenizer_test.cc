@@ -128,6 +128,31 @@ TEST(TokenizerTest, UdpIcmpIpv6AndVaryingTtl) {
   EXPECT_EQ(d->duration_ns, 0);
 }
 
+TEST(TokenizerTest, DetailKeyLeavesOutWhatMakesAFlowOneFlow) {
+  FlowTokenizer tok;
+  FlowKey a;
+  a.version = 4;
+  a.proto = kProtoTcp;
+  a.src = IpAddress::FromV4(0x0a000001);
+  a.dst = IpAddress::FromV4(0xc0a80102);
+  a.sport = 40001;  // ephemeral: no token of its own
+  a.dport = 443;
+  const auto key = tok.DetailKey(a, 12, 3 * kSec, 64);
+  FlowKey b = a;
+  b.src = IpAddress::FromV4(0x0a000099);
+  b.dst = IpAddress::FromV4(0xc0a80177);
+  b.sport = 51234;
+  EXPECT_EQ(tok.DetailKey(b, 12, 3 * kSec, 64), key) << "addresses and an ephemeral port do not count";
+  b.dport = 80;
+  EXPECT_NE(tok.DetailKey(b, 12, 3 * kSec, 64), key) << "a service port does";
+  EXPECT_NE(tok.DetailKey(a, 13, 3 * kSec, 64), key) << "so do the packet count,";
+  EXPECT_NE(tok.DetailKey(a, 12, 30 * kSec, 64), key) << "the duration";
+  EXPECT_NE(tok.DetailKey(a, 12, 3 * kSec, 128), key) << "and the TTL";
+  FlowKey u = a;
+  u.proto = kProtoUdp;
+  EXPECT_NE(tok.DetailKey(u, 12, 3 * kSec, 64), key);
+}
+
 TEST(TokenizerTest, BucketsCoverTheirRanges) {
   for (uint64_t n : {1ULL, 2ULL, 16ULL, 17ULL, 18ULL, 100ULL, 12345ULL, 99999999ULL}) {
     auto [lo, hi] = FlowTokenizer::PacketCountRange(FlowTokenizer::PacketCountBucket(n));
