@@ -70,6 +70,7 @@ TEST(GenerateSegmentTest, OptionsRoundTripAndBadOnesSayWhy) {
   SegmentOptions o;
   o.chunks = {{"tap0#1", -60'000'000'000, 60'000'000'000, ~uint64_t{0}}};
   o.min_p = 0.05;
+  o.exact_templates = 3;
   o.tokenizer = nlohmann::json{{"max_packets", 12}};
   auto back = DecodeSegmentOptions(EncodeSegmentOptions(o));
   ASSERT_TRUE(back.ok()) << back.status();
@@ -78,10 +79,16 @@ TEST(GenerateSegmentTest, OptionsRoundTripAndBadOnesSayWhy) {
   EXPECT_EQ(back->chunks[0].start_ns, -60'000'000'000);
   EXPECT_EQ(back->chunks[0].seed, ~uint64_t{0});
   EXPECT_EQ(back->min_p, 0.05);
+  EXPECT_EQ(back->exact_templates, 3);
+  auto older = DecodeSegmentOptions(R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":1,"seed":1}]})");
+  ASSERT_TRUE(older.ok()) << older.status();
+  EXPECT_EQ(older->exact_templates, 0) << "a segment without the field samples every exact flow, as before it";
   EXPECT_EQ(back->tokenizer, o.tokenizer);
   for (const char* bad : {"", "[]", "{}", R"({"chunks":[]})", R"({"chunks":[{"link":"a"}]})",
                           R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":0,"seed":1}]})",
-                          R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":1,"seed":1}],"min_p":"x"})"}) {
+                          R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":1,"seed":1}],"min_p":"x"})",
+                          R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":1,"seed":1}],"exact_templates":-1})",
+                          R"({"chunks":[{"link":"a","start_ns":0,"duration_ns":1,"seed":1}],"exact_templates":0.5})"}) {
     auto d = DecodeSegmentOptions(bad);
     EXPECT_FALSE(d.ok()) << bad;
     if (!d.ok()) EXPECT_NE(d.status().message().find("generate segment"), std::string::npos) << d.status();
