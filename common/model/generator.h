@@ -52,9 +52,12 @@ struct GenerateOptions {
   // many of them: the first N of a key are sampled, each later one copies
   // the packets one of those drew (picked by its draw key) and is then fit
   // to its own bytes, duration and flags like any exact flow. Those flows
-  // cost no decode steps. 0: every exact flow is sampled. The default is
-  // measured in DESIGN_NOTES.md (session 18).
-  int32_t exact_templates = 8;
+  // cost no decode steps. 0: every exact flow is sampled. Measured on the
+  // 1M bench trace (DESIGN_NOTES.md, session 18), packets/s on one thread
+  // and whole-trace mean, 0 / 1 / 2 / 8: at 1x 30.6k 0.0827 / 254k 0.0852 /
+  // 165k 0.0823 / 72k 0.0823; at 0.1x 28.7k 0.1715 / 64k 0.1725 / 52k
+  // 0.1731 / 37k 0.1721. 2: the mean as sampling each, within the noise.
+  int32_t exact_templates = 2;
 };
 
 struct GenerateStats {
