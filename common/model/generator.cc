@@ -586,11 +586,20 @@ StatusOr<std::vector<PacketRecord>> ExpandChunk(ChunkPlan& plan, const std::vect
     expanded[i].packets = tok.Expand(flows[i], starts[i], rng);
     expanded[i].head = std::min(flows[i].head.size(), expanded[i].packets.size());
     if (i >= n_sampled && !expanded[i].packets.empty()) {
-      // The record's OR of TCP flags: bits the drawn packets lack go on the last.
+      // The record's OR of TCP flags: a bit it lacks was on no packet, so
+      // drawn packets lose it (a packet left with none keeps ACK, or the
+      // whole OR, rather than become a flagless probe); bits the packets
+      // still lack go on the last. A one-packet flow gets exactly its flags.
       const ExactFlow& e = sk.exact[i - n_sampled];
-      uint8_t have = 0;
-      for (const auto& p : expanded[i].packets) have |= p.tcp_flags;
-      if (e.key.proto == kProtoTcp) expanded[i].packets.back().tcp_flags |= e.tcp_flags & ~have;
+      if (e.key.proto == kProtoTcp) {
+        uint8_t have = 0;
+        for (auto& p : expanded[i].packets) {
+          p.tcp_flags &= e.tcp_flags;
+          if (p.tcp_flags == 0) p.tcp_flags = (e.tcp_flags & kTcpAck) ? kTcpAck : e.tcp_flags;
+          have |= p.tcp_flags;
+        }
+        expanded[i].packets.back().tcp_flags |= e.tcp_flags & ~have;
+      }
       if (opt.fit_exact_bytes) FitFlowBytes(&expanded[i].packets, e.bytes);
     }
   }
