@@ -160,6 +160,27 @@ Chunk FewHostsChunk() {
   return c;
 }
 
+// Every flow of `c` kept exactly comes out as its record says: tuple,
+// packets, start (to the microsecond), OR of flags and bytes. FewHostsChunk
+// has one flow per client port.
+void ExpectEveryFlowAsRecorded(const Chunk& c, const std::vector<PacketRecord>& out) {
+  std::vector<Flow> real = BuildFlows(c.packets, c.end_ns()), synth = BuildFlows(out, c.end_ns());
+  ASSERT_EQ(synth.size(), real.size());
+  auto by_port = [](std::vector<Flow> v) {
+    std::sort(v.begin(), v.end(), [](const Flow& a, const Flow& b) { return a.key.sport < b.key.sport; });
+    return v;
+  };
+  real = by_port(real);
+  synth = by_port(synth);
+  for (size_t i = 0; i < real.size(); ++i) {
+    EXPECT_EQ(synth[i].key, real[i].key) << i;
+    EXPECT_EQ(synth[i].packets, real[i].packets) << i;
+    EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;
+    EXPECT_EQ(synth[i].tcp_flags, real[i].tcp_flags) << i << ": an exact flow has its record's OR of flags, no more";
+    EXPECT_EQ(synth[i].bytes, real[i].bytes) << i << ": an exact flow totals its recorded bytes";
+  }
+}
+
 TEST(GeneratorTest, ExactFlowsKeepTheirTupleStartPacketsAndFlags) {
   Untrained u;
   Chunk c = FewHostsChunk();
@@ -173,21 +194,7 @@ TEST(GeneratorTest, ExactFlowsKeepTheirTupleStartPacketsAndFlags) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(st.exact_flows, ranked.size());
   EXPECT_EQ(out->size(), c.packets.size());
-  std::vector<Flow> real = BuildFlows(c.packets, c.end_ns()), synth = BuildFlows(*out, c.end_ns());
-  ASSERT_EQ(synth.size(), real.size());
-  auto by_key = [](std::vector<Flow> v) {
-    std::sort(v.begin(), v.end(), [](const Flow& a, const Flow& b) { return a.key.sport < b.key.sport; });
-    return v;
-  };
-  real = by_key(real);
-  synth = by_key(synth);
-  for (size_t i = 0; i < real.size(); ++i) {
-    EXPECT_EQ(synth[i].key, real[i].key) << i;
-    EXPECT_EQ(synth[i].packets, real[i].packets) << i;
-    EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;  // microseconds
-    EXPECT_EQ(synth[i].tcp_flags, real[i].tcp_flags) << i << ": an exact flow has its record's OR of flags, no more";
-    EXPECT_EQ(synth[i].bytes, real[i].bytes) << i << ": an exact flow totals its recorded bytes";
-  }
+  ExpectEveryFlowAsRecorded(c, *out);
   // Without the fit, the untrained model's sizes miss the totals.
   o.fit_exact_bytes = false;
   auto unfit = GenerateChunk(*u.model, u.tok, sk, o, &st);
@@ -378,21 +385,7 @@ TEST(GeneratorTest, ExactFlowsAlikeCopyTheirTemplatesPackets) {
   EXPECT_EQ(st.exact_flows, ranked.size());
   EXPECT_EQ(st.exact_shared, ranked.size() - keys.size());
   // Every record still holds: tuple, packets, start, flags, bytes.
-  std::vector<Flow> real = BuildFlows(c.packets, c.end_ns()), synth = BuildFlows(*out, c.end_ns());
-  ASSERT_EQ(synth.size(), real.size());
-  auto by_port = [](std::vector<Flow> v) {
-    std::sort(v.begin(), v.end(), [](const Flow& a, const Flow& b) { return a.key.sport < b.key.sport; });
-    return v;
-  };
-  real = by_port(real);
-  synth = by_port(synth);
-  for (size_t i = 0; i < real.size(); ++i) {
-    EXPECT_EQ(synth[i].key, real[i].key) << i;
-    EXPECT_EQ(synth[i].packets, real[i].packets) << i;
-    EXPECT_EQ(synth[i].first_ns / 1000, real[i].first_ns / 1000) << i;
-    EXPECT_EQ(synth[i].tcp_flags, real[i].tcp_flags) << i << ": an exact flow has its record's OR of flags, no more";
-    EXPECT_EQ(synth[i].bytes, real[i].bytes) << i;
-  }
+  ExpectEveryFlowAsRecorded(c, *out);
   // Unfit, a copy's head sizes are its template's (sizes under 1600 bytes
   // are exact tokens): flows of one key share one pattern. Sampled each,
   // the untrained model gives each its own.
