@@ -11,7 +11,8 @@
 # captures (600 s), the ndpi sessions merged (600 s), the 1M bench trace (600 s,
 # built by make_bench_trace.sh) and the CAIDA sample. BUDGETS="0.1x,1x" narrows
 # the budgets. Needs nfdump and mergecap (deploy/install-deps.sh installs them).
-# Hours on 2 cores for the whole set: run it by hand, not in CI.
+# About half an hour on 2 cores for the whole set (28 min in session 18):
+# run it by hand, not in CI.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="${1:-$root/build/frontier}"
