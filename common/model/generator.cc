@@ -633,17 +633,6 @@ StatusOr<std::vector<PacketRecord>> ExpandChunk(ChunkPlan& plan, const std::vect
   return out;
 }
 
-// Whether `seq` is a whole sequence the grammar accepts (from kBos to kEos).
-bool FitsGrammar(const FlowTokenizer& tok, const std::vector<Token>& seq) {
-  if (seq.size() < 2 || seq[0] != kBos || seq.size() > static_cast<size_t>(tok.max_length())) return false;
-  GrammarState st = tok.Start();
-  for (size_t j = 1; j < seq.size(); ++j) {
-    if (st.done || !tok.Allowed(st).Contains(seq[j])) return false;
-    tok.Advance(&st, seq[j]);
-  }
-  return st.done;
-}
-
 SampleOptions SampleOptionsOf(const GenerateOptions& opt) {
   SampleOptions so;
   so.temperature = opt.temperature;
@@ -708,7 +697,7 @@ StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model
     }
     for (size_t i = 0; i < plan.prefixes.size(); ++i) {
       if (copies[i]) continue;
-      prefixes.push_back(plan.prefixes[i]);
+      prefixes.push_back(std::move(plan.prefixes[i]));  // a copy's own header stays in the plan
       so.draw_keys.emplace_back(seeds[c], i);  // as GenerateChunk with this seed draws it
       sampled.emplace_back(c, i);
     }
@@ -722,32 +711,18 @@ StatusOr<std::vector<std::vector<PacketRecord>>> GenerateChunks(FlowModel& model
   for (size_t c = 0; c < skeletons.size(); ++c) chunk_seqs[c].resize(plans[c].prefixes.size());
   for (size_t k = 0; k < seqs.size(); ++k) chunk_seqs[sampled[k].first][sampled[k].second] = std::move(seqs[k]);
   // A copy is its own header, then the template's tokens past the
-  // template's header. The keys make it fit the grammar; a copy that did
-  // not would be sampled instead (as with exact_templates 0).
-  std::vector<std::vector<Token>> again;
-  std::vector<std::pair<size_t, size_t>> again_of;
-  SampleOptions so_again = SampleOptionsOf(opt);
+  // template's header. One DetailKey means headers of one length (the same
+  // family and the same ports with or without a token of their own) and the
+  // same grammar after them, so the copy is a whole sequence; Decode, in
+  // ExpandChunk, still rejects one that is not.
   for (size_t c = 0; c < skeletons.size(); ++c) {
     for (const auto& [i, from] : shared[c]) {
-      const auto& head = plans[c].prefixes[i];
+      std::vector<Token> seq = std::move(plans[c].prefixes[i]);
+      const size_t head = seq.size();  // the template's too
       const auto& tmpl = chunk_seqs[c][from];
-      const size_t skip = plans[c].prefixes[from].size();
-      std::vector<Token> seq = head;
-      if (tmpl.size() > skip) seq.insert(seq.end(), tmpl.begin() + static_cast<ptrdiff_t>(skip), tmpl.end());
-      if (FitsGrammar(tok, seq)) {
-        chunk_seqs[c][i] = std::move(seq);
-        ++st.exact_shared;
-      } else {
-        again.push_back(head);
-        so_again.draw_keys.emplace_back(seeds[c], i);
-        again_of.emplace_back(c, i);
-      }
-    }
-  }
-  if (!again.empty()) {
-    DGC_ASSIGN_OR_RETURN(auto redrawn, model.Sample(again, tok, so_again));
-    for (size_t k = 0; k < redrawn.size(); ++k) {
-      chunk_seqs[again_of[k].first][again_of[k].second] = std::move(redrawn[k]);
+      if (tmpl.size() > head) seq.insert(seq.end(), tmpl.begin() + static_cast<ptrdiff_t>(head), tmpl.end());
+      chunk_seqs[c][i] = std::move(seq);
+      ++st.exact_shared;
     }
   }
   const double sample_seconds = SecondsSince(t0);

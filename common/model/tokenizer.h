@@ -94,8 +94,8 @@ class FlowTokenizer final : public Grammar {
   // What a flow kept exactly is conditioned on when its packets are drawn,
   // less what makes it one flow: its header without start, marks and
   // addresses, and a port that has no token of its own (an ephemeral one)
-  // as "some port". Flows with the same key have the same grammar after
-  // their headers, so one's drawn packets fit another
+  // as "some port". Flows with the same key have headers of one length and
+  // the same grammar after them, so one's drawn packets fit another
   // (GenerateOptions::exact_templates).
   std::vector<Token> DetailKey(const FlowKey& key, uint64_t packets, int64_t duration_ns, uint8_t ttl) const;
   // The START token for a flow starting at `offset_ns` into a chunk of `chunk_ns`.
