@@ -157,6 +157,13 @@ void FlowTokenizer::EncodePort(uint16_t port, std::vector<Token>* out) const {
   }
 }
 
+void FlowTokenizer::AppendCounts(uint64_t packets, int64_t duration_ns, uint8_t ttl, std::vector<Token>* t) const {
+  const uint64_t n = std::max<uint64_t>(1, packets);
+  t->push_back(npkt_.begin + PacketCountBucket(n));
+  if (n > 1) t->push_back(dur_.begin + LogUsBucket(duration_ns));
+  t->push_back(ttl_.begin + ttl);
+}
+
 std::vector<Token> FlowTokenizer::EncodeHeader(const FlowKey& key, uint8_t marks, int64_t offset_ns, uint64_t packets,
                                                int64_t duration_ns, uint8_t ttl, int64_t chunk_ns) const {
   std::vector<Token> t;
@@ -174,10 +181,7 @@ std::vector<Token> FlowTokenizer::EncodeHeader(const FlowKey& key, uint8_t marks
     EncodePort(key.sport, &t);
     EncodePort(key.dport, &t);
   }
-  uint64_t n = std::max<uint64_t>(1, packets);
-  t.push_back(npkt_.begin + PacketCountBucket(n));
-  if (n > 1) t.push_back(dur_.begin + LogUsBucket(duration_ns));
-  t.push_back(ttl_.begin + ttl);
+  AppendCounts(packets, duration_ns, ttl, &t);
   return t;
 }
 
@@ -193,10 +197,7 @@ std::vector<Token> FlowTokenizer::DetailKey(const FlowKey& key, uint64_t packets
       t.push_back(idx >= 0 ? port_common_.begin + idx : kPad);
     }
   }
-  const uint64_t n = std::max<uint64_t>(1, packets);
-  t.push_back(npkt_.begin + PacketCountBucket(n));
-  if (n > 1) t.push_back(dur_.begin + LogUsBucket(duration_ns));
-  t.push_back(ttl_.begin + ttl);
+  AppendCounts(packets, duration_ns, ttl, &t);
   return t;
 }
 

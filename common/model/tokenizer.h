@@ -136,6 +136,9 @@ class FlowTokenizer final : public Grammar {
   int32_t max_length_ = 0;
 
   void EncodePort(uint16_t port, std::vector<Token>* out) const;
+  // A header's last tokens, NPKT [DUR] TTL: EncodeHeader's and DetailKey's
+  // (one code, so flows of one key keep headers of one length).
+  void AppendCounts(uint64_t packets, int64_t duration_ns, uint8_t ttl, std::vector<Token>* t) const;
   Step NextAfterHeaderPorts(const GrammarState& s) const;
   void BeginPackets(GrammarState* s) const;
   void EndPacket(GrammarState* s) const;
